@@ -1,0 +1,121 @@
+//! Start-up: connect, migrate, provision the operator key, load the demo,
+//! then serve until SIGTERM/SIGINT with the in-process worker alongside.
+use std::{sync::Arc, time::Instant};
+
+use anyhow::Context as _;
+use migration::MigratorTrait;
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{
+    auth,
+    context::AppState,
+    demo,
+    graphql::{AppSchema, schema_builder},
+    http::{Http, router},
+    metrics::Metrics,
+};
+
+pub struct App {
+    pub state: AppState,
+    pub schema: AppSchema,
+    /// Run the workers in this process (the embedded default).
+    pub with_worker: bool,
+    /// Printed once when it was generated now.
+    pub generated_admin_key: Option<String>,
+}
+
+impl App {
+    /// # Errors
+    /// Unreachable database, failed migration, invalid configuration.
+    pub async fn build(cfg: worker::Config, with_worker: bool) -> anyhow::Result<Self> {
+        let db = worker::config::connect(&cfg).await?;
+        migration::Migrator::up(&db, None)
+            .await
+            .context("database migration failed")?;
+        let default_name = if cfg.demo {
+            demo::BRAND
+        } else {
+            "Default account"
+        };
+        let boot = auth::bootstrap(&db, cfg.admin_key.as_deref(), default_name)
+            .await
+            .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
+        if cfg.demo && boot.first_start {
+            let started = Instant::now();
+            let stats = demo::seed(&db, boot.account.id)
+                .await
+                .map_err(|e| anyhow::anyhow!("demo data failed: {e}"))?;
+            tracing::info!(
+                ?stats,
+                ms = started.elapsed().as_millis() as u64,
+                "demo data loaded"
+            );
+        }
+        let state = AppState {
+            db,
+            config: Arc::new(cfg),
+            metrics: Arc::new(Metrics::default()),
+            started: Instant::now(),
+        };
+        let schema = schema_builder(state.config.max_depth, state.config.max_complexity)
+            .data(state.clone())
+            .finish();
+        Ok(Self {
+            state,
+            schema,
+            with_worker,
+            generated_admin_key: boot.generated_secret,
+        })
+    }
+
+    /// Serves on `listener` until a shutdown signal, then drains.
+    ///
+    /// # Errors
+    /// I/O errors of the listener.
+    pub async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
+        let (tx, rx) = watch::channel(false);
+        let worker = self.with_worker.then(|| {
+            let db = self.state.db.clone();
+            tokio::spawn(worker::runner::run(db, rx.clone()))
+        });
+        let http = Http {
+            assets: Arc::new(self.state.config.assets_dir.clone()),
+            state: self.state,
+            schema: self.schema,
+        };
+        let mut shutdown_rx = rx.clone();
+        axum::serve(listener, router(http))
+            .with_graceful_shutdown(async move {
+                tokio::select! {
+                    () = shutdown_signal() => {}
+                    _ = shutdown_rx.changed() => {}
+                }
+                tracing::info!("shutting down");
+                let _ = tx.send(true);
+            })
+            .await?;
+        if let Some(w) = worker {
+            let _ = w.await;
+        }
+        Ok(())
+    }
+}
+
+/// SIGINT or SIGTERM: a server started by a script ignores SIGINT, so both.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}

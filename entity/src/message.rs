@@ -1,0 +1,31 @@
+//! Text a member wrote: a chat message, a Moments post or a comment.
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "message")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub member_id: Uuid,
+    /// chat | moment | comment
+    pub kind: String,
+    pub text: String,
+    pub at: DateTimeUtc,
+    pub content_id: Option<Uuid>,
+    /// Hash of the natural key (member, kind, at, text).
+    pub natural_key: String,
+    /// Probability of positive, filled by text analysis.
+    pub sentiment: Option<f64>,
+    pub sentiment_label: Option<String>,
+    /// Little-endian f32 vector, filled by text analysis.
+    pub embedding: Option<Vec<u8>>,
+    pub keywords: Option<Json>,
+    pub analyzed_at: Option<DateTimeUtc>,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

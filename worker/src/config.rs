@@ -1,0 +1,154 @@
+//! Configuration from `LINGXI_*` environment variables, each with a default.
+//!
+//! The flat names are the public contract (API.md); both binaries read the
+//! same struct so an `api` and a `worker` started with the same environment
+//! agree on the database, the queue and the models.
+use std::{env, net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `LINGXI_HTTP_ADDR`: where the API listens (`127.0.0.1:0` picks a free port).
+    pub http_addr: SocketAddr,
+    /// `LINGXI_DATA_DIR`: SQLite file, embedded index, trained models.
+    pub data_dir: PathBuf,
+    /// `LINGXI_DATABASE_URL`: `sqlite://…` (default, in the data dir) or `postgres://…`.
+    pub database_url: String,
+    /// `LINGXI_MEILI_URL` / `LINGXI_MEILI_KEY`: unset means the embedded index.
+    pub meili_url: Option<String>,
+    pub meili_key: Option<String>,
+    /// `LINGXI_ADMIN_KEY`: the bootstrap operator key; generated when unset.
+    pub admin_key: Option<String>,
+    /// `LINGXI_DEMO`: load the demo brand on first start (default on).
+    pub demo: bool,
+    /// `LINGXI_MAX_BODY_MB`: larger request bodies get HTTP 413.
+    pub max_body_bytes: usize,
+    /// `LINGXI_MODELS_DIR`: ONNX models and runtime (default `~/.cache/lingxi/models`).
+    pub models_dir: PathBuf,
+    /// `LINGXI_ASSETS_DIR`: GraphiQL's static files (default `~/.cache/lingxi/web`).
+    pub assets_dir: PathBuf,
+    /// `LINGXI_REQUEST_TIMEOUT_SECS`: HTTP requests taking longer get 408.
+    pub request_timeout: Duration,
+    /// `LINGXI_LOG_FORMAT`: `pretty` (default) or `json`.
+    pub log_json: bool,
+    /// `LINGXI_MAX_DEPTH` / `LINGXI_MAX_COMPLEXITY`: GraphQL query limits.
+    pub max_depth: usize,
+    pub max_complexity: usize,
+}
+
+fn var(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parse<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{name}={v:?} is invalid: {e}")),
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("lingxi")
+}
+
+impl Config {
+    /// Reads the environment.
+    ///
+    /// # Errors
+    /// A variable that is set but does not parse.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let data_dir = PathBuf::from(var("LINGXI_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let database_url = var("LINGXI_DATABASE_URL").unwrap_or_else(|| {
+            format!("sqlite://{}?mode=rwc", data_dir.join("lingxi.db").display())
+        });
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+            bail!("LINGXI_DATABASE_URL must start with sqlite: or postgres://");
+        }
+        let demo = match var("LINGXI_DEMO").as_deref() {
+            None | Some("1" | "true" | "yes" | "on") => true,
+            Some("0" | "false" | "no" | "off") => false,
+            Some(v) => bail!("LINGXI_DEMO={v:?} is invalid: use 0 or 1"),
+        };
+        let max_body_mb: usize = parse("LINGXI_MAX_BODY_MB", 32)?;
+        if max_body_mb == 0 {
+            bail!("LINGXI_MAX_BODY_MB must be at least 1");
+        }
+        let models_dir = var("LINGXI_MODELS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| cache_dir().join("models"));
+        let assets_dir = var("LINGXI_ASSETS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| cache_dir().join("web"));
+        Ok(Self {
+            http_addr: parse("LINGXI_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            data_dir,
+            database_url,
+            meili_url: var("LINGXI_MEILI_URL"),
+            meili_key: var("LINGXI_MEILI_KEY"),
+            admin_key: var("LINGXI_ADMIN_KEY"),
+            demo,
+            max_body_bytes: max_body_mb.saturating_mul(1024 * 1024),
+            models_dir,
+            assets_dir,
+            request_timeout: Duration::from_secs(parse("LINGXI_REQUEST_TIMEOUT_SECS", 120)?),
+            log_json: matches!(var("LINGXI_LOG_FORMAT").as_deref(), Some("json")),
+            max_depth: parse("LINGXI_MAX_DEPTH", 12)?,
+            max_complexity: parse("LINGXI_MAX_COMPLEXITY", 2000)?,
+        })
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
+
+/// Installs the `tracing` subscriber once per process.
+pub fn init_tracing(cfg: &Config) {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("api=info,worker=info,tower_http=warn,sqlx=warn,sea_orm=warn,apalis=warn")
+    });
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if cfg.log_json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Connects to the configured database (creating the data dir for SQLite).
+///
+/// # Errors
+/// The database cannot be reached or opened.
+pub async fn connect(cfg: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    if cfg.is_sqlite() {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("cannot create data dir {}", cfg.data_dir.display()))?;
+    }
+    let mut opts = sea_orm::ConnectOptions::new(cfg.database_url.clone());
+    opts.sqlx_logging(false)
+        .max_connections(if cfg.is_sqlite() { 8 } else { 16 })
+        .connect_timeout(Duration::from_secs(10));
+    let db = sea_orm::Database::connect(opts)
+        .await
+        .context("cannot connect to LINGXI_DATABASE_URL")?;
+    if cfg.is_sqlite() {
+        use sea_orm::ConnectionTrait;
+        // WAL lets readers proceed during an import (it persists in the file).
+        for pragma in ["PRAGMA journal_mode=WAL"] {
+            db.execute_unprepared(pragma).await?;
+        }
+    }
+    Ok(db)
+}
