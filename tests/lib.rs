@@ -1,1 +1,317 @@
+//! The end-to-end harness: starts the real `api` binary on a random port
+//! against a fresh database (SQLite file, or a new PostgreSQL database when
+//! `LINGXI_TEST_BACKEND=postgres`) and talks GraphQL over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+
+pub const ADMIN_KEY: &str = "lx_test_operator_key_0123456789abcdefghij";
+
+/// Which database the suite runs on.
+pub fn backend() -> &'static str {
+    match std::env::var("LINGXI_TEST_BACKEND").as_deref() {
+        Ok("postgres") => "postgres",
+        _ => "sqlite",
+    }
+}
+
+fn pg_base() -> String {
+    std::env::var("LINGXI_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// The built `api` binary (`make test` builds it first).
+pub fn api_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("LINGXI_API_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/api");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+#[derive(Default)]
+pub struct Options {
+    pub demo: bool,
+    pub max_body_mb: Option<u32>,
+    pub extra_env: Vec<(String, String)>,
+    pub args: Vec<String>,
+}
+
+pub struct Server {
+    pub base: String,
+    pub database_url: String,
+    pub client: reqwest::Client,
+    pub stdout_lines: Vec<String>,
+    child: Child,
+    pg_db: Option<String>,
+    pub dir: tempfile::TempDir,
+}
+
+async fn pg_exec(sql: &str) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    let db = sea_orm::Database::connect(format!("{}/test", pg_base())).await?;
+    db.execute_unprepared(sql).await?;
+    db.close().await
+}
+
+impl Server {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(opts: Options) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (database_url, pg_db) = if backend() == "postgres" {
+            let name = format!("lingxi_t_{}", uuid::Uuid::new_v4().simple());
+            pg_exec(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("PostgreSQL reachable for LINGXI_TEST_BACKEND=postgres");
+            (format!("{}/{name}", pg_base()), Some(name))
+        } else {
+            (
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("lingxi.db").display()
+                ),
+                None,
+            )
+        };
+        let mut cmd = Command::new(api_bin());
+        cmd.args(&opts.args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("LINGXI_HTTP_ADDR", "127.0.0.1:0")
+            .env("LINGXI_DATA_DIR", dir.path().join("data"))
+            .env("LINGXI_DATABASE_URL", &database_url)
+            .env("LINGXI_ADMIN_KEY", ADMIN_KEY)
+            .env("LINGXI_DEMO", if opts.demo { "1" } else { "0" })
+            .env("RUST_LOG", "api=debug,worker=debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap());
+        if let Some(mb) = opts.max_body_mb {
+            cmd.env("LINGXI_MAX_BODY_MB", mb.to_string());
+        }
+        for (k, v) in &opts.extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start api");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        let mut base = None;
+        loop {
+            match rx.recv_timeout(Duration::from_secs(90)) {
+                Ok(line) => {
+                    if let Some(b) = line.strip_prefix("Lingxi listening on ") {
+                        base = Some(b.to_owned());
+                    }
+                    let last = line.starts_with("GraphiQL: ");
+                    lines.push(line);
+                    if last {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    let log =
+                        std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+                    panic!("api did not start; stdout: {lines:?}\nlog:\n{log}");
+                }
+            }
+        }
+        let base = base.expect("the listening line comes before the GraphiQL line");
+        Self {
+            base,
+            database_url,
+            client: reqwest::Client::new(),
+            stdout_lines: lines,
+            child,
+            pg_db,
+            dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit (after a signal), up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// A GraphQL request with `key`; returns the whole response body.
+    pub async fn gql_as(&self, key: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut req = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200, "GraphQL over HTTP answers 200");
+        res.json().await.unwrap()
+    }
+
+    /// As the operator/admin; panics on GraphQL errors and returns `data`.
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        self.ok_as(ADMIN_KEY, query, variables).await
+    }
+
+    pub async fn ok_as(&self, key: &str, query: &str, variables: Value) -> Value {
+        let body = self.gql_as(Some(key), query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Expects exactly an error with `code`; returns the body.
+    pub async fn err_as(
+        &self,
+        key: Option<&str>,
+        query: &str,
+        variables: Value,
+        code: &str,
+    ) -> Value {
+        let body = self.gql_as(key, query, variables).await;
+        assert_eq!(
+            error_code(&body),
+            Some(code.to_owned()),
+            "expected {code}: {body}"
+        );
+        body
+    }
+
+    /// A raw SQL scalar (counts) against the server's database.
+    pub async fn sql_count(&self, sql: &str) -> i64 {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = sea_orm::Database::connect(&self.database_url)
+            .await
+            .unwrap();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let n: i64 = row.try_get_by_index(0).unwrap();
+        db.close().await.unwrap();
+        n
+    }
+
+    /// Creates another account (tenant) and returns its admin key.
+    pub async fn new_account(&self, name: &str) -> (String, String) {
+        let d = self
+            .gql(
+                "mutation($n: String!) { createAccount(input: { name: $n }) { account { id name } adminKey } }",
+                json!({ "n": name }),
+            )
+            .await;
+        (
+            d["createAccount"]["account"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            d["createAccount"]["adminKey"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Creates a key with `role` in the caller's account.
+    pub async fn new_key(&self, admin: &str, role: &str) -> String {
+        let d = self
+            .ok_as(
+                admin,
+                "mutation($r: Role!) { createApiKey(input: { name: \"t\", role: $r }) { key { id role } secret } }",
+                json!({ "r": role }),
+            )
+            .await;
+        d["createApiKey"]["secret"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn import(&self, key: &str, what: &str, format: &str, data: &str) -> Value {
+        let q = format!(
+            "mutation($f: ImportFormat!, $d: String!) {{ {what}(input: {{ format: $f, data: $d }}) {{ accepted rejectedCount rejected {{ line message }} }} }}"
+        );
+        self.ok_as(key, &q, json!({ "f": format, "d": data })).await[what].clone()
+    }
+}
+
+pub fn error_code(body: &Value) -> Option<String> {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(name) = self.pg_db.take() {
+            // Drop runs inside the test's runtime: use a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(pg_exec(&format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+            })
+            .join();
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`, for up to `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

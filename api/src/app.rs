@@ -73,6 +73,19 @@ impl App {
     /// # Errors
     /// I/O errors of the listener.
     pub async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
+        let signal = shutdown_signal()?;
+        self.serve_until(listener, signal).await
+    }
+
+    /// Serves until `shutdown` resolves, then drains.
+    ///
+    /// # Errors
+    /// I/O errors of the listener.
+    pub async fn serve_until(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (tx, rx) = watch::channel(false);
         let worker = self.with_worker.then(|| {
             let db = self.state.db.clone();
@@ -87,7 +100,7 @@ impl App {
         axum::serve(listener, router(http))
             .with_graceful_shutdown(async move {
                 tokio::select! {
-                    () = shutdown_signal() => {}
+                    () = shutdown => {}
                     _ = shutdown_rx.changed() => {}
                 }
                 tracing::info!("shutting down");
@@ -101,21 +114,26 @@ impl App {
     }
 }
 
-/// SIGINT or SIGTERM: a server started by a script ignores SIGINT, so both.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGINT or SIGTERM. The handlers are installed now, not when the future
+/// is first polled, so a signal that arrives right after start-up is not lost.
+///
+/// # Errors
+/// The signal handlers cannot be installed.
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

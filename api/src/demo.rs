@@ -410,6 +410,17 @@ pub async fn seed(db: &DatabaseConnection, account_id: Uuid) -> AppResult<DemoSt
     Ok(stats)
 }
 
+/// name, status, objective, channel, content title, body, variants.
+type Plan = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+);
+
 async fn seed_campaigns(db: &DatabaseConnection, account_id: Uuid) -> AppResult<()> {
     let now = Utc::now();
     let seg = segment::ActiveModel {
@@ -427,7 +438,7 @@ async fn seed_campaigns(db: &DatabaseConnection, account_id: Uuid) -> AppResult<
     }
     .insert(db)
     .await?;
-    let plans: [(&str, &str, &str, &str, &str, &str, &[&str]); 3] = [
+    let plans: [Plan; 3] = [
         (
             "双十一焕亮精华预售",
             "RUNNING",

@@ -179,6 +179,12 @@ async fn graphql_ws(
                     let auth = auth::authenticate(&db, header.as_deref())
                         .await
                         .map_err(|_| async_graphql::Error::new("authentication unavailable"))?;
+                    // Refuse the connection itself without a valid key (close 4403).
+                    if !matches!(auth, Auth::Key(_)) {
+                        return Err(async_graphql::Error::new(
+                            "authentication required / 需要有效的 API 密钥",
+                        ));
+                    }
                     Ok(request_data(&conn_http, auth))
                 })
                 .serve()

@@ -24,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
     let addr = cfg.http_addr;
     let app = api::App::build(cfg, with_worker).await?;
     let listener = TcpListener::bind(addr).await?;
+    let shutdown = api::app::shutdown_signal()?;
     let local = listener.local_addr()?;
     // Stdout carries the lines a person (and the test harness) reads; logs go to stderr.
     let mut out = std::io::stdout().lock();
@@ -39,5 +40,5 @@ async fn main() -> anyhow::Result<()> {
     writeln!(out, "GraphiQL: http://{local}/graphql")?;
     out.flush()?;
     drop(out);
-    app.serve(listener).await
+    app.serve_until(listener, shutdown).await
 }

@@ -1,1 +1,15 @@
+//! End-to-end tests: the real `api` binary over HTTP, on SQLite by default
+//! and on PostgreSQL with `LINGXI_TEST_BACKEND=postgres` (`make test` runs both).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
+mod campaigns;
+mod connections;
+mod demo;
+mod http;
+mod imports;
+mod members;
+mod schema;
+mod segments;
+mod subscriptions;
+mod tenancy;

@@ -180,6 +180,8 @@ impl AccountsQuery {
     }
 
     /// The account's API keys (ADMIN only), oldest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 500) as usize * child_complexity + 1")]
+
     async fn api_keys(
         &self,
         ctx: &Context<'_>,

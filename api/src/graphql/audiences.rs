@@ -1,8 +1,8 @@
 //! Members (followers), their personas, events and erasure.
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use entity::{member, persona};
-use sea_orm::{ColumnTrait, Condition, QueryFilter, TransactionTrait};
+use entity::{event, member, message, persona, relation};
+use sea_orm::{ColumnTrait, Condition, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 
 use super::{
     connection::{Conn, PageArgs, paginate},
@@ -67,12 +67,120 @@ impl Member {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// The member's events, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 500) as usize * child_complexity + 1")]
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> GqlResult<Conn<MemberEvent>> {
+        let select = tenant::scoped::<event::Entity>(self.0.account_id)
+            .filter(event::Column::MemberId.eq(self.0.id));
+        Ok(paginate(
+            ctx.db(),
+            select,
+            event::Column::Id,
+            PageArgs::new(first, after)?,
+            true,
+            |m| m.id,
+            MemberEvent,
+        )
+        .await?)
+    }
+    /// What the member wrote (chat, Moments, comments), newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 500) as usize * child_complexity + 1")]
+    async fn messages(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> GqlResult<Conn<MemberMessage>> {
+        let select = tenant::scoped::<message::Entity>(self.0.account_id)
+            .filter(message::Column::MemberId.eq(self.0.id));
+        Ok(paginate(
+            ctx.db(),
+            select,
+            message::Column::Id,
+            PageArgs::new(first, after)?,
+            true,
+            |m| m.id,
+            MemberMessage,
+        )
+        .await?)
+    }
+    /// Openids of the member's friends (friend edges), first 100.
+    async fn friends(&self, ctx: &Context<'_>) -> GqlResult<Vec<String>> {
+        Ok(tenant::scoped::<relation::Entity>(self.0.account_id)
+            .filter(relation::Column::MemberId.eq(self.0.id))
+            .order_by_asc(relation::Column::FriendOpenid)
+            .limit(100)
+            .all(ctx.db())
+            .await?
+            .into_iter()
+            .map(|r| r.friend_openid)
+            .collect())
+    }
     /// Null until the persona job has run for this member.
     async fn persona(&self, ctx: &Context<'_>) -> GqlResult<Option<Persona>> {
         Ok(loader(ctx)?
             .load_one(PersonaOfMember(self.0.id))
             .await?
             .map(Persona))
+    }
+}
+
+pub struct MemberEvent(pub event::Model);
+
+#[Object(name = "Event")]
+impl MemberEvent {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+    #[graphql(name = "type")]
+    async fn kind(&self) -> &str {
+        &self.0.kind
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+    async fn content_id(&self) -> Option<ID> {
+        self.0.content_id.map(to_id)
+    }
+    async fn campaign_id(&self) -> Option<ID> {
+        self.0.campaign_id.map(to_id)
+    }
+    async fn value(&self) -> Option<f64> {
+        self.0.value
+    }
+}
+
+pub struct MemberMessage(pub message::Model);
+
+#[Object(name = "Message")]
+impl MemberMessage {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+    /// chat, moment or comment.
+    async fn kind(&self) -> &str {
+        &self.0.kind
+    }
+    async fn text(&self) -> &str {
+        &self.0.text
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+    async fn content_id(&self) -> Option<ID> {
+        self.0.content_id.map(to_id)
+    }
+    /// Probability of positive, once analysed.
+    async fn sentiment(&self) -> Option<f64> {
+        self.0.sentiment
+    }
+    async fn sentiment_label(&self) -> Option<&str> {
+        self.0.sentiment_label.as_deref()
     }
 }
 
@@ -161,6 +269,7 @@ pub struct AudiencesQuery;
 #[Object]
 impl AudiencesQuery {
     /// The account's members, oldest first; `search` matches openid, nickname or city.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 500) as usize * child_complexity + 1")]
     async fn members(
         &self,
         ctx: &Context<'_>,

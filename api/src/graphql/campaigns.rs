@@ -197,7 +197,7 @@ pub struct UpdateCampaignInput {
 }
 
 fn budget_fen(v: f64) -> AppResult<i64> {
-    if !v.is_finite() || v < 0.0 || v > 1e10 {
+    if !v.is_finite() || !(0.0..=1e10).contains(&v) {
         return Err(AppError::bad_input(
             "input.budget",
             "a non-negative amount in CNY",
@@ -359,6 +359,7 @@ pub struct CampaignsQuery;
 #[Object]
 impl CampaignsQuery {
     /// The account's campaigns, newest first, optionally by status.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 500) as usize * child_complexity + 1")]
     async fn campaigns(
         &self,
         ctx: &Context<'_>,

@@ -130,6 +130,7 @@ pub struct ContentsQuery;
 #[Object]
 impl ContentsQuery {
     /// The account's contents, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 500) as usize * child_complexity + 1")]
     async fn contents(
         &self,
         ctx: &Context<'_>,

@@ -15,6 +15,7 @@ pub mod segments;
 pub mod subscriptions;
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(
     accounts::AccountsQuery,
     campaigns::CampaignsQuery,
@@ -24,6 +25,7 @@ pub struct QueryRoot(
 );
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(
     accounts::AccountsMutation,
     campaigns::CampaignsMutation,

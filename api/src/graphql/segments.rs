@@ -335,6 +335,7 @@ pub struct SegmentsQuery;
 #[Object]
 impl SegmentsQuery {
     /// Saved segments, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 500) as usize * child_complexity + 1")]
     async fn segments(
         &self,
         ctx: &Context<'_>,

@@ -17,7 +17,7 @@ pub struct SubscriptionRoot;
 /// How often watched rows are re-read; cheap keyed lookups.
 const POLL: Duration = Duration::from_millis(500);
 
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Emits the campaign now and whenever its status or settings change.
     async fn campaign_updated(

@@ -121,19 +121,24 @@ impl Importer for MembersImport {
             }
             last.insert(row.openid.clone(), row);
         }
-        let mut groups: BTreeMap<Vec<String>, Vec<MemberRow>> = BTreeMap::new();
+        // New members get ids in file order, whichever group they land in.
+        let mut groups: BTreeMap<Vec<String>, Vec<(Uuid, MemberRow)>> = BTreeMap::new();
         for openid in order {
             let row = last.remove(&openid).unwrap_or_default();
             let key = row.present().iter().map(|c| format!("{c:?}")).collect();
-            groups.entry(key).or_default().push(row);
+            groups.entry(key).or_default().push((Uuid::now_v7(), row));
         }
         let now = Utc::now();
         for rows in groups.into_values() {
-            let mut update = rows[0].present();
+            let mut update = rows[0].1.present();
             update.push(member::Column::UpdatedAt);
             upsert(txn, self.account_id, &rows, &update, now).await?;
-            let ids =
-                ids_by_openid(txn, self.account_id, rows.iter().map(|r| r.openid.clone())).await?;
+            let ids = ids_by_openid(
+                txn,
+                self.account_id,
+                rows.iter().map(|(_, r)| r.openid.clone()),
+            )
+            .await?;
             outcome.touched_members.extend(ids.into_values());
         }
         Ok(Vec::new())
@@ -143,14 +148,14 @@ impl Importer for MembersImport {
 async fn upsert(
     db: &impl ConnectionTrait,
     account_id: Uuid,
-    rows: &[MemberRow],
+    rows: &[(Uuid, MemberRow)],
     update: &[member::Column],
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    let models = rows.iter().map(|r| {
+    let models = rows.iter().map(|(id, r)| {
         let subscribed = r.subscribed.unwrap_or(true);
         member::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(*id),
             account_id: Set(account_id),
             openid: Set(r.openid.clone()),
             unionid: Set(r.unionid.clone()),
