@@ -46,7 +46,8 @@ schema:
 
 ## Import throughput benchmark (release build); see docs/benchmarks.md.
 bench-import:
-	$(CARGO) run --release -p tests --bin bench_import -- $(ARGS)
+	$(CARGO) build --release --workspace --bins
+	LINGXI_API_BIN=target/release/api ./target/release/bench_import $(ARGS)
 
 clean-data:
 	rm -rf $(DATA_DIR)
