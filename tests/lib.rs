@@ -28,6 +28,33 @@ fn pg_base() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
+/// The shared model cache (`make setup` fills it), not the test's HOME.
+pub fn models_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("LINGXI_MODELS_DIR") {
+        return PathBuf::from(d);
+    }
+    let cache = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache")
+        });
+    cache.join("lingxi/models")
+}
+
+/// A binary of the workspace (`make test` builds them first).
+pub fn bin(name: &str) -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
 /// The built `api` binary (`make test` builds it first).
 pub fn api_bin() -> PathBuf {
     if let Ok(p) = std::env::var("LINGXI_API_BIN") {
@@ -103,6 +130,7 @@ impl Server {
             .env("LINGXI_ADMIN_KEY", ADMIN_KEY)
             .env("LINGXI_DEMO", if opts.demo { "1" } else { "0" })
             .env("RUST_LOG", "api=debug,worker=debug")
+            .env("LINGXI_MODELS_DIR", models_dir())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap());
         if let Some(mb) = opts.max_body_mb {
@@ -152,6 +180,28 @@ impl Server {
             pg_db,
             dir,
         }
+    }
+
+    /// Starts a `worker` process on the same database; its output goes to
+    /// `worker-N.log` in the test's directory.
+    pub fn spawn_worker(&self, n: usize) -> Child {
+        let log = std::fs::File::create(self.dir.path().join(format!("worker-{n}.log"))).unwrap();
+        Command::new(bin("worker"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("LINGXI_DATA_DIR", self.dir.path().join("data"))
+            .env("LINGXI_DATABASE_URL", &self.database_url)
+            .env("LINGXI_MODELS_DIR", models_dir())
+            .env("RUST_LOG", "worker=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start worker")
+    }
+
+    pub fn worker_log(&self, n: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("worker-{n}.log"))).unwrap_or_default()
     }
 
     pub fn pid(&self) -> u32 {

@@ -51,8 +51,15 @@ impl App {
                 "demo data loaded"
             );
         }
+        let queue = worker::jobs::JobQueue::connect(&cfg, &db).await?;
+        let models = worker::models::load(&cfg)?;
+        let refresher =
+            worker::jobs::schedule::Refresher::start(db.clone(), queue.clone(), models.is_some());
         let state = AppState {
             db,
+            queue,
+            refresher,
+            models,
             config: Arc::new(cfg),
             metrics: Arc::new(Metrics::default()),
             started: Instant::now(),
@@ -89,7 +96,13 @@ impl App {
         let (tx, rx) = watch::channel(false);
         let worker = self.with_worker.then(|| {
             let db = self.state.db.clone();
-            tokio::spawn(worker::runner::run(db, rx.clone()))
+            tokio::spawn(worker::runner::run(
+                db,
+                self.state.queue.clone(),
+                self.state.models.clone(),
+                worker::runner::WorkerOptions::default(),
+                rx.clone(),
+            ))
         });
         let http = Http {
             assets: Arc::new(self.state.config.assets_dir.clone()),

@@ -15,6 +15,11 @@ use crate::{
 #[derive(Clone)]
 pub struct AppState {
     pub db: DatabaseConnection,
+    pub queue: worker::jobs::JobQueue,
+    /// Queues persona refreshes for members whose data just changed.
+    pub refresher: worker::jobs::schedule::Refresher,
+    /// None when started with `LINGXI_MODELS=off`.
+    pub models: Option<worker::analysis::SharedModels>,
     pub config: Arc<worker::Config>,
     pub metrics: Arc<Metrics>,
     pub started: Instant,

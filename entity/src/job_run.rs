@@ -19,6 +19,11 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
+    /// Attempts before the job is FAILED for good.
+    pub max_attempts: i32,
+    /// Unique per scheduled occurrence (e.g. `nightly-personas:<account>:2026-11-27`).
+    pub schedule_key: Option<String>,
+    pub updated_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ mod connections;
 mod demo;
 mod http;
 mod imports;
+mod jobs;
 mod members;
 mod schema;
 mod segments;

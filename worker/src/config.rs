@@ -26,6 +26,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `LINGXI_MODELS_DIR`: ONNX models and runtime (default `~/.cache/lingxi/models`).
     pub models_dir: PathBuf,
+    /// `LINGXI_MODELS`: `off` runs without language models (analysis jobs fail).
+    pub models_enabled: bool,
     /// `LINGXI_ASSETS_DIR`: GraphiQL's static files (default `~/.cache/lingxi/web`).
     pub assets_dir: PathBuf,
     /// `LINGXI_REQUEST_TIMEOUT_SECS`: HTTP requests taking longer get 408.
@@ -100,6 +102,7 @@ impl Config {
             demo,
             max_body_bytes: max_body_mb.saturating_mul(1024 * 1024),
             models_dir,
+            models_enabled: !matches!(var("LINGXI_MODELS").as_deref(), Some("off" | "0" | "false")),
             assets_dir,
             request_timeout: Duration::from_secs(parse("LINGXI_REQUEST_TIMEOUT_SECS", 120)?),
             log_json: matches!(var("LINGXI_LOG_FORMAT").as_deref(), Some("json")),
@@ -151,4 +154,22 @@ pub async fn connect(cfg: &Config) -> anyhow::Result<sea_orm::DatabaseConnection
         }
     }
     Ok(db)
+}
+
+/// Starts a transaction that will write. On SQLite it takes the write lock
+/// up front (`BEGIN IMMEDIATE`): a deferred transaction that reads first
+/// fails at once with "database is locked" when another connection wrote
+/// meanwhile, instead of waiting for the busy timeout.
+///
+/// # Errors
+/// Database errors.
+pub async fn begin_write(
+    db: &sea_orm::DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
 }

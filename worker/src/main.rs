@@ -17,8 +17,18 @@ async fn main() -> anyhow::Result<()> {
         shutdown_signal().await;
         let _ = tx.send(true);
     });
-    tracing::info!("worker started");
-    worker::runner::run(db, rx).await;
+    let queue = worker::jobs::JobQueue::connect(&cfg, &db).await?;
+    let models = worker::models::load(&cfg)?;
+    let opts = worker::runner::WorkerOptions {
+        concurrency: std::env::var("LINGXI_WORKER_CONCURRENCY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2),
+        ..Default::default()
+    };
+    tracing::info!(name = %opts.name, "worker started");
+    println!("Lingxi worker started");
+    worker::runner::run(db, queue, models, opts, rx).await;
     Ok(())
 }
 

@@ -1,16 +1,106 @@
-//! The worker loop: runs until the shutdown signal resolves.
+//! The worker: apalis workers on the job queue, plus the tick loop for
+//! time-driven work (campaign schedule, nightly jobs). Runs until the
+//! shutdown signal; a job in flight finishes first (up to a timeout).
 use std::time::Duration;
 
+use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 
+use crate::{
+    analysis::SharedModels,
+    jobs::{
+        JobQueue,
+        execute::{JobContext, handle},
+        queue::POLL,
+        schedule,
+    },
+};
+
 /// How often time-driven campaign moves are checked.
 const TICK: Duration = Duration::from_secs(2);
+/// How often the nightly jobs are made sure of.
+const NIGHTLY_CHECK: Duration = Duration::from_secs(60);
+
+pub struct WorkerOptions {
+    /// Jobs run at once in this process.
+    pub concurrency: usize,
+    /// A name unique per process (apalis tracks workers by name).
+    pub name: String,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            name: format!(
+                "lingxi-{}-{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ),
+        }
+    }
+}
 
 /// Runs the background loops until `shutdown` flips to true.
-pub async fn run(db: DatabaseConnection, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    db: DatabaseConnection,
+    queue: JobQueue,
+    models: Option<SharedModels>,
+    opts: WorkerOptions,
+    shutdown: watch::Receiver<bool>,
+) {
+    let ctx = JobContext {
+        db: db.clone(),
+        queue: queue.clone(),
+        models,
+    };
+    let ticker = tokio::spawn(tick_loop(db, queue.clone(), shutdown.clone()));
+    let mut rx = shutdown.clone();
+    let signal = async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+        Ok(())
+    };
+    let monitor = Monitor::new().shutdown_timeout(Duration::from_secs(20));
+    let name = opts.name.clone();
+    let concurrency = opts.concurrency.max(1);
+    let result = match queue {
+        JobQueue::Sqlite(storage) => {
+            monitor
+                .register(move |_| {
+                    WorkerBuilder::new(name.clone())
+                        .backend(storage.clone().poll_with_interval(POLL))
+                        .concurrency(concurrency)
+                        .data(ctx.clone())
+                        .build(handle)
+                })
+                .run_with_signal(signal)
+                .await
+        }
+        JobQueue::Postgres(storage) => {
+            monitor
+                .register(move |_| {
+                    WorkerBuilder::new(name.clone())
+                        .backend(storage.clone().poll_with_interval(POLL))
+                        .concurrency(concurrency)
+                        .data(ctx.clone())
+                        .build(handle)
+                })
+                .run_with_signal(signal)
+                .await
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "job workers stopped with an error");
+    }
+    let _ = ticker.await;
+    tracing::info!("worker stopped");
+}
+
+async fn tick_loop(db: DatabaseConnection, queue: JobQueue, mut shutdown: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_nightly: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = interval.tick() => {
@@ -19,9 +109,16 @@ pub async fn run(db: DatabaseConnection, mut shutdown: watch::Receiver<bool>) {
                     Ok(n) => tracing::info!(moved = n, "campaign schedule applied"),
                     Err(e) => tracing::warn!(error = %e, "campaign tick failed"),
                 }
+                if last_nightly.is_none_or(|t| t.elapsed() >= NIGHTLY_CHECK) {
+                    last_nightly = Some(std::time::Instant::now());
+                    match schedule::ensure_nightly(&db, &queue).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(queued = n, "nightly persona rebuilds queued"),
+                        Err(e) => tracing::warn!(error = %e, "nightly scheduling failed"),
+                    }
+                }
             }
             _ = shutdown.changed() => break,
         }
     }
-    tracing::info!("worker stopped");
 }

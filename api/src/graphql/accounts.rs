@@ -2,9 +2,7 @@
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{account, api_key};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
 use uuid::Uuid;
 
 use super::{
@@ -214,7 +212,7 @@ impl AccountsMutation {
         input: CreateAccountInput,
     ) -> GqlResult<NewAccount> {
         let name = required_text("input.name", &input.name, 64)?;
-        let txn = ctx.db().begin().await?;
+        let txn = worker::config::begin_write(ctx.db()).await?;
         let account = account::ActiveModel {
             id: Set(Uuid::now_v7()),
             name: Set(name),

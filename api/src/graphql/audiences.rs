@@ -2,7 +2,7 @@
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{event, member, message, persona, relation};
-use sea_orm::{ColumnTrait, Condition, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+use sea_orm::{ColumnTrait, Condition, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{
     connection::{Conn, PageArgs, paginate},
@@ -356,7 +356,7 @@ impl AudiencesMutation {
                 },
             ));
         }
-        let txn = ctx.db().begin().await?;
+        let txn = worker::config::begin_write(ctx.db()).await?;
         let mut outcome = Outcome::default();
         let n = rows.len();
         let errors = insert_events(&txn, account_id, rows, &mut outcome).await?;
@@ -367,6 +367,9 @@ impl AudiencesMutation {
             );
         }
         txn.commit().await?;
+        ctx.state()
+            .refresher
+            .touch(account_id, outcome.touched_members);
         Ok(n as i32)
     }
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use entity::{campaign, campaign_content, content, segment};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, Set, TransactionTrait,
+    QueryFilter, Set,
 };
 use uuid::Uuid;
 use worker::campaigns::Status;
@@ -412,7 +412,7 @@ impl CampaignsMutation {
             per_hours: 24,
         }))?;
         let budget = input.budget.map(budget_fen).transpose()?;
-        let txn = ctx.db().begin().await?;
+        let txn = worker::config::begin_write(ctx.db()).await?;
         let segment_id = match &input.segment_id {
             Some(s) => Some(check_segment(&txn, account_id, s).await?),
             None => None,
@@ -463,7 +463,7 @@ impl CampaignsMutation {
     ) -> GqlResult<Campaign> {
         let account_id = ctx.tenant()?;
         let id = parse_id(&id, "id")?;
-        let txn = ctx.db().begin().await?;
+        let txn = worker::config::begin_write(ctx.db()).await?;
         let c = tenant::get::<campaign::Entity>(&txn, account_id, id).await?;
         let status = Status::parse(&c.status).unwrap_or(Status::Draft);
         if !status.editable() {

@@ -2,7 +2,7 @@
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 use entity::{content, content_variant};
-use sea_orm::{ActiveModelTrait, IntoActiveModel, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -184,7 +184,7 @@ impl ContentsMutation {
             .map(|(i, v)| required_text(&format!("input.variants[{i}]"), v, 2000))
             .collect::<AppResult<Vec<_>>>()?;
         let now = Utc::now();
-        let txn = ctx.db().begin().await?;
+        let txn = worker::config::begin_write(ctx.db()).await?;
         let c = content::ActiveModel {
             id: Set(Uuid::now_v7()),
             account_id: Set(account_id),

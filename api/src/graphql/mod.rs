@@ -5,11 +5,13 @@ use uuid::Uuid;
 use crate::error::{AppError, AppResult};
 
 pub mod accounts;
+pub mod analysis;
 pub mod audiences;
 pub mod campaigns;
 pub mod connection;
 pub mod contents;
 pub mod imports;
+pub mod jobs;
 pub mod loaders;
 pub mod segments;
 pub mod subscriptions;
@@ -22,6 +24,8 @@ pub struct QueryRoot(
     contents::ContentsQuery,
     audiences::AudiencesQuery,
     segments::SegmentsQuery,
+    jobs::JobsQuery,
+    analysis::AnalysisQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -33,6 +37,7 @@ pub struct MutationRoot(
     audiences::AudiencesMutation,
     imports::ImportsMutation,
     segments::SegmentsMutation,
+    jobs::JobsMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, subscriptions::SubscriptionRoot>;

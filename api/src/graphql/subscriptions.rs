@@ -19,6 +19,17 @@ const POLL: Duration = Duration::from_millis(500);
 
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
+    /// The job now and on every change of status, progress, attempts or
+    /// error; completes after SUCCEEDED, FAILED or CANCELLED.
+    async fn job_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<super::jobs::Job>> + use<>>
+    {
+        super::jobs::job_updates(ctx, id).await
+    }
+
     /// Emits the campaign now and whenever its status or settings change.
     async fn campaign_updated(
         &self,

@@ -1,8 +1,6 @@
 //! Member lifecycle beyond imports: erasure.
 use entity::{delivery, event, member, message, persona, relation};
-use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::{error::AppResult, tenant};
@@ -18,7 +16,7 @@ pub async fn erase(
     account_id: Uuid,
     member_id: Uuid,
 ) -> AppResult<member::Model> {
-    let txn = db.begin().await?;
+    let txn = worker::config::begin_write(db).await?;
     let m = tenant::get::<member::Entity>(&txn, account_id, member_id).await?;
     event::Entity::delete_many()
         .filter(event::Column::AccountId.eq(account_id))

@@ -7,7 +7,7 @@
 //! row so one bad row cannot take its neighbours down.
 use std::collections::BTreeMap;
 
-use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -272,7 +272,7 @@ async fn flush<I: Importer + Sync>(
     let n = rows.len();
     let retry = rows.clone();
     let mut scratch = Outcome::default();
-    let txn = db.begin().await?;
+    let txn = worker::config::begin_write(db).await?;
     match importer.write(&txn, rows, &mut scratch).await {
         Ok(errors) => {
             txn.commit().await?;
@@ -287,7 +287,7 @@ async fn flush<I: Importer + Sync>(
             tracing::warn!(error = %e, rows = n, "import chunk failed; retrying row by row");
             for (line, row) in retry {
                 let mut scratch = Outcome::default();
-                let txn = db.begin().await?;
+                let txn = worker::config::begin_write(db).await?;
                 match importer.write(&txn, vec![(line, row)], &mut scratch).await {
                     Ok(errors) => {
                         txn.commit().await?;

@@ -1,0 +1,364 @@
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tests::{ADMIN_KEY, Options, Server, eventually};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+
+const ENQUEUE: &str =
+    "mutation($i: EnqueueJobInput!) { enqueueJob(input: $i) { id kind status attempts } }";
+const JOB: &str =
+    "query($id: ID!) { job(id: $id) { kind status progress result error attempts finishedAt } }";
+
+async fn job(s: &Server, id: &Value) -> Value {
+    s.gql(JOB, json!({ "id": id })).await["job"].clone()
+}
+
+async fn wait_final(s: &Server, id: &Value, secs: u64) -> Value {
+    eventually(secs, || async {
+        let j = job(s, id).await;
+        matches!(
+            j["status"].as_str(),
+            Some("SUCCEEDED" | "FAILED" | "CANCELLED")
+        )
+        .then_some(j)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "job did not finish in {secs}s: {}\n{}",
+            job_sync_hint(id),
+            s.log()
+        )
+    })
+}
+
+fn job_sync_hint(id: &Value) -> String {
+    format!("job {id}")
+}
+
+/// A small audience with known friend edges and texts.
+async fn audience(s: &Server) {
+    s.import(
+        ADMIN_KEY,
+        "importMembers",
+        "CSV",
+        "openid,nickname\no_a,阿\no_b,贝\no_c,晨\no_d,丁\n",
+    )
+    .await;
+    s.import(
+        ADMIN_KEY,
+        "importRelations",
+        "CSV",
+        "openid,friendOpenid\no_a,o_b\no_b,o_c\no_c,o_d\no_a,x_outsider\n",
+    )
+    .await;
+    let now = chrono::Utc::now();
+    let msgs: Vec<String> = [
+        ("o_a", "这款面霜很滋润，精华也好用，防晒不油腻"),
+        ("o_a", "口红颜色很正，面膜补水效果明显"),
+        ("o_b", "周末去三亚旅游，酒店海景太美了"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (o, t))| json!({ "openid": o, "text": t, "at": (now - chrono::Duration::hours(i as i64 + 1)).to_rfc3339() }).to_string())
+    .collect();
+    s.import(ADMIN_KEY, "importMessages", "JSONL", &msgs.join("\n"))
+        .await;
+}
+
+const PERSONAS: &str = "{ members { edges { node { openid persona { interests { name weight } keywords activity reach degree influence updatedAt } } } } }";
+
+fn persona<'a>(d: &'a Value, openid: &str) -> &'a Value {
+    &d["members"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["node"]["openid"] == openid)
+        .unwrap()["node"]["persona"]
+}
+
+#[tokio::test]
+async fn build_personas_reports_progress_over_the_subscription_and_changes_personas() {
+    let s = Server::start().await;
+    audience(&s).await;
+    let id = s.gql(ENQUEUE, json!({ "i": { "kind": "BUILD_PERSONAS", "runAt": (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339() } })).await["enqueueJob"]["id"].clone();
+
+    let url = format!("{}/graphql/ws", s.base.replace("http://", "ws://"));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {ADMIN_KEY}") } }).to_string())).await.unwrap();
+    ws.send(Message::text(json!({ "id": "j", "type": "subscribe", "payload": { "query": "subscription($id: ID!) { jobUpdated(id: $id) { status progress attempts } }", "variables": { "id": id } } }).to_string())).await.unwrap();
+    let mut statuses = Vec::new();
+    let mut completed = false;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+        let Message::Text(t) = msg else { continue };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        match v["type"].as_str() {
+            Some("next") => statuses.push(v["payload"]["data"]["jobUpdated"].clone()),
+            Some("complete") => {
+                completed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        completed,
+        "the subscription completes after the final status: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.first().unwrap()["status"],
+        "QUEUED",
+        "{statuses:?}"
+    );
+    let last = statuses.last().unwrap();
+    assert_eq!(last["status"], "SUCCEEDED", "{statuses:?}");
+    assert_eq!(last["progress"], 1.0);
+    assert_eq!(last["attempts"], 1);
+
+    let j = job(&s, &id).await;
+    assert_eq!(j["result"]["members"], 4);
+    let d = s.gql(PERSONAS, json!({})).await;
+    // Reach computed by hand: a–b, b–c, c–d, a–outsider.
+    assert_eq!(persona(&d, "o_a")["degree"], 2);
+    assert_eq!(persona(&d, "o_a")["reach"], 3); // b, outsider, c
+    assert_eq!(persona(&d, "o_b")["reach"], 4); // a, c; then outsider (via a) and d (via c)
+    assert_eq!(persona(&d, "o_d")["reach"], 2); // c, b
+    let a = persona(&d, "o_a");
+    assert_eq!(a["interests"][0]["name"], "美妆护肤", "{a}");
+    assert!(
+        a["keywords"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k == "面霜"),
+        "{a}"
+    );
+    assert!(a["activity"].as_f64().unwrap() > persona(&d, "o_d")["activity"].as_f64().unwrap());
+    assert_eq!(persona(&d, "o_b")["interests"][0]["name"], "旅游");
+}
+
+#[tokio::test]
+async fn bad_job_input_is_bad_user_input_and_queues_nothing() {
+    let s = Server::start().await;
+    let body = s
+        .err_as(
+            Some(ADMIN_KEY),
+            ENQUEUE,
+            json!({ "i": { "kind": "BUILD_PERSONAS", "params": { "colour": "red" } } }),
+            "BAD_USER_INPUT",
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["field"],
+        "input.params.colour"
+    );
+    s.err_as(
+        Some(ADMIN_KEY),
+        ENQUEUE,
+        json!({ "i": { "kind": "BUILD_PERSONAS", "params": { "memberIds": ["x"] } } }),
+        "BAD_USER_INPUT",
+    )
+    .await;
+    s.err_as(
+        Some(ADMIN_KEY),
+        ENQUEUE,
+        json!({ "i": { "kind": "BUILD_PERSONAS", "params": [1, 2] } }),
+        "BAD_USER_INPUT",
+    )
+    .await;
+    s.err_as(
+        Some(ADMIN_KEY),
+        ENQUEUE,
+        json!({ "i": { "kind": "MAKE_COFFEE" } }),
+        "BAD_USER_INPUT",
+    )
+    .await;
+    s.err_as(
+        Some(ADMIN_KEY),
+        ENQUEUE,
+        json!({ "i": { "kind": "BUILD_PERSONAS", "maxAttempts": 0 } }),
+        "BAD_USER_INPUT",
+    )
+    .await;
+    let integration = s.new_key(ADMIN_KEY, "INTEGRATION").await;
+    s.err_as(
+        Some(&integration),
+        ENQUEUE,
+        json!({ "i": { "kind": "BUILD_PERSONAS" } }),
+        "FORBIDDEN",
+    )
+    .await;
+    // Only the nightly rebuild the scheduler queued exists.
+    let d = s
+        .gql(
+            "{ jobs { totalCount edges { node { runAt } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(d["jobs"]["totalCount"].as_i64().unwrap() <= 1, "{d}");
+}
+
+#[tokio::test]
+async fn a_cancelled_job_never_runs_and_a_delayed_one_waits_for_its_time() {
+    let s = Server::start().await;
+    audience(&s).await;
+    let later = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
+    let cancel = s
+        .gql(
+            ENQUEUE,
+            json!({ "i": { "kind": "BUILD_PERSONAS", "runAt": later } }),
+        )
+        .await["enqueueJob"]["id"]
+        .clone();
+    let delayed = s
+        .gql(
+            ENQUEUE,
+            json!({ "i": { "kind": "BUILD_PERSONAS", "runAt": later } }),
+        )
+        .await["enqueueJob"]["id"]
+        .clone();
+    let c = s
+        .gql(
+            "mutation($id: ID!) { cancelJob(id: $id) { status } }",
+            json!({ "id": cancel }),
+        )
+        .await;
+    assert_eq!(c["cancelJob"]["status"], "CANCELLED");
+    s.err_as(
+        Some(ADMIN_KEY),
+        "mutation($id: ID!) { cancelJob(id: $id) { status } }",
+        json!({ "id": cancel }),
+        "BAD_USER_INPUT",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        job(&s, &delayed).await["status"],
+        "QUEUED",
+        "runs no earlier than runAt"
+    );
+    let done = wait_final(&s, &delayed, 30).await;
+    assert_eq!(done["status"], "SUCCEEDED");
+    let c = job(&s, &cancel).await;
+    assert_eq!(c["status"], "CANCELLED");
+    assert_eq!(c["attempts"], 0, "a cancelled job never starts");
+}
+
+#[tokio::test]
+async fn a_new_message_reaches_the_persona_within_seconds() {
+    let s = Server::start().await;
+    s.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_fresh\n")
+        .await;
+    let msg = json!({ "openid": "o_fresh", "kind": "moment", "text": "新买的扫地机器人太好用了，沙发底下都能扫干净", "at": chrono::Utc::now().to_rfc3339() });
+    s.import(ADMIN_KEY, "importMessages", "JSONL", &msg.to_string())
+        .await;
+    let p = eventually(20, || async {
+        let d = s
+            .gql(
+                "{ members { edges { node { persona { keywords interests { name } } } } } }",
+                json!({}),
+            )
+            .await;
+        let p = d["members"]["edges"][0]["node"]["persona"].clone();
+        p["keywords"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|w| w == "扫地机器人"))
+            .then_some(p)
+    })
+    .await;
+    let p = p.unwrap_or_else(|| panic!("the persona did not pick up the message:\n{}", s.log()));
+    assert_eq!(p["interests"][0]["name"], "家居", "{p}");
+}
+
+/// Without language models, analysis fails permanently (no retries) and says how to fix it.
+#[tokio::test]
+async fn analysis_without_models_fails_permanently_with_the_fix() {
+    let s = Server::start_with(Options {
+        extra_env: vec![("LINGXI_MODELS".into(), "off".into())],
+        ..Default::default()
+    })
+    .await;
+    let id = s
+        .gql(
+            ENQUEUE,
+            json!({ "i": { "kind": "ANALYZE_TEXTS", "maxAttempts": 3 } }),
+        )
+        .await["enqueueJob"]["id"]
+        .clone();
+    let j = wait_final(&s, &id, 20).await;
+    assert_eq!(j["status"], "FAILED");
+    assert_eq!(j["attempts"], 1, "permanent failures are not retried");
+    assert!(j["error"].as_str().unwrap().contains("make setup"), "{j}");
+}
+
+/// A worker killed mid-job (SIGKILL): after a restart the job completes and
+/// its effects are not doubled.
+#[tokio::test]
+async fn a_killed_worker_job_completes_after_restart_without_doubled_effects() {
+    let s = Server::start_with(Options {
+        args: vec!["--no-worker".into()],
+        ..Default::default()
+    })
+    .await;
+    let n = 12_000;
+    let csv: String = std::iter::once("openid,city\n".to_owned())
+        .chain((0..n).map(|i| format!("o_k{i:05},上海\n")))
+        .collect();
+    s.import(ADMIN_KEY, "importMembers", "CSV", &csv).await;
+    let rel: String = std::iter::once("openid,friendOpenid\n".to_owned())
+        .chain((0..n).map(|i| format!("o_k{i:05},o_k{:05}\n", (i * 7 + 1) % n)))
+        .collect();
+    s.import(ADMIN_KEY, "importRelations", "CSV", &rel).await;
+    let id = s
+        .gql(ENQUEUE, json!({ "i": { "kind": "BUILD_PERSONAS" } }))
+        .await["enqueueJob"]["id"]
+        .clone();
+
+    let mut w1 = s.spawn_worker(1);
+    let running = eventually(60, || async {
+        let j = job(&s, &id).await;
+        (j["status"] == "RUNNING" && j["progress"].as_f64().unwrap_or(0.0) > 0.0).then_some(j)
+    })
+    .await;
+    assert!(
+        running.is_some(),
+        "the worker did not start the job:\n{}",
+        s.worker_log(1)
+    );
+    w1.kill().unwrap(); // SIGKILL
+    w1.wait().unwrap();
+    assert_eq!(
+        job(&s, &id).await["status"],
+        "RUNNING",
+        "a dead worker leaves the job behind"
+    );
+
+    let mut w2 = s.spawn_worker(2);
+    let j = eventually(90, || async {
+        let j = job(&s, &id).await;
+        (j["status"] == "SUCCEEDED").then_some(j)
+    })
+    .await;
+    let _ = w2.kill();
+    let _ = w2.wait();
+    let j = j.unwrap_or_else(|| {
+        panic!(
+            "job did not complete after restart:\n{}\n{}",
+            s.worker_log(2),
+            s.worker_log(1)
+        )
+    });
+    assert_eq!(j["attempts"], 2, "{j}");
+    assert_eq!(j["result"]["members"], n);
+    assert_eq!(
+        s.sql_count("SELECT COUNT(*) FROM persona").await,
+        n as i64,
+        "one persona per member, not doubled"
+    );
+}

@@ -1,0 +1,163 @@
+//! Text analysis: sentiment, embedding and keywords per message.
+use std::sync::Arc;
+
+use chrono::Utc;
+use entity::message;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    jobs::{JobError, execute::Progress},
+    text, vectors,
+};
+
+/// The models text analysis needs. `ml::Models` implements it; the seam
+/// keeps jobs testable and lets the runtime evolve on its own.
+pub trait TextModels: Send + Sync {
+    /// e.g. `multilingual-e5-small-int8@1`.
+    fn embedding_model(&self) -> String;
+    /// Unit vectors for texts people wrote.
+    fn embed_passages(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>>;
+    /// Unit vectors for search phrases and category descriptions.
+    fn embed_queries(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>>;
+    /// Probability that each text is positive, from its embedding.
+    fn sentiment(&self, embeddings: &[Vec<f32>]) -> anyhow::Result<Vec<f32>>;
+    /// The active sentiment head's version.
+    fn sentiment_model(&self) -> String;
+}
+
+pub type SharedModels = Arc<dyn TextModels>;
+
+/// Thresholds on probability-of-positive for the three labels; see
+/// docs/models.md for how they were calibrated.
+pub const NEGATIVE_BELOW: f32 = 0.35;
+pub const POSITIVE_ABOVE: f32 = 0.65;
+
+pub fn label(p: f32) -> &'static str {
+    if p < NEGATIVE_BELOW {
+        "NEGATIVE"
+    } else if p > POSITIVE_ABOVE {
+        "POSITIVE"
+    } else {
+        "NEUTRAL"
+    }
+}
+
+/// One analysed text.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub sentiment: f32,
+    pub label: &'static str,
+    pub keywords: Vec<String>,
+    pub embedding: Vec<f32>,
+}
+
+/// Analyses texts in one go (the synchronous `analyzeText` query uses it).
+///
+/// # Errors
+/// Model errors.
+pub fn analyze(models: &dyn TextModels, texts: &[String]) -> anyhow::Result<Vec<Analysis>> {
+    let embeddings = models.embed_passages(texts)?;
+    let probs = models.sentiment(&embeddings)?;
+    Ok(texts
+        .iter()
+        .zip(embeddings)
+        .zip(probs)
+        .map(|((t, e), p)| Analysis {
+            sentiment: p,
+            label: label(p),
+            keywords: text::keywords(t, 5),
+            embedding: e,
+        })
+        .collect())
+}
+
+const BATCH: u64 = 128;
+
+/// Analyses the account's messages that are not analysed yet (or all of
+/// them with `reanalyze`), optionally only some members'. Returns the ids of
+/// members whose messages changed.
+///
+/// # Errors
+/// `Permanent` without models; `Cancelled`; database errors are transient.
+pub async fn run(
+    db: &DatabaseConnection,
+    models: Option<&SharedModels>,
+    account_id: Uuid,
+    member_ids: Option<&[Uuid]>,
+    reanalyze: bool,
+    progress: &Progress,
+) -> Result<(Value, Vec<Uuid>), JobError> {
+    let models = models.ok_or_else(|| {
+        JobError::Permanent(
+            "the language models are not installed: run `make setup` / 模型未安装".into(),
+        )
+    })?;
+    let started = std::time::Instant::now();
+    let base = || {
+        let mut q = message::Entity::find().filter(message::Column::AccountId.eq(account_id));
+        if let Some(ids) = member_ids {
+            q = q.filter(message::Column::MemberId.is_in(ids.iter().copied()));
+        }
+        q
+    };
+    let pending = || {
+        let q = base();
+        if reanalyze {
+            q
+        } else {
+            q.filter(message::Column::AnalyzedAt.is_null())
+        }
+    };
+    let total = pending().count(db).await?.max(1);
+    let mut done = 0u64;
+    let mut after: Option<Uuid> = None;
+    let mut members: Vec<Uuid> = Vec::new();
+    loop {
+        let mut q = pending().order_by_asc(message::Column::Id).limit(BATCH);
+        if let Some(a) = after {
+            q = q.filter(message::Column::Id.gt(a));
+        }
+        let batch = q.all(db).await?;
+        let Some(last) = batch.last() else { break };
+        after = Some(last.id);
+        let texts: Vec<String> = batch.iter().map(|m| m.text.clone()).collect();
+        let m = Arc::clone(models);
+        let analysed = tokio::task::spawn_blocking(move || analyze(m.as_ref(), &texts))
+            .await
+            .map_err(|e| JobError::Transient(e.into()))?
+            .map_err(JobError::Transient)?;
+        let now = Utc::now();
+        for (msg, a) in batch.iter().zip(analysed) {
+            message::Entity::update_many()
+                .col_expr(
+                    message::Column::Sentiment,
+                    Expr::value(f64::from(a.sentiment)),
+                )
+                .col_expr(message::Column::SentimentLabel, Expr::value(a.label))
+                .col_expr(
+                    message::Column::Embedding,
+                    Expr::value(vectors::to_bytes(&a.embedding)),
+                )
+                .col_expr(message::Column::Keywords, Expr::value(json!(a.keywords)))
+                .col_expr(message::Column::AnalyzedAt, Expr::value(now))
+                .filter(message::Column::Id.eq(msg.id))
+                .exec(db)
+                .await?;
+            members.push(msg.member_id);
+        }
+        done += batch.len() as u64;
+        progress.set(done as f64 / total as f64).await?;
+    }
+    members.sort();
+    members.dedup();
+    Ok((
+        json!({ "messages": done, "members": members.len(), "elapsedMs": started.elapsed().as_millis() as u64,
+                "embeddingModel": models.embedding_model(), "sentimentModel": models.sentiment_model() }),
+        members,
+    ))
+}

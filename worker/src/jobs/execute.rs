@@ -1,0 +1,294 @@
+//! Running one job: claim it, run its kind, record the outcome; retries with
+//! backoff for transient errors, at once FAILED for permanent ones.
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use entity::job_run;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{
+    JobError, JobKind, JobMessage, JobQueue,
+    enqueue::{AnalyzeParams, PersonaParams},
+    status,
+};
+use crate::{analysis::SharedModels, personas};
+
+/// What every job handler gets.
+#[derive(Clone)]
+pub struct JobContext {
+    pub db: DatabaseConnection,
+    pub queue: JobQueue,
+    pub models: Option<SharedModels>,
+}
+
+/// Reports progress (throttled) and notices cancellation.
+pub struct Progress {
+    db: DatabaseConnection,
+    job_id: Uuid,
+    last: Mutex<Option<Instant>>,
+    /// This phase covers `[offset, offset + scale]` of the whole job.
+    offset: f64,
+    scale: f64,
+}
+
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+impl Progress {
+    pub fn new(db: DatabaseConnection, job_id: Uuid) -> Self {
+        Self {
+            db,
+            job_id,
+            last: Mutex::new(None),
+            offset: 0.0,
+            scale: 1.0,
+        }
+    }
+
+    /// A later phase of the same job, covering `[offset, offset + scale]`.
+    pub fn phase(&self, offset: f64, scale: f64) -> Self {
+        Self {
+            db: self.db.clone(),
+            job_id: self.job_id,
+            last: Mutex::new(None),
+            offset,
+            scale,
+        }
+    }
+
+    /// Records `fraction` (0..1); `Err(Cancelled)` once the job was cancelled.
+    ///
+    /// # Errors
+    /// `Cancelled`, or a database error.
+    pub async fn set(&self, fraction: f64) -> Result<(), JobError> {
+        let fraction = self.offset + self.scale * fraction.clamp(0.0, 1.0);
+        {
+            let mut last = self
+                .last
+                .lock()
+                .map_err(|_| JobError::Transient(anyhow::anyhow!("progress lock")))?;
+            if last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) && fraction < 1.0 {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        let updated = job_run::Entity::update_many()
+            .col_expr(
+                job_run::Column::Progress,
+                Expr::value(fraction.clamp(0.0, 0.999)),
+            )
+            .col_expr(job_run::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(job_run::Column::Id.eq(self.job_id))
+            .filter(job_run::Column::Status.eq(status::RUNNING))
+            .exec(&self.db)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(JobError::Cancelled);
+        }
+        Ok(())
+    }
+}
+
+/// Backoff before attempt `n + 1`: 2 s, 4 s, 8 s … at most 5 minutes.
+pub fn backoff(attempt: i32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(attempt.clamp(1, 9) as u32).min(300))
+}
+
+/// The apalis handler: errors here are infrastructure errors (the job row
+/// could not be read or written); apalis redelivers those.
+pub async fn handle(
+    msg: JobMessage,
+    ctx: apalis::prelude::Data<JobContext>,
+) -> Result<(), apalis::prelude::BoxDynError> {
+    run(&ctx, msg.job_id).await.map_err(Into::into)
+}
+
+/// Runs job `job_id` once.
+///
+/// # Errors
+/// Database errors while claiming or recording the job.
+pub async fn run(ctx: &JobContext, job_id: Uuid) -> anyhow::Result<()> {
+    let Some(job) = job_run::Entity::find_by_id(job_id).one(&ctx.db).await? else {
+        return Ok(()); // deleted with its account or member
+    };
+    if status::is_final(&job.status) {
+        return Ok(()); // a duplicate delivery, or cancelled while queued
+    }
+    let attempt = job.attempts + 1;
+    let now = Utc::now();
+    // Claim: QUEUED, or RUNNING left behind by a worker that died.
+    let claimed = job_run::Entity::update_many()
+        .col_expr(job_run::Column::Status, Expr::value(status::RUNNING))
+        .col_expr(job_run::Column::Attempts, Expr::value(attempt))
+        .col_expr(job_run::Column::StartedAt, Expr::value(now))
+        .col_expr(job_run::Column::UpdatedAt, Expr::value(now))
+        .filter(job_run::Column::Id.eq(job_id))
+        .filter(job_run::Column::Attempts.eq(job.attempts))
+        .filter(job_run::Column::Status.is_in([status::QUEUED, status::RUNNING]))
+        .exec(&ctx.db)
+        .await?;
+    if claimed.rows_affected == 0 {
+        return Ok(()); // another worker has it
+    }
+    tracing::info!(job_id = %job_id, kind = %job.kind, attempt, "job started");
+    let progress = Progress::new(ctx.db.clone(), job_id);
+    let outcome = match JobKind::parse(&job.kind) {
+        Some(kind) => execute(ctx, kind, &job, &progress).await,
+        None => Err(JobError::Permanent(format!(
+            "unknown job kind {}",
+            job.kind
+        ))),
+    };
+    let now = Utc::now();
+    let finish = |st: &'static str| {
+        job_run::Entity::update_many()
+            .col_expr(job_run::Column::Status, Expr::value(st))
+            .col_expr(job_run::Column::UpdatedAt, Expr::value(now))
+            .filter(job_run::Column::Id.eq(job_id))
+            .filter(job_run::Column::Status.eq(status::RUNNING))
+    };
+    match outcome {
+        Ok(result) => {
+            finish(status::SUCCEEDED)
+                .col_expr(job_run::Column::Progress, Expr::value(1.0))
+                .col_expr(job_run::Column::Result, Expr::value(result))
+                .col_expr(job_run::Column::Error, Expr::value(Option::<String>::None))
+                .col_expr(job_run::Column::FinishedAt, Expr::value(now))
+                .exec(&ctx.db)
+                .await?;
+            tracing::info!(job_id = %job_id, "job succeeded");
+        }
+        Err(JobError::Cancelled) => {
+            tracing::info!(job_id = %job_id, "job cancelled");
+        }
+        Err(JobError::Permanent(msg)) => {
+            finish(status::FAILED)
+                .col_expr(job_run::Column::Error, Expr::value(msg))
+                .col_expr(job_run::Column::FinishedAt, Expr::value(now))
+                .exec(&ctx.db)
+                .await?;
+            tracing::warn!(job_id = %job_id, "job failed permanently");
+        }
+        Err(JobError::Transient(e)) if attempt < job.max_attempts => {
+            let delay = backoff(attempt);
+            let run_at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+            finish(status::QUEUED)
+                .col_expr(
+                    job_run::Column::Error,
+                    Expr::value(format!("attempt {attempt} failed: {e}")),
+                )
+                .col_expr(job_run::Column::RunAt, Expr::value(run_at))
+                .exec(&ctx.db)
+                .await?;
+            ctx.queue.push(JobMessage { job_id }, run_at).await?;
+            tracing::warn!(job_id = %job_id, attempt, retry_in_s = delay.as_secs(), error = %e, "job failed; will retry");
+        }
+        Err(JobError::Transient(e)) => {
+            finish(status::FAILED)
+                .col_expr(
+                    job_run::Column::Error,
+                    Expr::value(format!("failed after {attempt} attempts: {e}")),
+                )
+                .col_expr(job_run::Column::FinishedAt, Expr::value(now))
+                .exec(&ctx.db)
+                .await?;
+            tracing::warn!(job_id = %job_id, attempt, "job failed; no attempts left");
+        }
+    }
+    Ok(())
+}
+
+fn params<T: for<'de> serde::Deserialize<'de> + Default>(v: &Value) -> Result<T, JobError> {
+    if v.is_null() || v.as_object().is_some_and(|o| o.is_empty()) {
+        return Ok(T::default());
+    }
+    serde_json::from_value(v.clone()).map_err(|e| JobError::Permanent(format!("params: {e}")))
+}
+
+async fn execute(
+    ctx: &JobContext,
+    kind: JobKind,
+    job: &job_run::Model,
+    progress: &Progress,
+) -> Result<Value, JobError> {
+    match kind {
+        JobKind::AnalyzeTexts => {
+            let p: AnalyzeParams = params(&job.params)?;
+            let then_personas = p.build_personas.unwrap_or(true);
+            let analysis = progress.phase(0.0, if then_personas { 0.8 } else { 1.0 });
+            let (mut result, members) = crate::analysis::run(
+                &ctx.db,
+                ctx.models.as_ref(),
+                job.account_id,
+                p.member_ids.as_deref(),
+                p.reanalyze,
+                &analysis,
+            )
+            .await?;
+            if then_personas && !members.is_empty() {
+                let cats = category_vectors(ctx).await?;
+                let r = personas::build(
+                    &ctx.db,
+                    job.account_id,
+                    Some(&members),
+                    cats.as_ref(),
+                    &progress.phase(0.8, 0.2),
+                )
+                .await?;
+                result["personas"] = r;
+            }
+            Ok(result)
+        }
+        JobKind::BuildPersonas => {
+            let p: PersonaParams = params(&job.params)?;
+            let cats = category_vectors(ctx).await?;
+            personas::build(
+                &ctx.db,
+                job.account_id,
+                p.member_ids.as_deref(),
+                cats.as_ref(),
+                progress,
+            )
+            .await
+        }
+    }
+}
+
+/// The taxonomy's category embeddings, when an embedding model is installed.
+async fn category_vectors(ctx: &JobContext) -> Result<Option<personas::CategoryVectors>, JobError> {
+    let Some(models) = ctx.models.clone() else {
+        return Ok(None);
+    };
+    tokio::task::spawn_blocking(move || {
+        let names: Vec<&'static str> = crate::taxonomy::DEFAULT.iter().map(|c| c.name).collect();
+        let texts: Vec<String> = crate::taxonomy::DEFAULT
+            .iter()
+            .map(|c| c.description.to_owned())
+            .collect();
+        let vectors = models.embed_queries(&texts)?;
+        Ok::<_, anyhow::Error>(Some(personas::CategoryVectors {
+            model: models.embedding_model(),
+            names,
+            vectors,
+        }))
+    })
+    .await
+    .map_err(|e| JobError::Transient(e.into()))?
+    .map_err(JobError::Transient)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1).as_secs(), 2);
+        assert_eq!(backoff(2).as_secs(), 4);
+        assert_eq!(backoff(20).as_secs(), 300);
+    }
+}

@@ -1,0 +1,80 @@
+//! Background jobs: one durable queue (apalis on SQLite or PostgreSQL) that
+//! carries job ids, and our own `job_run` table that carries everything a
+//! user sees (kind, params, status, progress, result, error, attempts).
+//!
+//! apalis gives durability, delayed delivery and orphan recovery; retries
+//! with backoff and permanent failures are decided here, identically on
+//! every storage.
+pub mod enqueue;
+pub mod execute;
+pub mod queue;
+pub mod schedule;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use enqueue::{EnqueueError, enqueue};
+pub use queue::JobQueue;
+
+/// What travels through the queue: only the id of our `job_run` row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobMessage {
+    pub job_id: Uuid,
+}
+
+/// The kinds of job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    /// Sentiment, embedding and keywords for messages not analysed yet.
+    AnalyzeTexts,
+    /// Personas from messages, events and friend edges.
+    BuildPersonas,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 2] = [JobKind::AnalyzeTexts, JobKind::BuildPersonas];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::AnalyzeTexts => "ANALYZE_TEXTS",
+            JobKind::BuildPersonas => "BUILD_PERSONAS",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// Job statuses as stored and shown.
+pub mod status {
+    pub const QUEUED: &str = "QUEUED";
+    pub const RUNNING: &str = "RUNNING";
+    pub const SUCCEEDED: &str = "SUCCEEDED";
+    pub const FAILED: &str = "FAILED";
+    pub const CANCELLED: &str = "CANCELLED";
+
+    pub fn is_final(s: &str) -> bool {
+        matches!(s, SUCCEEDED | FAILED | CANCELLED)
+    }
+}
+
+/// How a job run ended, when it did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Retrying cannot help (bad params, missing models): FAILED at once.
+    #[error("{0}")]
+    Permanent(String),
+    /// May succeed later (database busy, I/O): retried with backoff.
+    #[error(transparent)]
+    Transient(#[from] anyhow::Error),
+    /// Someone cancelled the job while it ran.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl From<sea_orm::DbErr> for JobError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        JobError::Transient(e.into())
+    }
+}

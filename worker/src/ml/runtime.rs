@@ -1,0 +1,559 @@
+//! The model runtime: loads the models listed in `manifest.json`, keeps
+//! ONNX Runtime sessions for the life of the process, and embeds texts.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::TensorRef;
+use tokenizers::Tokenizer;
+
+use super::e5;
+use super::manifest::{self, Entry, Manifest};
+
+/// The command that installs or repairs the models.
+pub const FIX: &str = "make setup";
+
+/// Errors of the model runtime. The first three mean the models directory
+/// is not as `make setup` leaves it; their message says so.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Nothing (or not everything) installed.
+    #[error(
+        "models are not installed in {dir}: {detail}; run `make setup` (scripts/setup.sh) to install them"
+    )]
+    NotInstalled { dir: PathBuf, detail: String },
+    /// A file is there but is not the file the manifest describes.
+    #[error(
+        "model file {path} is corrupt or out of date ({detail}); run `make setup` to reinstall it"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    /// The ONNX Runtime shared library cannot be loaded.
+    #[error(
+        "cannot load the ONNX Runtime library {path}: {detail}; run `make setup` to reinstall it"
+    )]
+    RuntimeLibrary { path: PathBuf, detail: String },
+    /// A `LINGXI_*` model setting does not parse.
+    #[error("invalid model setting: {0}")]
+    Config(String),
+    /// ONNX Runtime failed to create a session or to run one.
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+}
+
+impl ModelError {
+    /// True for the errors that `make setup` fixes.
+    pub fn needs_setup(&self) -> bool {
+        matches!(
+            self,
+            ModelError::NotInstalled { .. }
+                | ModelError::Corrupt { .. }
+                | ModelError::RuntimeLibrary { .. }
+        )
+    }
+}
+
+fn rt<E: std::fmt::Display>(e: E) -> ModelError {
+    ModelError::Runtime(e.to_string())
+}
+
+/// Which e5 graph to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmbeddingVariant {
+    /// Int8 weights through `MatMulInteger` (default: smaller, faster).
+    Int8,
+    /// Fp32 weights (the reference).
+    Fp32,
+}
+
+impl EmbeddingVariant {
+    pub fn manifest_key(self) -> &'static str {
+        match self {
+            EmbeddingVariant::Int8 => manifest::E5_INT8,
+            EmbeddingVariant::Fp32 => manifest::E5_FP32,
+        }
+    }
+}
+
+impl std::str::FromStr for EmbeddingVariant {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "int8" => Ok(EmbeddingVariant::Int8),
+            "fp32" => Ok(EmbeddingVariant::Fp32),
+            other => Err(ModelError::Config(format!(
+                "LINGXI_EMBEDDING_VARIANT={other:?}: expected int8 or fp32"
+            ))),
+        }
+    }
+}
+
+/// Runtime knobs; [`Options::from_env`] reads them from `LINGXI_*`.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `LINGXI_EMBEDDING_VARIANT`: `int8` (default) or `fp32`.
+    pub variant: EmbeddingVariant,
+    /// `LINGXI_ORT_THREADS`: ONNX Runtime intra-op threads for the whole
+    /// process (one global pool shared by every session); default 2, or 1
+    /// on a one-core machine. Fixed by the first `Models::load` of the
+    /// process.
+    pub threads: usize,
+    /// `LINGXI_ORT_SESSIONS`: sessions kept per model, i.e. batches that can
+    /// run at once (default 1; each session holds its own weights).
+    pub sessions: usize,
+    /// `LINGXI_EMBED_BATCH`: texts per ONNX Runtime call (default 32).
+    pub batch_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Options {
+            variant: EmbeddingVariant::Int8,
+            threads: cores.clamp(1, 2),
+            sessions: 1,
+            batch_size: 32,
+        }
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> Result<usize, ModelError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ModelError::Config(format!(
+                "{name}={v:?}: expected a positive integer"
+            ))),
+        },
+        _ => Ok(default),
+    }
+}
+
+impl Options {
+    pub fn from_env() -> Result<Options, ModelError> {
+        let d = Options::default();
+        let variant = match std::env::var("LINGXI_EMBEDDING_VARIANT") {
+            Ok(v) if !v.trim().is_empty() => v.parse()?,
+            _ => d.variant,
+        };
+        Ok(Options {
+            variant,
+            threads: env_usize("LINGXI_ORT_THREADS", d.threads)?,
+            sessions: env_usize("LINGXI_ORT_SESSIONS", d.sessions)?,
+            batch_size: env_usize("LINGXI_EMBED_BATCH", d.batch_size)?,
+        })
+    }
+}
+
+/// Upper bound on `batch × padded length` per call, so a batch of long
+/// texts does not allocate huge attention tensors.
+const MAX_BATCH_TOKENS: usize = 16 * 512;
+
+// ONNX Runtime allows one environment per process, and `ort` refuses to
+// build a second one even after the first is dropped: keep it forever.
+static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
+static ENV_INIT: Mutex<()> = Mutex::new(());
+
+fn environment(
+    lib: &Path,
+    threads: usize,
+) -> Result<&'static ort::environment::Environment, ModelError> {
+    if let Some(env) = ENV.get() {
+        return Ok(env);
+    }
+    let _guard = ENV_INIT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(env) = ENV.get() {
+        return Ok(env);
+    }
+    let builder = ort::init_from(lib).map_err(|e| ModelError::RuntimeLibrary {
+        path: lib.to_owned(),
+        detail: e.to_string(),
+    })?;
+    let pool = ort::environment::GlobalThreadPoolOptions::default()
+        .with_intra_threads(threads)
+        .and_then(|p| p.with_inter_threads(1))
+        .and_then(|p| p.with_spin_control(false))
+        .map_err(rt)?;
+    let env = builder
+        .with_name("lingxi")
+        .with_telemetry(false)
+        .with_global_thread_pool(pool)
+        .build()
+        .map_err(rt)?;
+    Ok(ENV.get_or_init(|| env))
+}
+
+/// Sessions of one model; `Session::run` needs `&mut`, so each call takes
+/// one out and puts it back.
+struct Pool {
+    idle: Mutex<Vec<Session>>,
+    ready: Condvar,
+}
+
+struct Lease<'a> {
+    pool: &'a Pool,
+    session: Option<Session>,
+}
+
+impl Pool {
+    fn take(&self) -> Lease<'_> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(s) = idle.pop() {
+                return Lease {
+                    pool: self,
+                    session: Some(s),
+                };
+            }
+            idle = self.ready.wait(idle).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(s);
+            self.pool.ready.notify_one();
+        }
+    }
+}
+
+struct Inner {
+    dir: PathBuf,
+    manifest: Manifest,
+    model_id: String,
+    dims: usize,
+    pad_id: i64,
+    batch_size: usize,
+    tokenizer: Tokenizer,
+    pool: Pool,
+}
+
+/// The loaded models. Cheap to clone (an `Arc`); share one per process.
+///
+/// The embedding calls are synchronous and CPU-bound: from async code call
+/// them inside `tokio::task::spawn_blocking`, or use the `*_async`
+/// wrappers which do exactly that.
+#[derive(Clone)]
+pub struct Models {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Models {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Models")
+            .field("dir", &self.inner.dir)
+            .field("embedding_model", &self.inner.model_id)
+            .finish()
+    }
+}
+
+fn entry<'m>(m: &'m Manifest, dir: &Path, key: &str) -> Result<&'m Entry, ModelError> {
+    m.models.get(key).ok_or_else(|| ModelError::NotInstalled {
+        dir: dir.to_owned(),
+        detail: format!("manifest.json has no entry {key:?}"),
+    })
+}
+
+fn checked<'m>(m: &'m Manifest, dir: &Path, key: &str) -> Result<&'m Entry, ModelError> {
+    let e = entry(m, dir, key)?;
+    e.check(dir).map_err(|problem| match problem {
+        manifest::FileProblem::Missing => ModelError::NotInstalled {
+            dir: dir.to_owned(),
+            detail: format!("{} is missing", e.file),
+        },
+        other => ModelError::Corrupt {
+            path: e.path(dir),
+            detail: other.to_string(),
+        },
+    })?;
+    Ok(e)
+}
+
+impl Models {
+    /// Loads the models in `dir` with the settings from the environment
+    /// ([`Options::from_env`]).
+    ///
+    /// # Errors
+    /// [`ModelError::NotInstalled`] / [`ModelError::Corrupt`] /
+    /// [`ModelError::RuntimeLibrary`] when `make setup` has not run or a
+    /// file does not match `manifest.json` (sha256 checked here);
+    /// [`ModelError::Config`] for a bad `LINGXI_*` value.
+    pub fn load(dir: &Path) -> Result<Models, ModelError> {
+        Models::load_with(dir, &Options::from_env()?)
+    }
+
+    /// [`Models::load`] with explicit options.
+    pub fn load_with(dir: &Path, opts: &Options) -> Result<Models, ModelError> {
+        let manifest = match Manifest::read(dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ModelError::NotInstalled {
+                    dir: dir.to_owned(),
+                    detail: format!("no {}", manifest::FILE_NAME),
+                });
+            }
+            Err(e) => {
+                return Err(ModelError::Corrupt {
+                    path: dir.join(manifest::FILE_NAME),
+                    detail: e.to_string(),
+                });
+            }
+        };
+        if manifest.format != manifest::FORMAT {
+            return Err(ModelError::NotInstalled {
+                dir: dir.to_owned(),
+                detail: format!(
+                    "manifest format {} but this build reads format {}",
+                    manifest.format,
+                    manifest::FORMAT
+                ),
+            });
+        }
+        let lib = checked(&manifest, dir, manifest::ORT_LIB)?.path(dir);
+        let tok_entry = checked(&manifest, dir, manifest::TOKENIZER)?;
+        let model = checked(&manifest, dir, opts.variant.manifest_key())?.clone();
+
+        let env = environment(&lib, opts.threads)?;
+
+        let mut tokenizer =
+            Tokenizer::from_file(tok_entry.path(dir)).map_err(|e| ModelError::Corrupt {
+                path: tok_entry.path(dir),
+                detail: e.to_string(),
+            })?;
+        let max_tokens = model
+            .params
+            .get("max_tokens")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(512) as usize;
+        tokenizer
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        tokenizer.with_padding(None);
+        let pad_id = model
+            .params
+            .get("pad_id")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(1);
+
+        let mut sessions = Vec::with_capacity(opts.sessions);
+        for _ in 0..opts.sessions {
+            let s = Session::builder(env)
+                .map_err(rt)?
+                .with_optimization_level(GraphOptimizationLevel::All)
+                .map_err(rt)?
+                .commit_from_file(model.path(dir))
+                .map_err(|e| ModelError::Corrupt {
+                    path: model.path(dir),
+                    detail: format!("ONNX Runtime cannot load it: {e}"),
+                })?;
+            sessions.push(s);
+        }
+        Ok(Models {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                model_id: model.version.clone(),
+                dims: model.dims.unwrap_or(384),
+                pad_id,
+                batch_size: opts.batch_size.max(1),
+                manifest,
+                tokenizer,
+                pool: Pool {
+                    idle: Mutex::new(sessions),
+                    ready: Condvar::new(),
+                },
+            }),
+        })
+    }
+
+    /// Embeds documents ("passage: " is prepended here): one L2-normalised
+    /// vector of [`Models::dims`] floats per text, in input order.
+    pub fn embed_passages(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.embed(texts, "passage: ")
+    }
+
+    /// Embeds search queries ("query: " is prepended here).
+    pub fn embed_queries(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.embed(texts, "query: ")
+    }
+
+    /// [`Models::embed_passages`] on the blocking thread pool.
+    pub async fn embed_passages_async(
+        &self,
+        texts: Vec<String>,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let m = self.clone();
+        tokio::task::spawn_blocking(move || m.embed_passages(&texts))
+            .await
+            .map_err(|e| ModelError::Runtime(format!("embedding task failed: {e}")))?
+    }
+
+    /// [`Models::embed_queries`] on the blocking thread pool.
+    pub async fn embed_queries_async(
+        &self,
+        texts: Vec<String>,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let m = self.clone();
+        tokio::task::spawn_blocking(move || m.embed_queries(&texts))
+            .await
+            .map_err(|e| ModelError::Runtime(format!("embedding task failed: {e}")))?
+    }
+
+    /// The embedding model's identity, stored next to vectors so a model
+    /// change is detectable: e.g. `multilingual-e5-small-int8@1`.
+    pub fn embedding_model(&self) -> &str {
+        &self.inner.model_id
+    }
+
+    /// Embedding dimensions (384).
+    pub fn dims(&self) -> usize {
+        self.inner.dims
+    }
+
+    /// The models directory this was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The manifest this was loaded from.
+    pub fn manifest(&self) -> &Manifest {
+        &self.inner.manifest
+    }
+
+    /// Token count (with `<s>`/`</s>`, after truncation) of `prefix + text`.
+    pub fn token_count(&self, text: &str, query: bool) -> Result<usize, ModelError> {
+        let prefix = if query { "query: " } else { "passage: " };
+        let enc = self
+            .inner
+            .tokenizer
+            .encode_fast(format!("{prefix}{text}"), true)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        Ok(enc.len())
+    }
+
+    fn embed(&self, texts: &[String], prefix: &str) -> Result<Vec<Vec<f32>>, ModelError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Identical texts are embedded once.
+        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(texts.len());
+        let mut unique: Vec<String> = Vec::new();
+        let slots: Vec<usize> = texts
+            .iter()
+            .map(|t| {
+                *seen.entry(t.as_str()).or_insert_with(|| {
+                    unique.push(format!("{prefix}{t}"));
+                    unique.len() - 1
+                })
+            })
+            .collect();
+        let encodings = self
+            .inner
+            .tokenizer
+            .encode_batch_fast(unique, true)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+
+        // Shortest first, so each batch pads to similar lengths.
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+
+        let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); ids.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start;
+            while end < order.len() && end - start < self.inner.batch_size {
+                let len = ids[order[end]].len();
+                if end > start && (end - start + 1) * len > MAX_BATCH_TOKENS {
+                    break;
+                }
+                end += 1;
+            }
+            let batch = &order[start..end];
+            let rows = self.run_batch(batch.iter().map(|&i| ids[i]))?;
+            for (&i, row) in batch.iter().zip(rows) {
+                vectors[i] = row;
+            }
+            start = end;
+        }
+        Ok(slots.into_iter().map(|s| vectors[s].clone()).collect())
+    }
+
+    /// Pads one batch, runs it, returns its rows.
+    fn run_batch<'a>(
+        &self,
+        seqs: impl Iterator<Item = &'a [u32]> + Clone,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let b = seqs.clone().count();
+        let l = seqs.clone().map(<[u32]>::len).max().unwrap_or(0).max(1);
+        let mut input_ids = vec![self.inner.pad_id; b * l];
+        let mut mask = vec![0i64; b * l];
+        for (r, s) in seqs.enumerate() {
+            for (c, &id) in s.iter().enumerate() {
+                input_ids[r * l + c] = i64::from(id);
+                mask[r * l + c] = 1;
+            }
+        }
+        let ids_t = TensorRef::from_array_view(([b, l], input_ids.as_slice())).map_err(rt)?;
+        let mask_t = TensorRef::from_array_view(([b, l], mask.as_slice())).map_err(rt)?;
+        let mut lease = self.inner.pool.take();
+        let session = lease.session.as_mut().expect("leased session");
+        let outputs = session
+            .run(ort::inputs!["input_ids" => ids_t, "attention_mask" => mask_t])
+            .map_err(rt)?;
+        let (shape, data) = outputs[e5::OUTPUT]
+            .try_extract_tensor::<f32>()
+            .map_err(rt)?;
+        let dims = self.inner.dims;
+        if shape.len() != 2 || shape[0] as usize != b || shape[1] as usize != dims {
+            return Err(ModelError::Runtime(format!(
+                "model returned shape {:?}, expected [{b}, {dims}]",
+                &shape[..]
+            )));
+        }
+        Ok(data.chunks_exact(dims).map(<[f32]>::to_vec).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_dir_names_make_setup() {
+        let dir = std::env::temp_dir().join("lingxi-no-models-here");
+        let err = Models::load_with(&dir, &Options::default()).unwrap_err();
+        assert!(err.needs_setup(), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("make setup"), "{msg}");
+        assert!(msg.contains("manifest.json"), "{msg}");
+    }
+
+    #[test]
+    fn variant_parses() {
+        assert_eq!(
+            "INT8".parse::<EmbeddingVariant>().unwrap(),
+            EmbeddingVariant::Int8
+        );
+        assert_eq!(
+            " fp32".parse::<EmbeddingVariant>().unwrap(),
+            EmbeddingVariant::Fp32
+        );
+        assert!(matches!(
+            "fp16".parse::<EmbeddingVariant>(),
+            Err(ModelError::Config(_))
+        ));
+    }
+}
