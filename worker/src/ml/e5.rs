@@ -115,8 +115,8 @@ struct Builder<'f, 'a> {
     g: Graph,
     variant: Variant,
     act: ActQuant,
-    /// uint8 128, the zero point of per-token activations.
-    zp128: String,
+    /// uint8 128, the zero point of per-token activations (int8 only).
+    zp128: Option<String>,
 }
 
 impl Builder<'_, '_> {
@@ -190,7 +190,14 @@ impl Builder<'_, '_> {
                 let s = self.g.node("Div", &[&m, &c127]);
                 let tiny = self.g.scalar_f32(1e-10);
                 let s = self.g.node("Max", &[&s, &tiny]);
-                let zp = self.zp128.clone();
+                let zp = match &self.zp128 {
+                    Some(zp) => zp.clone(),
+                    None => {
+                        let zp = self.g.init_u8("u8_128", &[], vec![128]);
+                        self.zp128 = Some(zp.clone());
+                        zp
+                    }
+                };
                 let n = self.g.node("Shape", &[&s]);
                 let zps = self.g.node("Expand", &[&zp, &n]);
                 let axis0 = [("axis", Attr::Int(0))];
@@ -242,7 +249,7 @@ pub fn build(f: &Q4File<'_>, variant: Variant, act: ActQuant) -> Result<Graph, Q
     g.metadata("lingxi.model", "multilingual-e5-small");
     g.metadata("lingxi.variant", variant.as_str());
     g.metadata("lingxi.pooling", "mean over attention_mask, l2-normalised");
-    let zp128 = g.init_u8("u8_128", &[], vec![128]);
+    let zp128 = None;
     let mut b = Builder {
         f,
         g,
@@ -358,7 +365,8 @@ pub fn build(f: &Q4File<'_>, variant: Variant, act: ActQuant) -> Result<Graph, Q
     }
 
     // --- mean pooling over the mask, then L2 normalisation ---------------
-    let x = b.g.node("Reshape", &[&x, &shape_bsh_dyn(&mut b.g, &bs, h)]);
+    let shape_bsh = shape_bsh_dyn(&mut b.g, &bs, h);
+    let x = b.g.node("Reshape", &[&x, &shape_bsh]);
     let axis2 = b.g.const_i64(&[2]);
     let m3 = b.g.node("Unsqueeze", &[&maskf, &axis2]);
     let masked = b.g.node("Mul", &[&x, &m3]);
