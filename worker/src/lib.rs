@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod ml;
 pub mod models;
 pub mod personas;
+pub mod registry;
 pub mod runner;
 pub mod taxonomy;
 pub mod text;

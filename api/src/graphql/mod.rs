@@ -13,6 +13,7 @@ pub mod contents;
 pub mod imports;
 pub mod jobs;
 pub mod loaders;
+pub mod models;
 pub mod segments;
 pub mod subscriptions;
 
@@ -26,6 +27,7 @@ pub struct QueryRoot(
     segments::SegmentsQuery,
     jobs::JobsQuery,
     analysis::AnalysisQuery,
+    models::ModelsQuery,
 );
 
 #[derive(MergedObject, Default)]

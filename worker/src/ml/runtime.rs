@@ -432,6 +432,22 @@ impl Models {
         &self.inner.manifest
     }
 
+    /// A session for another ONNX graph (e.g. a head exported with
+    /// [`super::onnx::Graph`]) in the same ONNX Runtime environment and
+    /// thread pool. `Session::run` takes `&mut self`: keep it behind a
+    /// `Mutex` to share it.
+    pub fn session_from_memory(&self, onnx: &[u8]) -> Result<Session, ModelError> {
+        let env = ENV
+            .get()
+            .ok_or_else(|| ModelError::Runtime("no environment".into()))?;
+        Session::builder(env)
+            .map_err(rt)?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(rt)?
+            .commit_from_memory(onnx)
+            .map_err(rt)
+    }
+
     /// Token count (with `<s>`/`</s>`, after truncation) of `prefix + text`.
     pub fn token_count(&self, text: &str, query: bool) -> Result<usize, ModelError> {
         let prefix = if query { "query: " } else { "passage: " };

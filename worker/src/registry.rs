@@ -1,0 +1,89 @@
+//! Model versions: every model file the platform uses or trained, with its
+//! metrics; one active version per kind (platform-wide rows have no account).
+use chrono::Utc;
+use entity::model_version;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    sea_query::Expr,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+pub mod kind {
+    pub const EMBEDDING: &str = "EMBEDDING";
+    pub const SENTIMENT: &str = "SENTIMENT";
+    pub const RANKER: &str = "RANKER";
+    pub const GENERATOR: &str = "GENERATOR";
+}
+
+pub struct NewVersion<'a> {
+    pub kind: &'a str,
+    pub version: &'a str,
+    pub path: &'a str,
+    pub sha256: &'a str,
+    pub metrics: Value,
+}
+
+/// Records a platform-wide version once (by kind + version); returns its row.
+///
+/// # Errors
+/// Database errors.
+pub async fn ensure(db: &impl ConnectionTrait, v: NewVersion<'_>, activate_if_none: bool) -> Result<model_version::Model, sea_orm::DbErr> {
+    let existing = model_version::Entity::find()
+        .filter(model_version::Column::Kind.eq(v.kind))
+        .filter(model_version::Column::Version.eq(v.version))
+        .filter(model_version::Column::AccountId.is_null())
+        .one(db)
+        .await?;
+    if let Some(e) = existing {
+        return Ok(e);
+    }
+    let has_active = active(db, v.kind).await?.is_some();
+    model_version::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        account_id: Set(None),
+        kind: Set(v.kind.to_owned()),
+        version: Set(v.version.to_owned()),
+        path: Set(v.path.to_owned()),
+        sha256: Set(v.sha256.to_owned()),
+        metrics: Set(v.metrics),
+        active: Set(activate_if_none && !has_active),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await
+}
+
+/// The active platform-wide version of `kind`.
+///
+/// # Errors
+/// Database errors.
+pub async fn active(db: &impl ConnectionTrait, kind: &str) -> Result<Option<model_version::Model>, sea_orm::DbErr> {
+    model_version::Entity::find()
+        .filter(model_version::Column::Kind.eq(kind))
+        .filter(model_version::Column::AccountId.is_null())
+        .filter(model_version::Column::Active.eq(true))
+        .order_by_desc(model_version::Column::CreatedAt)
+        .one(db)
+        .await
+}
+
+/// Makes `id` the only active version of its kind.
+///
+/// # Errors
+/// Database errors.
+pub async fn activate(db: &impl ConnectionTrait, id: Uuid) -> Result<(), sea_orm::DbErr> {
+    let Some(v) = model_version::Entity::find_by_id(id).one(db).await? else { return Ok(()) };
+    model_version::Entity::update_many()
+        .col_expr(model_version::Column::Active, Expr::value(false))
+        .filter(model_version::Column::Kind.eq(v.kind.clone()))
+        .filter(model_version::Column::AccountId.is_null())
+        .exec(db)
+        .await?;
+    model_version::Entity::update_many()
+        .col_expr(model_version::Column::Active, Expr::value(true))
+        .filter(model_version::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
