@@ -106,7 +106,7 @@ impl Config {
             assets_dir,
             request_timeout: Duration::from_secs(parse("LINGXI_REQUEST_TIMEOUT_SECS", 120)?),
             log_json: matches!(var("LINGXI_LOG_FORMAT").as_deref(), Some("json")),
-            max_depth: parse("LINGXI_MAX_DEPTH", 12)?,
+            max_depth: parse("LINGXI_MAX_DEPTH", 16)?,
             max_complexity: parse("LINGXI_MAX_COMPLEXITY", 10_000)?,
         })
     }
