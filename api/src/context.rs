@@ -19,7 +19,7 @@ pub struct AppState {
     /// Queues persona refreshes for members whose data just changed.
     pub refresher: worker::jobs::schedule::Refresher,
     /// None when started with `LINGXI_MODELS=off`.
-    pub models: Option<worker::analysis::SharedModels>,
+    pub models: Option<worker::models::SharedModels>,
     pub config: Arc<worker::Config>,
     pub metrics: Arc<Metrics>,
     pub started: Instant,

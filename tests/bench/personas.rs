@@ -20,17 +20,30 @@ const TEXTS: &[&str] = &[
 ];
 
 async fn import(s: &Server, what: &str, format: &str, data: &str) {
-    let q = format!("mutation($d: String!) {{ {what}(input: {{ format: {format}, data: $d }}) {{ accepted rejectedCount }} }}");
+    let q = format!(
+        "mutation($d: String!) {{ {what}(input: {{ format: {format}, data: $d }}) {{ accepted rejectedCount }} }}"
+    );
     let d = s.gql(&q, json!({ "d": data })).await;
     assert_eq!(d[what]["rejectedCount"], 0, "{d}");
 }
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
     // Workers off while loading, so the debounced refresh does not race the timing.
-    let s = Server::start_with(Options { extra_env: vec![("LINGXI_MODELS".into(), "off".into())], ..Default::default() }).await;
-    println!("api binary: {}; database: {}; members: {n}", tests::api_bin().display(), tests::backend());
+    let s = Server::start_with(Options {
+        extra_env: vec![("LINGXI_MODELS".into(), "off".into())],
+        ..Default::default()
+    })
+    .await;
+    println!(
+        "api binary: {}; database: {}; members: {n}",
+        tests::api_bin().display(),
+        tests::backend()
+    );
     let t = Instant::now();
     for chunk in (0..n).collect::<Vec<_>>().chunks(50_000) {
         let mut members = String::from("openid,city,age\n");
@@ -41,10 +54,20 @@ async fn main() {
             let _ = writeln!(members, "o_p{i:07},上海,{}", 18 + i % 40);
             for k in 0..3 {
                 let text = TEXTS[(i + k) % TEXTS.len()];
-                let _ = writeln!(messages, "{}", json!({ "openid": format!("o_p{i:07}"), "text": format!("{text}{k}"), "at": format!("2026-11-{:02}T08:00:00Z", 1 + (i + k) % 26) }));
+                let _ = writeln!(
+                    messages,
+                    "{}",
+                    json!({ "openid": format!("o_p{i:07}"), "text": format!("{text}{k}"), "at": format!("2026-11-{:02}T08:00:00Z", 1 + (i + k) % 26) })
+                );
             }
             for k in 0..5 {
-                let _ = writeln!(events, "o_p{i:07},{},2026-11-{:02}T{:02}:00:00Z", ["view", "click", "share"][k % 3], 1 + (i + k) % 26, k);
+                let _ = writeln!(
+                    events,
+                    "o_p{i:07},{},2026-11-{:02}T{:02}:00:00Z",
+                    ["view", "click", "share"][k % 3],
+                    1 + (i + k) % 26,
+                    k
+                );
             }
             for k in 1..=3 {
                 let _ = writeln!(relations, "o_p{i:07},o_p{:07}", (i * 31 + k * 7919) % n);
@@ -64,9 +87,21 @@ async fn main() {
     .await;
     assert!(idle.is_some());
     let t = Instant::now();
-    let id = s.gql("mutation { enqueueJob(input: { kind: BUILD_PERSONAS }) { id } }", json!({})).await["enqueueJob"]["id"].clone();
+    let id = s
+        .gql(
+            "mutation { enqueueJob(input: { kind: BUILD_PERSONAS }) { id } }",
+            json!({}),
+        )
+        .await["enqueueJob"]["id"]
+        .clone();
     let done = eventually(3600, || async {
-        let j = s.gql("query($id: ID!) { job(id: $id) { status result error } }", json!({ "id": id })).await["job"].clone();
+        let j = s
+            .gql(
+                "query($id: ID!) { job(id: $id) { status result error } }",
+                json!({ "id": id }),
+            )
+            .await["job"]
+            .clone();
         (j["status"] == "SUCCEEDED" || j["status"] == "FAILED").then_some(j)
     })
     .await

@@ -92,7 +92,11 @@ async fn oversized_bodies_get_413_and_nothing_is_stored() {
 #[tokio::test]
 async fn deep_or_complex_queries_are_refused() {
     let s = Server::start().await;
-    let deep = format!("{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}", "ofType { ".repeat(14), "} ".repeat(14));
+    let deep = format!(
+        "{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}",
+        "ofType { ".repeat(14),
+        "} ".repeat(14)
+    );
     let body = s.gql_as(Some(ADMIN_KEY), &deep, json!({})).await;
     assert_eq!(
         tests::error_code(&body).as_deref(),

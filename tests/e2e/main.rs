@@ -10,6 +10,7 @@ mod http;
 mod imports;
 mod jobs;
 mod members;
+mod models;
 mod schema;
 mod segments;
 mod subscriptions;

@@ -24,13 +24,17 @@ pub trait TextModels: Send + Sync {
     fn embed_passages(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>>;
     /// Unit vectors for search phrases and category descriptions.
     fn embed_queries(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>>;
-    /// Probability that each text is positive, from its embedding.
-    fn sentiment(&self, embeddings: &[Vec<f32>]) -> anyhow::Result<Vec<f32>>;
+    /// Probability that each text is positive, from the text and its embedding.
+    fn sentiment(&self, texts: &[String], embeddings: &[Vec<f32>]) -> anyhow::Result<Vec<f32>>;
     /// The active sentiment head's version.
     fn sentiment_model(&self) -> String;
+    /// POSITIVE / NEUTRAL / NEGATIVE for a probability of positive.
+    fn label(&self, p: f32) -> &'static str {
+        label(p)
+    }
 }
 
-pub type SharedModels = Arc<dyn TextModels>;
+pub type DynModels = Arc<dyn TextModels>;
 
 /// Thresholds on probability-of-positive for the three labels; see
 /// docs/models.md for how they were calibrated.
@@ -61,8 +65,10 @@ pub struct Analysis {
 /// # Errors
 /// Model errors.
 pub fn analyze(models: &dyn TextModels, texts: &[String]) -> anyhow::Result<Vec<Analysis>> {
-    let embeddings = models.embed_passages(texts)?;
-    let probs = models.sentiment(&embeddings)?;
+    // e5's "query: " side: messages are compared symmetrically (personas,
+    // lookalikes) and classified (sentiment), both of which e5 trains on queries.
+    let embeddings = models.embed_queries(texts)?;
+    let probs = models.sentiment(texts, &embeddings)?;
     Ok(texts
         .iter()
         .zip(embeddings)
@@ -86,7 +92,7 @@ const BATCH: u64 = 128;
 /// `Permanent` without models; `Cancelled`; database errors are transient.
 pub async fn run(
     db: &DatabaseConnection,
-    models: Option<&SharedModels>,
+    models: Option<DynModels>,
     account_id: Uuid,
     member_ids: Option<&[Uuid]>,
     reanalyze: bool,
@@ -126,7 +132,7 @@ pub async fn run(
         let Some(last) = batch.last() else { break };
         after = Some(last.id);
         let texts: Vec<String> = batch.iter().map(|m| m.text.clone()).collect();
-        let m = Arc::clone(models);
+        let m = Arc::clone(&models);
         let analysed = tokio::task::spawn_blocking(move || analyze(m.as_ref(), &texts))
             .await
             .map_err(|e| JobError::Transient(e.into()))?

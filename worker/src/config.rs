@@ -26,6 +26,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `LINGXI_MODELS_DIR`: ONNX models and runtime (default `~/.cache/lingxi/models`).
     pub models_dir: PathBuf,
+    /// `LINGXI_WORKER_CONCURRENCY`: jobs run at once per process (default 2).
+    pub worker_concurrency: usize,
     /// `LINGXI_MODELS`: `off` runs without language models (analysis jobs fail).
     pub models_enabled: bool,
     /// `LINGXI_ASSETS_DIR`: GraphiQL's static files (default `~/.cache/lingxi/web`).
@@ -102,6 +104,7 @@ impl Config {
             demo,
             max_body_bytes: max_body_mb.saturating_mul(1024 * 1024),
             models_dir,
+            worker_concurrency: parse("LINGXI_WORKER_CONCURRENCY", 2)?,
             models_enabled: !matches!(var("LINGXI_MODELS").as_deref(), Some("off" | "0" | "false")),
             assets_dir,
             request_timeout: Duration::from_secs(parse("LINGXI_REQUEST_TIMEOUT_SECS", 120)?),

@@ -19,13 +19,10 @@ async fn main() -> anyhow::Result<()> {
     });
     let queue = worker::jobs::JobQueue::connect(&cfg, &db).await?;
     let models = worker::models::load(&cfg)?;
-    let opts = worker::runner::WorkerOptions {
-        concurrency: std::env::var("LINGXI_WORKER_CONCURRENCY")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(2),
-        ..Default::default()
-    };
+    if let Some(m) = &models {
+        m.sync_registry(&db).await?;
+    }
+    let opts = worker::runner::WorkerOptions::new(&cfg);
     tracing::info!(name = %opts.name, "worker started");
     println!("Lingxi worker started");
     worker::runner::run(db, queue, models, opts, rx).await;

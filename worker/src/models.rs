@@ -1,5 +1,119 @@
-//! Loading the language models for a process, per configuration.
-use crate::{Config, analysis::SharedModels};
+//! Loading the language models for a process, per configuration: the e5
+//! embedding model (`ml::Models`) and the sentiment head (`sentiment::Head`,
+//! the shipped one or the active retrained version).
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context as _;
+use sea_orm::ConnectionTrait;
+
+use crate::{
+    Config,
+    analysis::TextModels,
+    ml::{self, manifest},
+    registry::{self, NewVersion, kind},
+    sentiment::Head,
+};
+
+pub type SharedModels = Arc<LoadedModels>;
+
+pub struct LoadedModels {
+    pub embed: ml::Models,
+    head: RwLock<Arc<Head>>,
+}
+
+impl LoadedModels {
+    pub fn head(&self) -> Arc<Head> {
+        self.head
+            .read()
+            .map(|h| Arc::clone(&h))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    /// Swaps in another sentiment head (a promoted retrain) without a restart.
+    pub fn set_head(&self, head: Head) {
+        if let Ok(mut h) = self.head.write() {
+            *h = Arc::new(head);
+        }
+    }
+
+    /// Records the installed models as model versions (once), and loads the
+    /// active sentiment head when it is not the one in memory.
+    ///
+    /// # Errors
+    /// Database errors, or an active head file that cannot be read.
+    pub async fn sync_registry(&self, db: &impl ConnectionTrait) -> anyhow::Result<()> {
+        let m = self.embed.manifest();
+        let version = self.embed.embedding_model().to_owned();
+        let sha = m
+            .models
+            .values()
+            .find(|e| e.version == version)
+            .map(|e| e.sha256.clone())
+            .unwrap_or_default();
+        registry::ensure(
+            db,
+            NewVersion {
+                kind: kind::EMBEDDING,
+                version: &version,
+                path: "models dir",
+                sha256: &sha,
+                metrics: serde_json::json!({ "dims": self.embed.dims() }),
+            },
+            true,
+        )
+        .await?;
+        let shipped = self.head();
+        let shipped_sha = manifest::sha256_bytes(shipped.onnx_bytes());
+        registry::ensure(
+            db,
+            NewVersion {
+                kind: kind::SENTIMENT,
+                version: shipped.version(),
+                path: "builtin",
+                sha256: &shipped_sha,
+                metrics: shipped.metrics().clone(),
+            },
+            true,
+        )
+        .await?;
+        if let Some(active) = registry::active(db, kind::SENTIMENT).await?
+            && active.version != self.head().version()
+        {
+            let head = if active.path == "builtin" {
+                Head::shipped()
+            } else {
+                let onnx = std::path::PathBuf::from(&active.path);
+                Head::from_files(&onnx, &onnx.with_extension("json")).with_context(|| {
+                    format!("active sentiment head {} cannot be loaded", active.version)
+                })?
+            };
+            tracing::info!(version = head.version(), "sentiment head loaded");
+            self.set_head(head);
+        }
+        Ok(())
+    }
+}
+
+impl TextModels for LoadedModels {
+    fn embedding_model(&self) -> String {
+        self.embed.embedding_model().to_owned()
+    }
+    fn embed_passages(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
+        Ok(self.embed.embed_passages(texts)?)
+    }
+    fn embed_queries(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
+        Ok(self.embed.embed_queries(texts)?)
+    }
+    fn sentiment(&self, texts: &[String], embeddings: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
+        self.head().predict(texts, embeddings)
+    }
+    fn sentiment_model(&self) -> String {
+        self.head().version().to_owned()
+    }
+    fn label(&self, p: f32) -> &'static str {
+        self.head().label(p)
+    }
+}
 
 /// The models for this process, or `None` with `LINGXI_MODELS=off`.
 ///
@@ -7,9 +121,18 @@ use crate::{Config, analysis::SharedModels};
 /// Models are on but missing or corrupt: the message names `make setup`.
 pub fn load(cfg: &Config) -> anyhow::Result<Option<SharedModels>> {
     if !cfg.models_enabled {
-        tracing::warn!("LINGXI_MODELS=off: text analysis and personas without language models");
+        tracing::warn!("LINGXI_MODELS=off: no text analysis; personas use the category lexicon");
         return Ok(None);
     }
-    tracing::warn!(dir = %cfg.models_dir.display(), "the model runtime is not built into this version yet");
-    Ok(None)
+    let embed = ml::Models::load(&cfg.models_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let head = Head::shipped();
+    tracing::info!(
+        embedding = embed.embedding_model(),
+        sentiment = head.version(),
+        "models loaded"
+    );
+    Ok(Some(Arc::new(LoadedModels {
+        embed,
+        head: RwLock::new(Arc::new(head)),
+    })))
 }

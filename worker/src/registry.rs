@@ -28,7 +28,11 @@ pub struct NewVersion<'a> {
 ///
 /// # Errors
 /// Database errors.
-pub async fn ensure(db: &impl ConnectionTrait, v: NewVersion<'_>, activate_if_none: bool) -> Result<model_version::Model, sea_orm::DbErr> {
+pub async fn ensure(
+    db: &impl ConnectionTrait,
+    v: NewVersion<'_>,
+    activate_if_none: bool,
+) -> Result<model_version::Model, sea_orm::DbErr> {
     let existing = model_version::Entity::find()
         .filter(model_version::Column::Kind.eq(v.kind))
         .filter(model_version::Column::Version.eq(v.version))
@@ -58,7 +62,10 @@ pub async fn ensure(db: &impl ConnectionTrait, v: NewVersion<'_>, activate_if_no
 ///
 /// # Errors
 /// Database errors.
-pub async fn active(db: &impl ConnectionTrait, kind: &str) -> Result<Option<model_version::Model>, sea_orm::DbErr> {
+pub async fn active(
+    db: &impl ConnectionTrait,
+    kind: &str,
+) -> Result<Option<model_version::Model>, sea_orm::DbErr> {
     model_version::Entity::find()
         .filter(model_version::Column::Kind.eq(kind))
         .filter(model_version::Column::AccountId.is_null())
@@ -73,7 +80,9 @@ pub async fn active(db: &impl ConnectionTrait, kind: &str) -> Result<Option<mode
 /// # Errors
 /// Database errors.
 pub async fn activate(db: &impl ConnectionTrait, id: Uuid) -> Result<(), sea_orm::DbErr> {
-    let Some(v) = model_version::Entity::find_by_id(id).one(db).await? else { return Ok(()) };
+    let Some(v) = model_version::Entity::find_by_id(id).one(db).await? else {
+        return Ok(());
+    };
     model_version::Entity::update_many()
         .col_expr(model_version::Column::Active, Expr::value(false))
         .filter(model_version::Column::Kind.eq(v.kind.clone()))

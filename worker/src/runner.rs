@@ -8,13 +8,13 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 
 use crate::{
-    analysis::SharedModels,
     jobs::{
         JobQueue,
         execute::{JobContext, handle},
         queue::POLL,
         schedule,
     },
+    models::SharedModels,
 };
 
 /// How often time-driven campaign moves are checked.
@@ -25,14 +25,18 @@ const NIGHTLY_CHECK: Duration = Duration::from_secs(60);
 pub struct WorkerOptions {
     /// Jobs run at once in this process.
     pub concurrency: usize,
+    pub data_dir: std::path::PathBuf,
+    pub models_dir: std::path::PathBuf,
     /// A name unique per process (apalis tracks workers by name).
     pub name: String,
 }
 
-impl Default for WorkerOptions {
-    fn default() -> Self {
+impl WorkerOptions {
+    pub fn new(cfg: &crate::Config) -> Self {
         Self {
-            concurrency: 2,
+            concurrency: cfg.worker_concurrency.max(1),
+            data_dir: cfg.data_dir.clone(),
+            models_dir: cfg.models_dir.clone(),
             name: format!(
                 "lingxi-{}-{}",
                 std::process::id(),
@@ -54,6 +58,8 @@ pub async fn run(
         db: db.clone(),
         queue: queue.clone(),
         models,
+        data_dir: opts.data_dir.clone(),
+        models_dir: opts.models_dir.clone(),
     };
     let ticker = tokio::spawn(tick_loop(db, queue.clone(), shutdown.clone()));
     let mut rx = shutdown.clone();

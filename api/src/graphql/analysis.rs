@@ -1,6 +1,4 @@
 //! `analyzeText`: synchronous text analysis for integrations and quick checks.
-use std::sync::Arc;
-
 use async_graphql::{Context, Enum, Object, SimpleObject};
 
 use crate::{
@@ -61,12 +59,11 @@ impl AnalysisQuery {
             AppError::Internal(anyhow::anyhow!("models are off (LINGXI_MODELS=off)"))
         })?;
         let owned = texts.clone();
-        let analysed = tokio::task::spawn_blocking(move || {
-            worker::analysis::analyze(Arc::as_ref(&models), &owned)
-        })
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?
-        .map_err(AppError::Internal)?;
+        let analysed =
+            tokio::task::spawn_blocking(move || worker::analysis::analyze(&*models, &owned))
+                .await
+                .map_err(|e| AppError::Internal(e.into()))?
+                .map_err(AppError::Internal)?;
         Ok(texts
             .into_iter()
             .zip(analysed)

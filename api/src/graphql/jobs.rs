@@ -27,6 +27,9 @@ pub enum JobKind {
     AnalyzeTexts,
     /// Rebuilds personas. Params: `{ memberIds?: [ID] }` (default: everyone).
     BuildPersonas,
+    /// Retrains the sentiment head on the platform corpus; the new version
+    /// becomes active only if its balanced accuracy is higher. No params.
+    RetrainSentiment,
 }
 
 impl From<JobKind> for jobs::JobKind {
@@ -34,6 +37,7 @@ impl From<JobKind> for jobs::JobKind {
         match k {
             JobKind::AnalyzeTexts => jobs::JobKind::AnalyzeTexts,
             JobKind::BuildPersonas => jobs::JobKind::BuildPersonas,
+            JobKind::RetrainSentiment => jobs::JobKind::RetrainSentiment,
         }
     }
 }
@@ -42,6 +46,7 @@ fn kind_of(s: &str) -> Option<JobKind> {
     match jobs::JobKind::parse(s)? {
         jobs::JobKind::AnalyzeTexts => Some(JobKind::AnalyzeTexts),
         jobs::JobKind::BuildPersonas => Some(JobKind::BuildPersonas),
+        jobs::JobKind::RetrainSentiment => Some(JobKind::RetrainSentiment),
     }
 }
 

@@ -74,7 +74,11 @@ pub struct ModelsQuery;
 #[Object]
 impl ModelsQuery {
     /// Versions of each model kind (platform-wide and this account's), newest first.
-    async fn model_versions(&self, ctx: &Context<'_>, kind: Option<ModelKind>) -> GqlResult<Vec<ModelVersion>> {
+    async fn model_versions(
+        &self,
+        ctx: &Context<'_>,
+        kind: Option<ModelKind>,
+    ) -> GqlResult<Vec<ModelVersion>> {
         let account_id = ctx.tenant()?;
         let mut q = model_version::Entity::find().filter(
             Condition::any()
@@ -84,6 +88,11 @@ impl ModelsQuery {
         if let Some(k) = kind {
             q = q.filter(model_version::Column::Kind.eq(k.as_str()));
         }
-        Ok(q.order_by_desc(model_version::Column::CreatedAt).all(ctx.db()).await?.into_iter().map(ModelVersion).collect())
+        Ok(q.order_by_desc(model_version::Column::CreatedAt)
+            .all(ctx.db())
+            .await?
+            .into_iter()
+            .map(ModelVersion)
+            .collect())
     }
 }

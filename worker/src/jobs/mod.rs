@@ -29,15 +29,22 @@ pub enum JobKind {
     AnalyzeTexts,
     /// Personas from messages, events and friend edges.
     BuildPersonas,
+    /// Retrains the sentiment head; promoted only if better.
+    RetrainSentiment,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 2] = [JobKind::AnalyzeTexts, JobKind::BuildPersonas];
+    pub const ALL: [JobKind; 3] = [
+        JobKind::AnalyzeTexts,
+        JobKind::BuildPersonas,
+        JobKind::RetrainSentiment,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::AnalyzeTexts => "ANALYZE_TEXTS",
             JobKind::BuildPersonas => "BUILD_PERSONAS",
+            JobKind::RetrainSentiment => "RETRAIN_SENTIMENT",
         }
     }
 

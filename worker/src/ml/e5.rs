@@ -249,13 +249,12 @@ pub fn build(f: &Q4File<'_>, variant: Variant, act: ActQuant) -> Result<Graph, Q
     g.metadata("lingxi.model", "multilingual-e5-small");
     g.metadata("lingxi.variant", variant.as_str());
     g.metadata("lingxi.pooling", "mean over attention_mask, l2-normalised");
-    let zp128 = None;
     let mut b = Builder {
         f,
         g,
         variant,
         act,
-        zp128,
+        zp128: None,
     };
     let batch_seq = [Dim::param("batch"), Dim::param("seq")];
     let ids = b.g.input("input_ids", DataType::Int64, &batch_seq);

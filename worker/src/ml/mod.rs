@@ -14,6 +14,7 @@
 //! `LINGXI_ORT_SESSIONS` (default 1), `LINGXI_EMBED_BATCH` (default 32).
 //! See docs/models.md.
 
+pub mod bench;
 pub mod e5;
 pub mod manifest;
 pub mod onnx;
@@ -22,5 +23,5 @@ mod runtime;
 pub mod setup;
 pub mod wheel;
 
-pub use runtime::{EmbeddingVariant, FIX, ModelError, Models, Options};
+pub use runtime::{EmbeddingVariant, FIX, ModelError, Models, Options, environment};
 pub use setup::default_models_dir;

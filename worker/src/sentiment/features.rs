@@ -15,7 +15,7 @@ pub const EMBEDDING_DIMS: usize = 384;
 
 /// Which prefix the embedding was computed with (`ml::Models`
 /// `embed_queries` = "query: ", `embed_passages` = "passage: ").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbeddingPrefix {
     Query,
@@ -118,9 +118,7 @@ pub fn fnv1a64(parts: &[&[u8]]) -> u64 {
 pub fn normalize(text: &str) -> String {
     text.chars()
         .map(|c| match c {
-            '\u{FF01}'..='\u{FF5E}' => {
-                char::from_u32(c as u32 - 0xFF01 + 0x21).unwrap_or(c)
-            }
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFF01 + 0x21).unwrap_or(c),
             '\u{3000}' => ' ',
             '\u{FEFF}' => ' ',
             _ => c,

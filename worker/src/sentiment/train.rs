@@ -1,0 +1,698 @@
+//! The trainer: L2-regularised, class-balanced logistic regression over
+//! [embedding ‖ hashed n-grams], fitted with full-batch L-BFGS (no random
+//! numbers: the same data gives the same weights), then Platt scaling on a
+//! held-out split, metrics and the NEUTRAL band.
+use serde::{Deserialize, Serialize};
+
+use super::corpus::Matrix;
+use super::features::{Sparse, fnv1a64};
+
+/// The features of a set of texts.
+#[derive(Clone, Debug, Default)]
+pub struct Features {
+    pub emb: Matrix,
+    /// One sparse n-gram vector per row (empty vectors when the head
+    /// reads no n-grams).
+    pub ngrams: Vec<Sparse>,
+    pub buckets: usize,
+}
+
+impl Features {
+    pub fn rows(&self) -> usize {
+        self.emb.rows
+    }
+
+    pub fn select(&self, idx: &[usize]) -> Features {
+        Features {
+            emb: self.emb.select(idx),
+            ngrams: idx.iter().map(|&i| self.ngrams[i].clone()).collect(),
+            buckets: self.buckets,
+        }
+    }
+}
+
+/// A linear head: `z = emb·w_emb + ngrams·w_ngram + bias`,
+/// `p = sigmoid(z)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Linear {
+    pub w_emb: Vec<f32>,
+    pub w_ngram: Vec<f32>,
+    pub bias: f32,
+}
+
+impl Linear {
+    pub fn logit(&self, emb: &[f32], ngrams: &Sparse) -> f32 {
+        let mut z = self.bias;
+        z += emb.iter().zip(&self.w_emb).map(|(x, w)| x * w).sum::<f32>();
+        if !self.w_ngram.is_empty() {
+            z += ngrams.dot(&self.w_ngram);
+        }
+        z
+    }
+
+    pub fn logits(&self, f: &Features) -> Vec<f32> {
+        (0..f.rows())
+            .map(|i| {
+                let empty = Sparse::default();
+                let s = f.ngrams.get(i).unwrap_or(&empty);
+                self.logit(f.emb.row(i), s)
+            })
+            .collect()
+    }
+
+    /// Folds a Platt scaling `sigmoid(a·z + c)` into the weights.
+    pub fn fold(&self, p: &Platt) -> Linear {
+        let a = p.a as f32;
+        Linear {
+            w_emb: self.w_emb.iter().map(|w| w * a).collect(),
+            w_ngram: self.w_ngram.iter().map(|w| w * a).collect(),
+            bias: self.bias * a + p.c as f32,
+        }
+    }
+}
+
+pub fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+fn sigmoid64(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// `log(1 + exp(z))` without overflow.
+fn softplus(z: f64) -> f64 {
+    if z > 0.0 {
+        z + (-z).exp().ln_1p()
+    } else {
+        z.exp().ln_1p()
+    }
+}
+
+/// Training settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainConfig {
+    /// L2 penalty on the embedding weights.
+    pub l2_embedding: f64,
+    /// L2 penalty on the n-gram weights.
+    pub l2_ngrams: f64,
+    pub max_iter: usize,
+    /// Stop when the gradient's max-norm falls below this.
+    pub tolerance: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            l2_embedding: 1e-4,
+            l2_ngrams: 1e-4,
+            max_iter: 400,
+            tolerance: 1e-6,
+        }
+    }
+}
+
+/// What the optimiser did.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FitReport {
+    pub iterations: usize,
+    pub objective: f64,
+    pub gradient_norm: f64,
+}
+
+/// Class weights that make both classes weigh half: `n / (2·n_class)`.
+fn class_weights(y: &[u8]) -> [f64; 2] {
+    let pos = y.iter().filter(|&&l| l == 1).count().max(1) as f64;
+    let neg = (y.len() as f64 - pos).max(1.0);
+    let n = y.len() as f64;
+    [n / (2.0 * neg), n / (2.0 * pos)]
+}
+
+/// Fits the linear head on `f` with labels `y` (1 = positive).
+pub fn fit(f: &Features, y: &[u8], cfg: &TrainConfig) -> (Linear, FitReport) {
+    assert_eq!(f.rows(), y.len());
+    let d = f.emb.cols;
+    let h = if f.ngrams.iter().any(|s| !s.idx.is_empty()) {
+        f.buckets
+    } else {
+        0
+    };
+    let dim = d + h + 1;
+    let cw = class_weights(y);
+    let total: f64 = y.iter().map(|&l| cw[l as usize]).sum();
+    let objective = |theta: &[f64], grad: &mut [f64]| -> f64 {
+        grad.iter_mut().for_each(|g| *g = 0.0);
+        let (we, rest) = theta.split_at(d);
+        let (wn, b) = rest.split_at(h);
+        let b = b[0];
+        let mut loss = 0.0;
+        let mut gb = 0.0;
+        for (i, &label) in y.iter().enumerate() {
+            let x = f.emb.row(i);
+            let s = &f.ngrams[i];
+            let mut z = b;
+            for (xi, wi) in x.iter().zip(we) {
+                z += f64::from(*xi) * wi;
+            }
+            if h > 0 {
+                for (&j, &v) in s.idx.iter().zip(&s.val) {
+                    z += f64::from(v) * wn[j as usize];
+                }
+            }
+            let c = cw[label as usize] / total;
+            let yl = f64::from(label);
+            // -[y log σ(z) + (1-y) log(1-σ(z))] = softplus(z) - y z
+            loss += c * (softplus(z) - yl * z);
+            let g = c * (sigmoid64(z) - yl);
+            for (gi, xi) in grad[..d].iter_mut().zip(x) {
+                *gi += g * f64::from(*xi);
+            }
+            if h > 0 {
+                let gn = &mut grad[d..d + h];
+                for (&j, &v) in s.idx.iter().zip(&s.val) {
+                    gn[j as usize] += g * f64::from(v);
+                }
+            }
+            gb += g;
+        }
+        grad[d + h] = gb;
+        let mut reg = 0.0;
+        for (i, w) in theta[..d + h].iter().enumerate() {
+            let l = if i < d {
+                cfg.l2_embedding
+            } else {
+                cfg.l2_ngrams
+            };
+            reg += 0.5 * l * w * w;
+            grad[i] += l * w;
+        }
+        loss + reg
+    };
+    let (theta, report) = lbfgs(objective, vec![0.0; dim], cfg.max_iter, cfg.tolerance);
+    let lin = Linear {
+        w_emb: theta[..d].iter().map(|&v| v as f32).collect(),
+        w_ngram: theta[d..d + h].iter().map(|&v| v as f32).collect(),
+        bias: theta[d + h] as f32,
+    };
+    (lin, report)
+}
+
+/// Limited-memory BFGS (two-loop recursion, memory 10) with a
+/// backtracking Armijo line search. Deterministic.
+pub fn lbfgs(
+    mut f: impl FnMut(&[f64], &mut [f64]) -> f64,
+    mut x: Vec<f64>,
+    max_iter: usize,
+    tolerance: f64,
+) -> (Vec<f64>, FitReport) {
+    const M: usize = 10;
+    let n = x.len();
+    let mut g = vec![0.0; n];
+    let mut fx = f(&x, &mut g);
+    let mut s_hist: Vec<Vec<f64>> = Vec::new();
+    let mut y_hist: Vec<Vec<f64>> = Vec::new();
+    let mut rho: Vec<f64> = Vec::new();
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let max_abs = |a: &[f64]| a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let mut iterations = 0;
+    let mut x_new = vec![0.0; n];
+    let mut g_new = vec![0.0; n];
+    while iterations < max_iter && max_abs(&g) > tolerance {
+        iterations += 1;
+        // Direction d = -H g.
+        let mut q = g.clone();
+        let k = s_hist.len();
+        let mut alpha = vec![0.0; k];
+        for i in (0..k).rev() {
+            alpha[i] = rho[i] * dot(&s_hist[i], &q);
+            for (qj, yj) in q.iter_mut().zip(&y_hist[i]) {
+                *qj -= alpha[i] * yj;
+            }
+        }
+        let gamma = if k > 0 {
+            dot(&s_hist[k - 1], &y_hist[k - 1]) / dot(&y_hist[k - 1], &y_hist[k - 1])
+        } else {
+            1.0 / dot(&g, &g).sqrt().max(1e-12)
+        };
+        q.iter_mut().for_each(|v| *v *= gamma);
+        for i in 0..k {
+            let beta = rho[i] * dot(&y_hist[i], &q);
+            for (qj, sj) in q.iter_mut().zip(&s_hist[i]) {
+                *qj += (alpha[i] - beta) * sj;
+            }
+        }
+        let dir: Vec<f64> = q.iter().map(|v| -v).collect();
+        let mut slope = dot(&g, &dir);
+        let dir = if slope >= 0.0 {
+            // Not a descent direction: restart from steepest descent.
+            s_hist.clear();
+            y_hist.clear();
+            rho.clear();
+            slope = -dot(&g, &g);
+            g.iter().map(|v| -v).collect()
+        } else {
+            dir
+        };
+        let mut step = 1.0;
+        let mut accepted = false;
+        for _ in 0..40 {
+            for ((xn, xi), di) in x_new.iter_mut().zip(&x).zip(&dir) {
+                *xn = xi + step * di;
+            }
+            let f_new = f(&x_new, &mut g_new);
+            if f_new <= fx + 1e-4 * step * slope {
+                let s: Vec<f64> = x_new.iter().zip(&x).map(|(a, b)| a - b).collect();
+                let yv: Vec<f64> = g_new.iter().zip(&g).map(|(a, b)| a - b).collect();
+                let sy = dot(&s, &yv);
+                if sy > 1e-12 {
+                    if s_hist.len() == M {
+                        s_hist.remove(0);
+                        y_hist.remove(0);
+                        rho.remove(0);
+                    }
+                    s_hist.push(s);
+                    y_hist.push(yv);
+                    rho.push(1.0 / sy);
+                }
+                std::mem::swap(&mut x, &mut x_new);
+                std::mem::swap(&mut g, &mut g_new);
+                let decrease = fx - f_new;
+                fx = f_new;
+                accepted = true;
+                if decrease.abs() < 1e-12 * fx.abs().max(1.0) {
+                    iterations = max_iter;
+                }
+                break;
+            }
+            step *= 0.5;
+        }
+        if !accepted {
+            break;
+        }
+    }
+    let report = FitReport {
+        iterations: iterations.min(max_iter),
+        objective: fx,
+        gradient_norm: max_abs(&g),
+    };
+    (x, report)
+}
+
+/// Platt scaling `p = sigmoid(a·z + c)` of a logit `z`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Platt {
+    pub a: f64,
+    pub c: f64,
+}
+
+/// Fits Platt scaling on held-out logits, class-balanced (the calibrated
+/// probability is for a 50/50 prior) with Platt's smoothed targets
+/// `(n₊+1)/(n₊+2)` and `1/(n₋+2)`. Newton's method on two parameters.
+pub fn fit_platt(z: &[f32], y: &[u8]) -> Platt {
+    let n_pos = y.iter().filter(|&&l| l == 1).count() as f64;
+    let n_neg = y.len() as f64 - n_pos;
+    let t_pos = (n_pos + 1.0) / (n_pos + 2.0);
+    let t_neg = 1.0 / (n_neg + 2.0);
+    let cw = class_weights(y);
+    let (mut a, mut c) = (1.0f64, 0.0f64);
+    for _ in 0..100 {
+        let (mut ga, mut gc, mut haa, mut hac, mut hcc) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
+        for (&zi, &l) in z.iter().zip(y) {
+            let zi = f64::from(zi);
+            let t = if l == 1 { t_pos } else { t_neg };
+            let w = cw[l as usize];
+            let p = sigmoid64(a * zi + c);
+            let r = w * (p - t);
+            let s = w * p * (1.0 - p);
+            ga += r * zi;
+            gc += r;
+            haa += s * zi * zi;
+            hac += s * zi;
+            hcc += s;
+        }
+        let det = haa * hcc - hac * hac;
+        if det.abs() < 1e-18 {
+            break;
+        }
+        let da = (hcc * ga - hac * gc) / det;
+        let dc = (haa * gc - hac * ga) / det;
+        a -= da;
+        c -= dc;
+        if da.abs() < 1e-10 && dc.abs() < 1e-10 {
+            break;
+        }
+    }
+    Platt { a, c }
+}
+
+/// Quality of scores (probability of positive) against labels.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Metrics {
+    pub n: usize,
+    pub positives: usize,
+    /// Mean of the true-positive and true-negative rates at p ≥ 0.5.
+    pub balanced_accuracy: f64,
+    pub accuracy: f64,
+    pub auc: f64,
+    /// Class-balanced log loss.
+    pub log_loss: f64,
+    /// Expected calibration error over 10 equal-width bins.
+    pub ece: f64,
+}
+
+/// Binary metrics at the 0.5 threshold.
+pub fn metrics(p: &[f32], y: &[u8]) -> Metrics {
+    let n = y.len();
+    let positives = y.iter().filter(|&&l| l == 1).count();
+    let (mut tp, mut tn) = (0usize, 0usize);
+    for (&pi, &l) in p.iter().zip(y) {
+        match (pi >= 0.5, l == 1) {
+            (true, true) => tp += 1,
+            (false, false) => tn += 1,
+            _ => {}
+        }
+    }
+    let negatives = n - positives;
+    let tpr = tp as f64 / positives.max(1) as f64;
+    let tnr = tn as f64 / negatives.max(1) as f64;
+    let cw = class_weights(y);
+    let total: f64 = y.iter().map(|&l| cw[l as usize]).sum();
+    let log_loss = p
+        .iter()
+        .zip(y)
+        .map(|(&pi, &l)| {
+            let pi = f64::from(pi).clamp(1e-7, 1.0 - 1e-7);
+            let v = if l == 1 { -pi.ln() } else { -(1.0 - pi).ln() };
+            cw[l as usize] * v
+        })
+        .sum::<f64>()
+        / total.max(1e-12);
+    Metrics {
+        n,
+        positives,
+        balanced_accuracy: if positives == 0 || negatives == 0 {
+            f64::NAN
+        } else {
+            (tpr + tnr) / 2.0
+        },
+        accuracy: (tp + tn) as f64 / n.max(1) as f64,
+        auc: auc(p, y),
+        log_loss,
+        ece: ece(p, y, 10),
+    }
+}
+
+/// Area under the ROC curve (ties count half).
+pub fn auc(p: &[f32], y: &[u8]) -> f64 {
+    let mut idx: Vec<usize> = (0..p.len()).collect();
+    idx.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let n_pos = y.iter().filter(|&&l| l == 1).count() as f64;
+    let n_neg = y.len() as f64 - n_pos;
+    if n_pos == 0.0 || n_neg == 0.0 {
+        return f64::NAN;
+    }
+    // Mann-Whitney U with mid-ranks.
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && p[idx[j + 1]] == p[idx[i]] {
+            j += 1;
+        }
+        let mid = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            if y[k] == 1 {
+                rank_sum += mid;
+            }
+        }
+        i = j + 1;
+    }
+    (rank_sum - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg)
+}
+
+/// Expected calibration error, unweighted by class.
+pub fn ece(p: &[f32], y: &[u8], bins: usize) -> f64 {
+    let mut count = vec![0usize; bins];
+    let mut conf = vec![0f64; bins];
+    let mut hits = vec![0f64; bins];
+    for (&pi, &l) in p.iter().zip(y) {
+        let b = ((pi * bins as f32) as usize).min(bins - 1);
+        count[b] += 1;
+        conf[b] += f64::from(pi);
+        hits[b] += f64::from(l);
+    }
+    let n = p.len().max(1) as f64;
+    (0..bins)
+        .filter(|&b| count[b] > 0)
+        .map(|b| (count[b] as f64 / n) * ((conf[b] - hits[b]) / count[b] as f64).abs())
+        .sum()
+}
+
+/// The NEUTRAL band: NEGATIVE when `p < negative_below`, POSITIVE when
+/// `p > positive_above`, NEUTRAL otherwise.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Thresholds {
+    pub negative_below: f32,
+    pub positive_above: f32,
+}
+
+impl Thresholds {
+    pub fn label(&self, p: f32) -> &'static str {
+        if p < self.negative_below {
+            "NEGATIVE"
+        } else if p > self.positive_above {
+            "POSITIVE"
+        } else {
+            "NEUTRAL"
+        }
+    }
+}
+
+/// How three labels do on binary data.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BandMetrics {
+    /// Share of texts labelled NEUTRAL.
+    pub neutral_share: f64,
+    /// Of the texts labelled POSITIVE, the share that are positive
+    /// (class-balanced: as if both classes were equally frequent).
+    pub positive_precision: f64,
+    pub negative_precision: f64,
+    /// Balanced accuracy over the texts not labelled NEUTRAL.
+    pub balanced_accuracy_outside_band: f64,
+}
+
+pub fn band_metrics(p: &[f32], y: &[u8], t: &Thresholds) -> BandMetrics {
+    let cw = class_weights(y);
+    let (mut pos_ok, mut pos_bad, mut neg_ok, mut neg_bad) = (0.0, 0.0, 0.0, 0.0);
+    let mut neutral = 0usize;
+    let mut covered_p = Vec::new();
+    let mut covered_y = Vec::new();
+    for (&pi, &l) in p.iter().zip(y) {
+        let w = cw[l as usize];
+        match t.label(pi) {
+            "POSITIVE" => {
+                if l == 1 {
+                    pos_ok += w
+                } else {
+                    pos_bad += w
+                }
+            }
+            "NEGATIVE" => {
+                if l == 0 {
+                    neg_ok += w
+                } else {
+                    neg_bad += w
+                }
+            }
+            _ => {
+                neutral += 1;
+                continue;
+            }
+        }
+        covered_p.push(pi);
+        covered_y.push(l);
+    }
+    BandMetrics {
+        neutral_share: neutral as f64 / p.len().max(1) as f64,
+        positive_precision: pos_ok / f64::max(pos_ok + pos_bad, 1e-12),
+        negative_precision: neg_ok / f64::max(neg_ok + neg_bad, 1e-12),
+        balanced_accuracy_outside_band: metrics(&covered_p, &covered_y).balanced_accuracy,
+    }
+}
+
+/// Chooses the NEUTRAL band on held-out calibrated scores: `positive_above`
+/// is the smallest threshold (on a 0.01 grid, ≥ 0.5) above which the
+/// class-balanced precision of POSITIVE reaches `target`, and
+/// `negative_below` the largest (≤ 0.5) below which NEGATIVE reaches it.
+pub fn choose_thresholds(p: &[f32], y: &[u8], target: f64) -> Thresholds {
+    let cw = class_weights(y);
+    let precision = |keep: &dyn Fn(f32) -> bool, want: u8| {
+        let (mut ok, mut all) = (0.0, 0.0);
+        for (&pi, &l) in p.iter().zip(y) {
+            if keep(pi) {
+                let w = cw[l as usize];
+                all += w;
+                if l == want {
+                    ok += w;
+                }
+            }
+        }
+        if all == 0.0 { 1.0 } else { ok / all }
+    };
+    let grid = |k: u32| k as f32 / 100.0;
+    let positive_above = (50..99)
+        .map(grid)
+        .find(|&t| precision(&|pi| pi > t, 1) >= target)
+        .unwrap_or(0.99);
+    let negative_below = (2..=50)
+        .rev()
+        .map(grid)
+        .find(|&t| precision(&|pi| pi < t, 0) >= target)
+        .unwrap_or(0.01);
+    Thresholds {
+        negative_below,
+        positive_above,
+    }
+}
+
+/// The deterministic validation split: a text is held out when
+/// FNV-1a(text) mod 1000 < `per_mille` (the same text always lands on the
+/// same side, whatever the order or the rest of the corpus).
+pub fn is_validation(text: &str, per_mille: u64) -> bool {
+    fnv1a64(&[text.as_bytes()]) % 1000 < per_mille
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two separable Gaussian-ish blobs built without a random generator.
+    fn toy(n: usize) -> (Features, Vec<u8>) {
+        let d = 4;
+        let mut data = Vec::new();
+        let mut y = Vec::new();
+        let mut ngrams = Vec::new();
+        for i in 0..n {
+            let label = (i % 2) as u8;
+            let s = if label == 1 { 1.0 } else { -1.0 };
+            let jitter = ((i * 7919) % 100) as f32 / 100.0 - 0.5;
+            data.extend_from_slice(&[s * 0.5 + jitter, jitter * 0.3, -s * 0.2, 0.1]);
+            y.push(label);
+            ngrams.push(Sparse {
+                idx: vec![label as u32, 2 + (i % 3) as u32],
+                val: vec![0.5, 0.5],
+            });
+        }
+        (
+            Features {
+                emb: Matrix {
+                    rows: n,
+                    cols: d,
+                    data,
+                },
+                ngrams,
+                buckets: 8,
+            },
+            y,
+        )
+    }
+
+    #[test]
+    fn lbfgs_minimises_a_quadratic() {
+        let (x, r) = lbfgs(
+            |x, g| {
+                g[0] = 2.0 * (x[0] - 3.0);
+                g[1] = 20.0 * (x[1] + 1.0);
+                (x[0] - 3.0).powi(2) + 10.0 * (x[1] + 1.0).powi(2)
+            },
+            vec![0.0, 0.0],
+            100,
+            1e-9,
+        );
+        assert!(
+            (x[0] - 3.0).abs() < 1e-6 && (x[1] + 1.0).abs() < 1e-6,
+            "{x:?} {r:?}"
+        );
+    }
+
+    #[test]
+    fn fit_separates_toy_data_deterministically() {
+        let (f, y) = toy(200);
+        let cfg = TrainConfig::default();
+        let (a, ra) = fit(&f, &y, &cfg);
+        let (b, _) = fit(&f, &y, &cfg);
+        assert_eq!(a, b, "same data, same weights");
+        assert_eq!(a.w_ngram.len(), 8);
+        let p: Vec<f32> = a.logits(&f).into_iter().map(sigmoid).collect();
+        let m = metrics(&p, &y);
+        assert!(m.balanced_accuracy > 0.99, "{m:?} {ra:?}");
+        assert!(m.auc > 0.99);
+    }
+
+    #[test]
+    fn platt_recovers_a_known_scale() {
+        // Labels drawn deterministically from sigmoid(2z - 0.5).
+        let mut z = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..4000 {
+            let zi = (i as f32 / 4000.0) * 6.0 - 3.0;
+            let p = sigmoid(2.0 * zi - 0.5);
+            let u = ((i as u64 * 2_654_435_761) % 10_000) as f32 / 10_000.0;
+            z.push(zi);
+            y.push(u8::from(u < p));
+        }
+        let pl = fit_platt(&z, &y);
+        // Balanced weights shift c by the log prior ratio; a stays near 2.
+        assert!((pl.a - 2.0).abs() < 0.3, "{pl:?}");
+        let lin = Linear {
+            w_emb: vec![1.0],
+            w_ngram: vec![],
+            bias: 0.5,
+        };
+        let folded = lin.fold(&pl);
+        let z0 = lin.logit(&[0.25], &Sparse::default());
+        let expect = sigmoid((pl.a * f64::from(z0) + pl.c) as f32);
+        let got = sigmoid(folded.logit(&[0.25], &Sparse::default()));
+        assert!((expect - got).abs() < 1e-6);
+    }
+
+    #[test]
+    fn auc_and_balanced_accuracy() {
+        let p = [0.1, 0.4, 0.35, 0.8];
+        let y = [0, 0, 1, 1];
+        assert!((auc(&p, &y) - 0.75).abs() < 1e-12);
+        let m = metrics(&p, &y);
+        assert!((m.balanced_accuracy - 0.75).abs() < 1e-12);
+        assert!((m.accuracy - 0.75).abs() < 1e-12);
+        assert!((auc(&[0.5, 0.5], &[0, 1]) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn thresholds_and_band() {
+        let p = [0.05, 0.1, 0.2, 0.45, 0.55, 0.6, 0.9, 0.95];
+        let y = [0, 0, 0, 1, 0, 1, 1, 1];
+        let t = choose_thresholds(&p, &y, 0.99);
+        assert!(t.negative_below <= 0.45 && t.negative_below > 0.2, "{t:?}");
+        assert!(t.positive_above >= 0.55 && t.positive_above < 0.9, "{t:?}");
+        let b = band_metrics(&p, &y, &t);
+        assert!((b.positive_precision - 1.0).abs() < 1e-12);
+        assert!((b.negative_precision - 1.0).abs() < 1e-12);
+        assert!(b.neutral_share > 0.0 && b.neutral_share < 0.5);
+        assert_eq!(t.label(0.01), "NEGATIVE");
+        assert_eq!(t.label(0.5), "NEUTRAL");
+        assert_eq!(t.label(0.99), "POSITIVE");
+    }
+
+    #[test]
+    fn split_is_stable() {
+        assert_eq!(is_validation("很好", 150), is_validation("很好", 150));
+        let held = (0..10_000)
+            .filter(|i| is_validation(&format!("t{i}"), 150))
+            .count();
+        assert!((1300..1700).contains(&held), "{held}");
+    }
+}
