@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! lingxi-sentiment train   [--out DIR] [--name NAME] [--version V] [--eval] [recipe options]
-//! lingxi-sentiment eval    [--head FILE.onnx --json FILE.json] [--no-cache]
+//! lingxi-sentiment eval    [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache]
 //! lingxi-sentiment predict [--head FILE.onnx --json FILE.json] TEXT...
 //! lingxi-sentiment sweep   [recipe options]    # compares recipes on the evaluation sets
 //! common: [--models-dir DIR] [--corpus DIR] [--data DIR]
@@ -25,7 +25,7 @@ use worker::sentiment::{
     self, EmbeddingPrefix, Head, SetReport, TrainOptions, corpus, features::FeatureSpec,
 };
 
-const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|sweep> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--no-cache] [recipe options] [TEXT...]";
+const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|sweep> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [recipe options] [TEXT...]";
 
 #[derive(Default)]
 struct Args {
@@ -41,6 +41,7 @@ struct Args {
     json: Option<PathBuf>,
     no_cache: bool,
     as_prefix: Option<EmbeddingPrefix>,
+    thresholds: Option<(f32, f32)>,
     recipe: Vec<(String, Option<String>)>,
     rest: Vec<String>,
 }
@@ -64,6 +65,14 @@ fn parse() -> Result<Args, String> {
             "--head" => a.head = Some(value("--head")?.into()),
             "--json" => a.json = Some(value("--json")?.into()),
             "--no-cache" => a.no_cache = true,
+            "--thresholds" => {
+                let v = value("--thresholds")?;
+                let (lo, hi) = v
+                    .split_once(',')
+                    .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+                    .ok_or(format!("--thresholds {v:?}: e.g. 0.3,0.7"))?;
+                a.thresholds = Some((lo, hi));
+            }
             "--as-prefix" => {
                 a.as_prefix = Some(value("--as-prefix")?.parse().map_err(|e| format!("{e}"))?)
             }
@@ -123,12 +132,25 @@ fn assets_dir() -> PathBuf {
 }
 
 fn load_head(a: &Args) -> anyhow::Result<Head> {
-    match (&a.head, &a.json) {
-        (Some(o), Some(j)) => Head::from_files(o, j),
-        (Some(o), None) => Head::from_files(o, &o.with_extension("json")),
+    let head = match (&a.head, &a.json) {
+        (Some(o), Some(j)) => Head::from_files(o, j)?,
+        (Some(o), None) => Head::from_files(o, &o.with_extension("json"))?,
         (None, Some(_)) => anyhow::bail!("--json needs --head"),
-        (None, None) => Ok(Head::shipped()),
-    }
+        (None, None) => Head::shipped(),
+    };
+    let Some((lo, hi)) = a.thresholds else {
+        return Ok(head);
+    };
+    anyhow::ensure!(
+        0.0 <= lo && lo <= hi && hi <= 1.0,
+        "--thresholds: need 0 ≤ low ≤ high ≤ 1"
+    );
+    let mut meta = head.meta().clone();
+    meta.thresholds = sentiment::Thresholds {
+        negative_below: lo,
+        positive_above: hi,
+    };
+    Head::from_linear(head.linear().clone(), meta)
 }
 
 fn pct(v: f64) -> String {
@@ -356,6 +378,15 @@ fn run(a: Args) -> anyhow::Result<()> {
                 EmbeddingPrefix::Passage => models.embed_passages(&a.rest)?,
             };
             let p = head.predict(&a.rest, &emb)?;
+            eprintln!(
+                "[sentiment] head {} scored {}",
+                head.version(),
+                if head.uses_onnx_runtime() {
+                    "on ONNX Runtime"
+                } else {
+                    "in Rust (no ONNX Runtime)"
+                }
+            );
             for (t, p) in a.rest.iter().zip(p) {
                 println!("{p:.3} {:<8} {t}", head.label(p));
             }
