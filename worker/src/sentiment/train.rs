@@ -524,38 +524,26 @@ pub fn band_metrics(p: &[f32], y: &[u8], t: &Thresholds) -> BandMetrics {
     }
 }
 
-/// Chooses the NEUTRAL band on held-out calibrated scores: `positive_above`
-/// is the smallest threshold (on a 0.01 grid, ≥ 0.5) above which the
-/// class-balanced precision of POSITIVE reaches `target`, and
-/// `negative_below` the largest (≤ 0.5) below which NEGATIVE reaches it.
+/// Chooses the NEUTRAL band on held-out calibrated scores: the narrowest
+/// band symmetric around 0.5, `[0.5 − δ, 0.5 + δ]` with δ on a 0.01 grid,
+/// outside which the class-balanced accuracy reaches `target`. Symmetric
+/// because the score is a calibrated probability: both thresholds stand
+/// for the same odds (e.g. 0.33 / 0.67 = 2:1 either way).
 pub fn choose_thresholds(p: &[f32], y: &[u8], target: f64) -> Thresholds {
-    let cw = class_weights(y);
-    let precision = |keep: &dyn Fn(f32) -> bool, want: u8| {
-        let (mut ok, mut all) = (0.0, 0.0);
-        for (&pi, &l) in p.iter().zip(y) {
-            if keep(pi) {
-                let w = cw[l as usize];
-                all += w;
-                if l == want {
-                    ok += w;
-                }
-            }
+    for k in 0..=45u32 {
+        let d = k as f32 / 100.0;
+        let t = Thresholds {
+            negative_below: 0.5 - d,
+            positive_above: 0.5 + d,
+        };
+        let b = band_metrics(p, y, &t);
+        if b.balanced_accuracy_outside_band >= target {
+            return t;
         }
-        if all == 0.0 { 1.0 } else { ok / all }
-    };
-    let grid = |k: u32| k as f32 / 100.0;
-    let positive_above = (50..99)
-        .map(grid)
-        .find(|&t| precision(&|pi| pi > t, 1) >= target)
-        .unwrap_or(0.99);
-    let negative_below = (2..=50)
-        .rev()
-        .map(grid)
-        .find(|&t| precision(&|pi| pi < t, 0) >= target)
-        .unwrap_or(0.01);
+    }
     Thresholds {
-        negative_below,
-        positive_above,
+        negative_below: 0.05,
+        positive_above: 0.95,
     }
 }
 
@@ -677,7 +665,10 @@ mod tests {
         let y = [0, 0, 0, 1, 0, 1, 1, 1];
         let t = choose_thresholds(&p, &y, 0.99);
         assert!(t.negative_below <= 0.45 && t.negative_below > 0.2, "{t:?}");
-        assert!(t.positive_above >= 0.55 && t.positive_above < 0.9, "{t:?}");
+        assert!(
+            (t.negative_below + t.positive_above - 1.0).abs() < 1e-6,
+            "{t:?}"
+        );
         let b = band_metrics(&p, &y, &t);
         assert!((b.positive_precision - 1.0).abs() < 1e-12);
         assert!((b.negative_precision - 1.0).abs() < 1e-12);
