@@ -288,6 +288,22 @@ impl Server {
         n
     }
 
+    /// Polls `job(id)` until it is SUCCEEDED, FAILED or CANCELLED (up to
+    /// `secs`); returns the job, or panics with the server log.
+    pub async fn wait_job(&self, id: &Value, secs: u64) -> Value {
+        let q = "query($id: ID!) { job(id: $id) { kind status progress result error attempts finishedAt } }";
+        eventually(secs, || async {
+            let j = self.gql(q, json!({ "id": id })).await["job"].clone();
+            matches!(
+                j["status"].as_str(),
+                Some("SUCCEEDED" | "FAILED" | "CANCELLED")
+            )
+            .then_some(j)
+        })
+        .await
+        .unwrap_or_else(|| panic!("job {id} did not finish in {secs}s:\n{}", self.log()))
+    }
+
     /// Creates another account (tenant) and returns its admin key.
     pub async fn new_account(&self, name: &str) -> (String, String) {
         let d = self

@@ -14,29 +14,6 @@ async fn job(s: &Server, id: &Value) -> Value {
     s.gql(JOB, json!({ "id": id })).await["job"].clone()
 }
 
-async fn wait_final(s: &Server, id: &Value, secs: u64) -> Value {
-    eventually(secs, || async {
-        let j = job(s, id).await;
-        matches!(
-            j["status"].as_str(),
-            Some("SUCCEEDED" | "FAILED" | "CANCELLED")
-        )
-        .then_some(j)
-    })
-    .await
-    .unwrap_or_else(|| {
-        panic!(
-            "job did not finish in {secs}s: {}\n{}",
-            job_sync_hint(id),
-            s.log()
-        )
-    })
-}
-
-fn job_sync_hint(id: &Value) -> String {
-    format!("job {id}")
-}
-
 /// A small audience with known friend edges and texts.
 async fn audience(s: &Server) {
     s.import(
@@ -243,7 +220,7 @@ async fn a_cancelled_job_never_runs_and_a_delayed_one_waits_for_its_time() {
         "QUEUED",
         "runs no earlier than runAt"
     );
-    let done = wait_final(&s, &delayed, 30).await;
+    let done = s.wait_job(&delayed, 30).await;
     assert_eq!(done["status"], "SUCCEEDED");
     let c = job(&s, &cancel).await;
     assert_eq!(c["status"], "CANCELLED");
@@ -291,7 +268,7 @@ async fn analysis_without_models_fails_permanently_with_the_fix() {
         )
         .await["enqueueJob"]["id"]
         .clone();
-    let j = wait_final(&s, &id, 20).await;
+    let j = s.wait_job(&id, 20).await;
     assert_eq!(j["status"], "FAILED");
     assert_eq!(j["attempts"], 1, "permanent failures are not retried");
     assert!(j["error"].as_str().unwrap().contains("make setup"), "{j}");

@@ -1,7 +1,7 @@
 use std::process::Command;
 
 use serde_json::{Value, json};
-use tests::{ADMIN_KEY, Options, Server, eventually};
+use tests::{ADMIN_KEY, Options, Server};
 
 async fn with_models() -> Server {
     Server::start_with(Options {
@@ -103,18 +103,7 @@ async fn analysis_jobs_label_messages_and_feed_personas() {
         )
         .await["enqueueJob"]["id"]
         .clone();
-    let j = eventually(120, || async {
-        let j = s
-            .gql(
-                "query($id: ID!) { job(id: $id) { status result error } }",
-                json!({ "id": id }),
-            )
-            .await["job"]
-            .clone();
-        matches!(j["status"].as_str(), Some("SUCCEEDED" | "FAILED")).then_some(j)
-    })
-    .await
-    .unwrap_or_else(|| panic!("analysis did not finish:\n{}", s.log()));
+    let j = s.wait_job(&id, 120).await;
     assert_eq!(j["status"], "SUCCEEDED", "{j}");
     let d = s
         .gql(
@@ -246,18 +235,7 @@ async fn retraining_records_a_new_version_and_promotes_only_if_better() {
         )
         .await["enqueueJob"]["id"]
         .clone();
-    let j = eventually(900, || async {
-        let j = s
-            .gql(
-                "query($id: ID!) { job(id: $id) { status result error } }",
-                json!({ "id": id }),
-            )
-            .await["job"]
-            .clone();
-        matches!(j["status"].as_str(), Some("SUCCEEDED" | "FAILED")).then_some(j)
-    })
-    .await
-    .unwrap_or_else(|| panic!("retraining did not finish:\n{}", s.log()));
+    let j = s.wait_job(&id, 900).await;
     assert_eq!(j["status"], "SUCCEEDED", "{j}");
     let after = s
         .gql(
