@@ -56,6 +56,7 @@ impl App {
         if let Some(m) = &models {
             m.sync_registry(&db).await?;
         }
+        let search = worker::search::open(&cfg).await?;
         let refresher =
             worker::jobs::schedule::Refresher::start(db.clone(), queue.clone(), models.is_some());
         let state = AppState {
@@ -63,6 +64,7 @@ impl App {
             queue,
             refresher,
             models,
+            search,
             config: Arc::new(cfg),
             metrics: Arc::new(Metrics::default()),
             started: Instant::now(),
@@ -103,6 +105,7 @@ impl App {
                 db,
                 self.state.queue.clone(),
                 self.state.models.clone(),
+                self.state.search.clone(),
                 worker::runner::WorkerOptions::new(&self.state.config),
                 rx.clone(),
             ))

@@ -20,6 +20,8 @@ pub struct AppState {
     pub refresher: worker::jobs::schedule::Refresher,
     /// None when started with `LINGXI_MODELS=off`.
     pub models: Option<worker::models::SharedModels>,
+    /// Persona search (embedded index or Meilisearch).
+    pub search: worker::search::Search,
     pub config: Arc<worker::Config>,
     pub metrics: Arc<Metrics>,
     pub started: Instant,

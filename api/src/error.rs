@@ -34,6 +34,10 @@ pub enum AppError {
     Conflict(String),
     #[error("too many requests, retry later / 请求过于频繁")]
     RateLimited,
+    /// A dependency (search backend, models) cannot serve now; shown as INTERNAL
+    /// with its message, since the message tells the user what to do.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Db(#[from] sea_orm::DbErr),
     #[error(transparent)]
@@ -66,7 +70,7 @@ impl AppError {
             Self::Conflict(_) => code::CONFLICT,
             Self::RateLimited => code::RATE_LIMITED,
             Self::Db(e) if is_unique_violation(e) => code::CONFLICT,
-            Self::Db(_) | Self::Internal(_) => code::INTERNAL,
+            Self::Db(_) | Self::Internal(_) | Self::Unavailable(_) => code::INTERNAL,
         }
     }
 }
@@ -99,6 +103,7 @@ impl From<GqlError> for async_graphql::Error {
     fn from(GqlError(e): GqlError) -> Self {
         let code = e.code();
         let msg = match (&*e, code) {
+            (AppError::Unavailable(m), _) => m.clone(),
             (_, code::INTERNAL) => {
                 tracing::error!(error = ?e, "internal error");
                 "internal error / 服务器内部错误".to_owned()

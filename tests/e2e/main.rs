@@ -2,6 +2,7 @@
 //! and on PostgreSQL with `LINGXI_TEST_BACKEND=postgres` (`make test` runs both).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audience;
 mod auth;
 mod campaigns;
 mod connections;
@@ -12,6 +13,7 @@ mod jobs;
 mod members;
 mod models;
 mod schema;
+mod search;
 mod segments;
 mod subscriptions;
 mod tenancy;

@@ -18,6 +18,8 @@ pub struct Config {
     /// `LINGXI_MEILI_URL` / `LINGXI_MEILI_KEY`: unset means the embedded index.
     pub meili_url: Option<String>,
     pub meili_key: Option<String>,
+    /// `LINGXI_MEILI_INDEX_PREFIX`: index names are `{prefix}_personas_{account}` (default `lingxi`).
+    pub meili_prefix: String,
     /// `LINGXI_ADMIN_KEY`: the bootstrap operator key; generated when unset.
     pub admin_key: Option<String>,
     /// `LINGXI_DEMO`: load the demo brand on first start (default on).
@@ -100,6 +102,7 @@ impl Config {
             database_url,
             meili_url: var("LINGXI_MEILI_URL"),
             meili_key: var("LINGXI_MEILI_KEY"),
+            meili_prefix: var("LINGXI_MEILI_INDEX_PREFIX").unwrap_or_else(|| "lingxi".into()),
             admin_key: var("LINGXI_ADMIN_KEY"),
             demo,
             max_body_bytes: max_body_mb.saturating_mul(1024 * 1024),

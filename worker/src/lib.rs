@@ -10,6 +10,7 @@ pub mod models;
 pub mod personas;
 pub mod registry;
 pub mod runner;
+pub mod search;
 pub mod sentiment;
 pub mod taxonomy;
 pub mod text;

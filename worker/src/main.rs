@@ -22,10 +22,11 @@ async fn main() -> anyhow::Result<()> {
     if let Some(m) = &models {
         m.sync_registry(&db).await?;
     }
+    let search = worker::search::open(&cfg).await?;
     let opts = worker::runner::WorkerOptions::new(&cfg);
     tracing::info!(name = %opts.name, "worker started");
     println!("Lingxi worker started");
-    worker::runner::run(db, queue, models, opts, rx).await;
+    worker::runner::run(db, queue, models, search, opts, rx).await;
     Ok(())
 }
 

@@ -51,6 +51,7 @@ pub async fn run(
     db: DatabaseConnection,
     queue: JobQueue,
     models: Option<SharedModels>,
+    search: crate::search::Search,
     opts: WorkerOptions,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -60,6 +61,7 @@ pub async fn run(
         models,
         data_dir: opts.data_dir.clone(),
         models_dir: opts.models_dir.clone(),
+        search,
     };
     let ticker = tokio::spawn(tick_loop(db, queue.clone(), shutdown.clone()));
     let mut rx = shutdown.clone();

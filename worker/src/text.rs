@@ -85,6 +85,29 @@ pub fn segment(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Segments text in jieba's search mode: long words and the words inside them.
+pub fn segment_for_search(text: &str) -> Vec<String> {
+    engine()
+        .jieba
+        .cut_for_search(text, true)
+        .into_iter()
+        .map(|t| t.word.to_owned())
+        .collect()
+}
+
+/// Function words that never narrow a keyword search.
+const PARTICLES: &[&str] = &[
+    "的", "了", "是", "在", "我", "你", "他", "她", "它", "很", "都", "也", "和", "就", "吗", "呢",
+    "啊", "吧", "呀", "哦", "嗯", "着", "过", "被", "把", "与", "及", "或", "而", "之", "这", "那",
+    "有", "和", "a", "an", "the", "of", "and", "or", "to", "in", "is",
+];
+
+/// Whether a segmented word is worth matching in a keyword search: not
+/// whitespace, punctuation or a particle.
+pub fn is_search_term(word: &str) -> bool {
+    word.chars().any(char::is_alphanumeric) && !PARTICLES.contains(&word)
+}
+
 /// The `top_k` TF-IDF keywords (nouns, verbs, adjectives and English words).
 pub fn keywords(text: &str, top_k: usize) -> Vec<String> {
     let e = engine();

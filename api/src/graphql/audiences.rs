@@ -376,7 +376,25 @@ impl AudiencesMutation {
     /// Erases a member from the database, the index and derived features.
     async fn delete_member(&self, ctx: &Context<'_>, id: ID) -> GqlResult<bool> {
         let id = parse_id(&id, "id")?;
-        members::erase(ctx.db(), ctx.tenant()?, id).await?;
+        let account = ctx.tenant()?;
+        members::erase(ctx.db(), account, id).await?;
+        // The index forgets them too; if it cannot now, a queued sync job
+        // retries until it does (the DB rows are already gone).
+        let state = ctx.state();
+        if let Err(e) = state.search.delete(account, &[id]).await {
+            tracing::warn!(error = %e, "index erasure deferred to a job");
+            worker::jobs::enqueue(
+                ctx.db(),
+                &state.queue,
+                worker::jobs::enqueue::NewJob::now(
+                    account,
+                    worker::jobs::JobKind::IndexPersonas,
+                    serde_json::json!({ "memberIds": [id] }),
+                ),
+            )
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?;
+        }
         Ok(true)
     }
 }

@@ -30,6 +30,9 @@ pub enum JobKind {
     /// Retrains the sentiment head on the platform corpus; the new version
     /// becomes active only if its balanced accuracy is higher. No params.
     RetrainSentiment,
+    /// Brings the segment search index up to date. Params: `{ memberIds?: [ID] }`;
+    /// without ids a full rebuild that readers never see half done.
+    IndexPersonas,
 }
 
 impl From<JobKind> for jobs::JobKind {
@@ -38,6 +41,7 @@ impl From<JobKind> for jobs::JobKind {
             JobKind::AnalyzeTexts => jobs::JobKind::AnalyzeTexts,
             JobKind::BuildPersonas => jobs::JobKind::BuildPersonas,
             JobKind::RetrainSentiment => jobs::JobKind::RetrainSentiment,
+            JobKind::IndexPersonas => jobs::JobKind::IndexPersonas,
         }
     }
 }
@@ -47,6 +51,7 @@ fn kind_of(s: &str) -> Option<JobKind> {
         jobs::JobKind::AnalyzeTexts => Some(JobKind::AnalyzeTexts),
         jobs::JobKind::BuildPersonas => Some(JobKind::BuildPersonas),
         jobs::JobKind::RetrainSentiment => Some(JobKind::RetrainSentiment),
+        jobs::JobKind::IndexPersonas => Some(JobKind::IndexPersonas),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod imports;
 pub mod jobs;
 pub mod loaders;
 pub mod models;
+pub mod preview;
 pub mod segments;
 pub mod subscriptions;
 

@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use super::{
     connection::{Conn, PageArgs, paginate},
-    parse_id, required_text, to_id,
+    parse_id,
+    preview::{self, SegmentResult},
+    required_text, to_id,
 };
 use crate::{
     context::ContextExt,
@@ -28,7 +30,7 @@ pub enum FilterOp {
     Lte,
     /// Any of a list.
     In,
-    /// A list field holds the value, or a text field contains it.
+    /// A list field (tags, interests, keywords) holds the value.
     Contains,
     /// `value: true` (default) has the field; `false` lacks it.
     Exists,
@@ -68,40 +70,11 @@ pub struct SegmentFilter {
     pub similar_to: Option<SimilarTo>,
 }
 
-/// The type of a filterable persona attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldType {
-    Text,
-    Number,
-    Bool,
-    Time,
-    TextList,
-}
+pub use worker::search::fields::{FieldType, field as catalogue_field};
 
-/// The filterable attributes: the one catalogue both search backends implement.
-pub const FIELDS: &[(&str, FieldType)] = &[
-    ("openid", FieldType::Text),
-    ("city", FieldType::Text),
-    ("province", FieldType::Text),
-    ("gender", FieldType::Text),
-    ("age", FieldType::Number),
-    ("tags", FieldType::TextList),
-    ("interests", FieldType::TextList),
-    ("keywords", FieldType::TextList),
-    ("sentiment", FieldType::Number),
-    ("sentimentLabel", FieldType::Text),
-    ("activity", FieldType::Number),
-    ("reach", FieldType::Number),
-    ("degree", FieldType::Number),
-    ("influence", FieldType::Number),
-    ("subscribed", FieldType::Bool),
-    ("consent", FieldType::Bool),
-    ("lastActiveAt", FieldType::Time),
-    ("subscribedAt", FieldType::Time),
-];
-
+/// The type of a catalogue field, `None` when unknown.
 pub fn field_type(name: &str) -> Option<FieldType> {
-    FIELDS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+    catalogue_field(name).map(|f| f.ty)
 }
 
 const MAX_NODES: usize = 200;
@@ -135,7 +108,45 @@ fn type_name(t: FieldType) -> &'static str {
 /// `BAD_USER_INPUT` naming the offending path, e.g. `filter.and[1].field`.
 pub fn validate(f: &SegmentFilter, path: &str) -> AppResult<()> {
     let mut nodes = 0;
-    validate_node(f, path, 0, &mut nodes)
+    validate_node(f, path, 0, &mut nodes)?;
+    check_similar_placement(f, path)
+}
+
+/// `similarTo` ranks the whole answer, so it may appear once, at the top or
+/// directly inside the top-level `and`: never under `or` or `not`.
+fn check_similar_placement(f: &SegmentFilter, path: &str) -> AppResult<()> {
+    fn any_similar(f: &SegmentFilter) -> bool {
+        f.similar_to.is_some()
+            || f.not.as_deref().is_some_and(any_similar)
+            || [&f.and, &f.or]
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(any_similar)
+    }
+    let allowed: Vec<&SegmentFilter> = match &f.and {
+        Some(items) => items.iter().filter(|c| c.similar_to.is_some()).collect(),
+        None => f.similar_to.iter().map(|_| f).collect(),
+    };
+    if allowed.len() > 1 {
+        return Err(AppError::bad_input(
+            format!("{path}.and"),
+            "at most one similarTo per filter",
+        ));
+    }
+    let nested = match &f.and {
+        Some(items) => items
+            .iter()
+            .any(|c| c.similar_to.is_none() && any_similar(c)),
+        None => f.similar_to.is_none() && any_similar(f),
+    };
+    if nested {
+        return Err(AppError::bad_input(
+            path,
+            "similarTo may only appear at the top of the filter or directly inside its top-level and, not under or/not",
+        ));
+    }
+    Ok(())
 }
 
 fn validate_node(f: &SegmentFilter, path: &str, depth: usize, nodes: &mut usize) -> AppResult<()> {
@@ -193,6 +204,12 @@ fn validate_node(f: &SegmentFilter, path: &str, depth: usize, nodes: &mut usize)
                 "1 to 200 characters",
             ));
         }
+        if worker::search::query::query_terms(t).is_empty() {
+            return Err(AppError::bad_input(
+                format!("{path}.text"),
+                "no searchable words (only punctuation or particles) / 没有可检索的词",
+            ));
+        }
     }
     if let Some(s) = &f.similar_to {
         let p = format!("{path}.similarTo");
@@ -241,11 +258,7 @@ fn validate_node(f: &SegmentFilter, path: &str, depth: usize, nodes: &mut usize)
                 format!("{path}.field"),
                 format!(
                     "unknown field {name:?}; known: {}",
-                    FIELDS
-                        .iter()
-                        .map(|(n, _)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    worker::search::fields::names(false)
                 ),
             )
         })?;
@@ -259,7 +272,7 @@ fn validate_node(f: &SegmentFilter, path: &str, depth: usize, nodes: &mut usize)
             Eq | Ne => t != FieldType::TextList,
             Gt | Gte | Lt | Lte => matches!(t, FieldType::Number | FieldType::Time),
             In => t != FieldType::Bool,
-            Contains => matches!(t, FieldType::Text | FieldType::TextList),
+            Contains => t == FieldType::TextList,
         };
         if !op_fits {
             return Err(AppError::bad_input(
@@ -321,6 +334,17 @@ impl Segment {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// Who is in the segment now: total, facets and members, as `segmentPreview`.
+    async fn preview(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> GqlResult<SegmentResult> {
+        let filter: SegmentFilter = serde_json::from_value(self.0.filter.clone())
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("stored filter unreadable: {e}")))?;
+        Ok(preview::preview(ctx, &filter, first, after).await?)
+    }
 }
 
 #[derive(InputObject)]
@@ -353,6 +377,19 @@ impl SegmentsQuery {
             Segment,
         )
         .await?)
+    }
+
+    /// Who matches a filter: total, facets and a page of members (best
+    /// first), answered by the search index.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(1, 200) as usize * child_complexity + 1")]
+    async fn segment_preview(
+        &self,
+        ctx: &Context<'_>,
+        filter: SegmentFilter,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> GqlResult<SegmentResult> {
+        Ok(preview::preview(ctx, &filter, first, after).await?)
     }
 
     /// One saved segment; null when it does not exist in this account.

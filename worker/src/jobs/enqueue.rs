@@ -39,7 +39,7 @@ pub struct AnalyzeParams {
     pub build_personas: Option<bool>,
 }
 
-/// Parameters of BUILD_PERSONAS.
+/// Parameters of BUILD_PERSONAS and INDEX_PERSONAS.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PersonaParams {
@@ -87,7 +87,9 @@ fn parse<T: for<'de> Deserialize<'de> + Default>(params: &Value) -> Result<T, En
 pub fn validate(kind: JobKind, params: &Value) -> Result<(), EnqueueError> {
     let ids = match kind {
         JobKind::AnalyzeTexts => parse::<AnalyzeParams>(params)?.member_ids,
-        JobKind::BuildPersonas => parse::<PersonaParams>(params)?.member_ids,
+        JobKind::BuildPersonas | JobKind::IndexPersonas => {
+            parse::<PersonaParams>(params)?.member_ids
+        }
         JobKind::RetrainSentiment => {
             parse::<RetrainParams>(params)?;
             None

@@ -7,7 +7,9 @@ use std::{
 
 use chrono::Utc;
 use entity::job_run;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -16,7 +18,7 @@ use super::{
     enqueue::{AnalyzeParams, PersonaParams},
     status,
 };
-use crate::{analysis::DynModels, models::SharedModels, personas, registry};
+use crate::{analysis::DynModels, models::SharedModels, personas, registry, search};
 
 /// What every job handler gets.
 #[derive(Clone)]
@@ -28,6 +30,8 @@ pub struct JobContext {
     pub data_dir: std::path::PathBuf,
     /// The model cache (training corpora live there too).
     pub models_dir: std::path::PathBuf,
+    /// The persona search index, kept up to date after persona builds.
+    pub search: crate::search::Search,
 }
 
 /// Reports progress (throttled) and notices cancellation.
@@ -233,33 +237,73 @@ async fn execute(
                 &analysis,
             )
             .await?;
-            if then_personas && !members.is_empty() {
+            if then_personas {
+                // The members asked for (their attributes may have changed
+                // without new messages) and those whose messages were analysed;
+                // without ids, everyone.
+                let targets: Option<Vec<Uuid>> = p.member_ids.map(|mut ids| {
+                    ids.extend(members);
+                    ids.sort();
+                    ids.dedup();
+                    ids
+                });
                 let cats = category_vectors(ctx).await?;
-                let r = personas::build(
+                result["personas"] = personas::build(
                     &ctx.db,
                     job.account_id,
-                    Some(&members),
+                    targets.as_deref(),
                     cats.as_ref(),
-                    &progress.phase(0.8, 0.2),
+                    &progress.phase(0.8, 0.1),
                 )
                 .await?;
-                result["personas"] = r;
+                result["index"] =
+                    index_personas(ctx, job, targets.as_deref(), &progress.phase(0.9, 0.1)).await?;
             }
             Ok(result)
         }
         JobKind::BuildPersonas => {
             let p: PersonaParams = params(&job.params)?;
             let cats = category_vectors(ctx).await?;
-            personas::build(
+            let mut result = personas::build(
                 &ctx.db,
                 job.account_id,
                 p.member_ids.as_deref(),
                 cats.as_ref(),
-                progress,
+                &progress.phase(0.0, 0.8),
             )
-            .await
+            .await?;
+            result["index"] =
+                index_personas(ctx, job, p.member_ids.as_deref(), &progress.phase(0.8, 0.2))
+                    .await?;
+            Ok(result)
+        }
+        JobKind::IndexPersonas => {
+            let p: PersonaParams = params(&job.params)?;
+            index_personas(ctx, job, p.member_ids.as_deref(), progress).await
         }
         JobKind::RetrainSentiment => retrain_sentiment(ctx, progress).await,
+    }
+}
+
+/// Syncs `members` into the search index, or rebuilds the account's index.
+async fn index_personas(
+    ctx: &JobContext,
+    job: &job_run::Model,
+    members: Option<&[Uuid]>,
+    progress: &Progress,
+) -> Result<Value, JobError> {
+    match members {
+        Some(ids) => {
+            search::sync::members(&ctx.search, &ctx.db, job.account_id, ids).await?;
+            Ok(serde_json::json!({ "synced": ids.len(), "backend": ctx.search.name() }))
+        }
+        None => {
+            let total = entity::member::Entity::find()
+                .filter(entity::member::Column::AccountId.eq(job.account_id))
+                .count(&ctx.db)
+                .await?;
+            search::sync::rebuild(&ctx.search, &ctx.db, job.account_id, total, progress).await
+        }
     }
 }
 

@@ -31,13 +31,16 @@ pub enum JobKind {
     BuildPersonas,
     /// Retrains the sentiment head; promoted only if better.
     RetrainSentiment,
+    /// Brings the search index up to date (some members, or a full rebuild).
+    IndexPersonas,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [
+    pub const ALL: [JobKind; 4] = [
         JobKind::AnalyzeTexts,
         JobKind::BuildPersonas,
         JobKind::RetrainSentiment,
+        JobKind::IndexPersonas,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +48,7 @@ impl JobKind {
             JobKind::AnalyzeTexts => "ANALYZE_TEXTS",
             JobKind::BuildPersonas => "BUILD_PERSONAS",
             JobKind::RetrainSentiment => "RETRAIN_SENTIMENT",
+            JobKind::IndexPersonas => "INDEX_PERSONAS",
         }
     }
 

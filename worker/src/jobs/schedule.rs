@@ -9,7 +9,7 @@ use std::{
 use chrono::{DateTime, FixedOffset, NaiveTime, TimeZone, Utc};
 use entity::account;
 use sea_orm::{DatabaseConnection, EntityTrait, QuerySelect};
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{JobKind, JobQueue, enqueue, enqueue::NewJob};
@@ -73,6 +73,8 @@ pub struct Refresher {
 
 /// How long changes are collected before one job is queued.
 pub const DEBOUNCE: Duration = Duration::from_millis(800);
+/// Above this many touched members a refresh is one pass over the account.
+pub const FULL_REFRESH_ABOVE: usize = 5_000;
 
 impl Refresher {
     /// Starts the flushing task. With `analysis`, refreshes analyse the new
@@ -91,6 +93,13 @@ impl Refresher {
                 };
                 for (account, members) in batch {
                     let ids: Vec<Uuid> = members.into_iter().collect();
+                    // A bulk import touches many members: one full pass is
+                    // far cheaper than a refresh per member.
+                    let ids = if ids.len() > FULL_REFRESH_ABOVE {
+                        Value::Null
+                    } else {
+                        json!(ids)
+                    };
                     let job = if analysis {
                         NewJob::now(
                             account,

@@ -1,0 +1,81 @@
+//! Keeping the index equal to the database: per-member sync after persona
+//! changes and erasure, and the full rebuild of `INDEX_PERSONAS`.
+use sea_orm::DatabaseConnection;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{Search, SearchError, doc};
+use crate::jobs::{JobError, execute::Progress};
+
+/// Documents per rebuild batch.
+const PAGE: u64 = 2_000;
+
+impl From<SearchError> for JobError {
+    fn from(e: SearchError) -> Self {
+        match e {
+            SearchError::Invalid(m) => JobError::Permanent(m),
+            other => JobError::Transient(other.into()),
+        }
+    }
+}
+
+/// Makes the index agree with the database for these members: upserts the
+/// ones that exist, removes the ones that do not (erased).
+///
+/// # Errors
+/// Database or backend errors (transient).
+pub async fn members(
+    search: &Search,
+    db: &DatabaseConnection,
+    account_id: Uuid,
+    ids: &[Uuid],
+) -> Result<(), JobError> {
+    for chunk in ids.chunks(PAGE as usize) {
+        let docs = doc::load(db, account_id, chunk).await?;
+        let present: std::collections::HashSet<Uuid> = docs.iter().map(|d| d.member_id()).collect();
+        let gone: Vec<Uuid> = chunk
+            .iter()
+            .copied()
+            .filter(|i| !present.contains(i))
+            .collect();
+        search.upsert(account_id, docs).await?;
+        if !gone.is_empty() {
+            search.delete(account_id, &gone).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds the account's index from the database; readers keep the old
+/// index until the new one is complete.
+///
+/// # Errors
+/// `Cancelled`, database or backend errors.
+pub async fn rebuild(
+    search: &Search,
+    db: &DatabaseConnection,
+    account_id: Uuid,
+    total_members: u64,
+    progress: &Progress,
+) -> Result<Value, JobError> {
+    let started = std::time::Instant::now();
+    let mut rebuild = search.rebuild(account_id).await?;
+    let mut after = None;
+    let mut done = 0u64;
+    loop {
+        let docs = doc::page(db, account_id, after, PAGE).await?;
+        let Some(last) = docs.last() else { break };
+        after = Some(last.member_id());
+        done += docs.len() as u64;
+        rebuild.add(docs).await?;
+        progress
+            .set(done as f64 / total_members.max(done).max(1) as f64 * 0.95)
+            .await?;
+    }
+    let indexed = rebuild.commit().await?;
+    Ok(json!({
+        "indexed": indexed,
+        "backend": search.name(),
+        "elapsedMs": started.elapsed().as_millis() as u64,
+    }))
+}
