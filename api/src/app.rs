@@ -57,6 +57,22 @@ impl App {
             m.sync_registry(&db).await?;
         }
         let search = worker::search::open(&cfg).await?;
+        if cfg.demo && boot.first_start {
+            // The demo's personas and index: analysed, built and indexed by
+            // the workers in the background (a full rebuild of the account).
+            let kind = if models.is_some() {
+                worker::jobs::JobKind::AnalyzeTexts
+            } else {
+                worker::jobs::JobKind::BuildPersonas
+            };
+            worker::jobs::enqueue(
+                &db,
+                &queue,
+                worker::jobs::enqueue::NewJob::now(boot.account.id, kind, serde_json::json!({})),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("could not queue the demo personas: {e}"))?;
+        }
         let refresher =
             worker::jobs::schedule::Refresher::start(db.clone(), queue.clone(), models.is_some());
         let state = AppState {

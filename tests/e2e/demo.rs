@@ -59,4 +59,27 @@ async fn the_demo_brand_is_loaded_on_first_start() {
         msgs > 4000 && complaints > msgs / 20 && complaints < msgs / 2,
         "a mix of praise and complaints: {complaints}/{msgs}"
     );
+    // The demo's personas are built and indexed in the background: segment
+    // previews answer soon after start, and agree with the database.
+    let shanghai = s
+        .sql_count("SELECT COUNT(*) FROM member WHERE city = '上海'")
+        .await;
+    assert!(shanghai > 0);
+    let q = "{ segmentPreview(filter: { field: \"city\", op: EQ, value: \"上海\" }) { total facets(fields: [\"interests\"]) { values { value count } } } segments { edges { node { preview { total } } } } }";
+    let d = tests::eventually(180, || async {
+        let d = s.gql(q, json!({})).await;
+        (d["segmentPreview"]["total"].as_i64() == Some(shanghai)).then_some(d)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the demo index did not fill:\n{}", s.log()));
+    let interests = d["segmentPreview"]["facets"][0]["values"]
+        .as_array()
+        .unwrap();
+    assert!(!interests.is_empty(), "personas carry interests: {d}");
+    assert!(
+        d["segments"]["edges"][0]["node"]["preview"]["total"]
+            .as_i64()
+            .unwrap()
+            > 0
+    );
 }
