@@ -59,6 +59,8 @@ pub async fn rebuild(
     progress: &Progress,
 ) -> Result<Value, JobError> {
     let started = std::time::Instant::now();
+    // A second of slack: rows stamped just before we start may not be visible yet.
+    let since = chrono::Utc::now() - chrono::Duration::seconds(1);
     let mut rebuild = search.rebuild(account_id).await?;
     let mut after = None;
     let mut done = 0u64;
@@ -73,9 +75,44 @@ pub async fn rebuild(
             .await?;
     }
     let indexed = rebuild.commit().await?;
+    // Members that changed while the pages were read: their upserts may have
+    // gone to the index the rebuild just replaced.
+    let changed = changed_since(db, account_id, since).await?;
+    members(search, db, account_id, &changed).await?;
     Ok(json!({
+        "resynced": changed.len(),
         "indexed": indexed,
         "backend": search.name(),
         "elapsedMs": started.elapsed().as_millis() as u64,
     }))
+}
+
+async fn changed_since(
+    db: &DatabaseConnection,
+    account_id: Uuid,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Uuid>, sea_orm::DbErr> {
+    use entity::{member, persona};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    let mut ids: Vec<Uuid> = member::Entity::find()
+        .select_only()
+        .column(member::Column::Id)
+        .filter(member::Column::AccountId.eq(account_id))
+        .filter(member::Column::UpdatedAt.gte(since))
+        .into_tuple()
+        .all(db)
+        .await?;
+    ids.extend(
+        persona::Entity::find()
+            .select_only()
+            .column(persona::Column::MemberId)
+            .filter(persona::Column::AccountId.eq(account_id))
+            .filter(persona::Column::UpdatedAt.gte(since))
+            .into_tuple::<Uuid>()
+            .all(db)
+            .await?,
+    );
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
 }
