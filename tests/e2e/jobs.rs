@@ -118,6 +118,34 @@ async fn build_personas_reports_progress_over_the_subscription_and_changes_perso
     );
     assert!(a["activity"].as_f64().unwrap() > persona(&d, "o_d")["activity"].as_f64().unwrap());
     assert_eq!(persona(&d, "o_b")["interests"][0]["name"], "旅游");
+
+    // A refresh of a few members reads only their two-hop neighbourhood and
+    // must agree with the full build (influence is kept from it).
+    let ids = s
+        .gql("{ members { edges { node { id openid } } } }", json!({}))
+        .await;
+    let pick: Vec<Value> = ids["members"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"]["openid"] == "o_b" || e["node"]["openid"] == "o_d")
+        .map(|e| e["node"]["id"].clone())
+        .collect();
+    let id = s
+        .gql(
+            ENQUEUE,
+            json!({ "i": { "kind": "BUILD_PERSONAS", "params": { "memberIds": pick } } }),
+        )
+        .await["enqueueJob"]["id"]
+        .clone();
+    assert_eq!(s.wait_job(&id, 30).await["status"], "SUCCEEDED");
+    let again = s.gql(PERSONAS, json!({})).await;
+    for o in ["o_b", "o_d"] {
+        for k in ["degree", "reach", "influence"] {
+            assert_eq!(persona(&again, o)[k], persona(&d, o)[k], "{o} {k}");
+        }
+        assert_ne!(persona(&again, o)["updatedAt"], persona(&d, o)["updatedAt"]);
+    }
 }
 
 #[tokio::test]

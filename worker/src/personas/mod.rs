@@ -2,11 +2,12 @@
 //! messages (analysed), events and friend edges. Rebuilding is an upsert by
 //! member, so running a build twice leaves the same state.
 pub mod graph;
+pub mod social;
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
-use entity::{event, member, message, persona, relation};
+use entity::{event, message, persona};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
     TryInsert, sea_query::OnConflict,
@@ -52,31 +53,13 @@ pub async fn build(
 ) -> Result<Value, JobError> {
     let started = std::time::Instant::now();
     let now = Utc::now();
-    // The friend graph of the whole account: reach needs it even for one member.
-    let openids: HashMap<Uuid, String> = member::Entity::find()
-        .select_only()
-        .column(member::Column::Id)
-        .column(member::Column::Openid)
-        .filter(member::Column::AccountId.eq(account_id))
-        .into_tuple::<(Uuid, String)>()
-        .all(db)
-        .await?
-        .into_iter()
-        .collect();
-    let edges: Vec<(Uuid, String)> = relation::Entity::find()
-        .select_only()
-        .column(relation::Column::MemberId)
-        .column(relation::Column::FriendOpenid)
-        .filter(relation::Column::AccountId.eq(account_id))
-        .into_tuple()
-        .all(db)
-        .await?;
-    let g = graph::Graph::new(
-        edges
-            .into_iter()
-            .filter_map(|(m, f)| openids.get(&m).map(|o| (o.clone(), f))),
-    );
-    let influence = g.influence();
+    // A full build needs the whole friend graph (PageRank); a refresh only
+    // the targets' two-hop neighbourhood.
+    let social = match member_ids {
+        None => social::full(db, account_id).await?,
+        Some(ids) => social::local(db, account_id, ids).await?,
+    };
+    let (openids, g, influence) = (&social.openids, &social.graph, &social.influence);
 
     let mut targets: Vec<Uuid> = match member_ids {
         Some(ids) => ids
@@ -135,7 +118,7 @@ pub async fn build(
                 activity: Set(p.activity),
                 degree: Set(g.degree(openid) as i32),
                 two_hop_reach: Set(g.two_hop(openid) as i32),
-                influence: Set(influence.get(openid.as_str()).copied().unwrap_or(0.0)),
+                influence: Set(influence.get(openid).copied().unwrap_or(0.0)),
                 last_active_at: Set(p.last_active_at),
                 updated_at: Set(now),
             });
