@@ -138,6 +138,8 @@ pub async fn run(
             .map_err(|e| JobError::Transient(e.into()))?
             .map_err(JobError::Transient)?;
         let now = Utc::now();
+        // One transaction per batch: one commit (one fsync on SQLite) instead of one per message.
+        let tx = crate::config::begin_write(db).await?;
         for (msg, a) in batch.iter().zip(analysed) {
             message::Entity::update_many()
                 .col_expr(
@@ -152,10 +154,11 @@ pub async fn run(
                 .col_expr(message::Column::Keywords, Expr::value(json!(a.keywords)))
                 .col_expr(message::Column::AnalyzedAt, Expr::value(now))
                 .filter(message::Column::Id.eq(msg.id))
-                .exec(db)
+                .exec(&tx)
                 .await?;
             members.push(msg.member_id);
         }
+        tx.commit().await?;
         done += batch.len() as u64;
         progress.set(done as f64 / total as f64).await?;
     }
