@@ -85,6 +85,8 @@ pub struct Options {
 pub struct Server {
     pub base: String,
     pub database_url: String,
+    /// `Options::extra_env`, given to `spawn_worker`'s processes too.
+    pub extra_env: Vec<(String, String)>,
     pub client: reqwest::Client,
     pub stdout_lines: Vec<String>,
     child: Child,
@@ -177,6 +179,7 @@ impl Server {
         Self {
             base,
             database_url,
+            extra_env: opts.extra_env,
             client: reqwest::Client::new(),
             stdout_lines: lines,
             child,
@@ -185,11 +188,12 @@ impl Server {
         }
     }
 
-    /// Starts a `worker` process on the same database; its output goes to
-    /// `worker-N.log` in the test's directory.
-    pub fn spawn_worker(&self, n: usize) -> Child {
+    /// Starts a `worker` process on the same database (and the same extra
+    /// environment: queue, search); its output goes to `worker-N.log` in the
+    /// test's directory. It is killed when dropped.
+    pub fn spawn_worker(&self, n: usize) -> WorkerProcess {
         let log = std::fs::File::create(self.dir.path().join(format!("worker-{n}.log"))).unwrap();
-        Command::new(bin("worker"))
+        let child = Command::new(bin("worker"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
@@ -197,10 +201,12 @@ impl Server {
             .env("LINGXI_DATABASE_URL", &self.database_url)
             .env("LINGXI_MODELS_DIR", models_dir())
             .env("RUST_LOG", "worker=debug")
+            .envs(self.extra_env.clone())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("start worker")
+            .expect("start worker");
+        WorkerProcess(child)
     }
 
     pub fn worker_log(&self, n: usize) -> String {
@@ -338,6 +344,101 @@ impl Server {
             "mutation($f: ImportFormat!, $d: String!) {{ {what}(input: {{ format: $f, data: $d }}) {{ accepted rejectedCount rejected {{ line message }} }} }}"
         );
         self.ok_as(key, &q, json!({ "f": format, "d": data })).await[what].clone()
+    }
+}
+
+/// A `worker` process that does not outlive its test, even a failed one.
+pub struct WorkerProcess(Child);
+
+impl std::ops::Deref for WorkerProcess {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for WorkerProcess {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A job queue of its own in Redis (`LINGXI_TEST_REDIS_URL`, default
+/// `redis://127.0.0.1:6379/9`) for one test: a unique queue name, so tests
+/// running in parallel and leftovers of earlier runs never meet. Its keys are
+/// deleted when it is dropped (declare it before the `Server`, which must
+/// stop first).
+pub struct RedisQueue {
+    pub url: String,
+    pub name: String,
+}
+
+impl RedisQueue {
+    /// `None`, after printing a "skipped" line, when Redis does not answer.
+    pub fn new(test: &str) -> Option<Self> {
+        let url = std::env::var("LINGXI_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379/9".into());
+        let ping = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .and_then(|mut con| redis::cmd("PING").query::<String>(&mut con));
+        if let Err(e) = ping {
+            eprintln!("skipped {test}: Redis does not answer at {url} ({e})");
+            return None;
+        }
+        let name = format!("lingxi-test-{}", uuid::Uuid::new_v4().simple());
+        Some(Self { url, name })
+    }
+
+    /// The environment that puts a server's (and its workers') queue here.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("LINGXI_QUEUE_URL".into(), self.url.clone()),
+            ("LINGXI_QUEUE_NAME".into(), self.name.clone()),
+        ]
+    }
+
+    /// Runs one command on this Redis.
+    pub fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        let mut con = redis::Client::open(self.url.as_str())
+            .unwrap()
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .unwrap();
+        cmd.query(&mut con).unwrap()
+    }
+
+    /// The Redis key `{queue name}:{suffix}` (apalis-redis's naming).
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.name)
+    }
+}
+
+impl Drop for RedisQueue {
+    fn drop(&mut self) {
+        let cleanup = || -> redis::RedisResult<()> {
+            let mut con = redis::Client::open(self.url.as_str())?
+                .get_connection_with_timeout(Duration::from_secs(2))?;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}:*", self.name))
+                .query(&mut con)?;
+            if !keys.is_empty() {
+                redis::cmd("DEL").arg(&keys).exec(&mut con)?;
+            }
+            // apalis-redis lists every queue it has seen here.
+            redis::cmd("ZREM")
+                .arg("core:apalis:queues:list")
+                .arg(self.key("workers"))
+                .exec(&mut con)
+        };
+        if let Err(e) = cleanup() {
+            eprintln!("could not remove the Redis queue {}: {e}", self.name);
+        }
     }
 }
 

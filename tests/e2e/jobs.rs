@@ -2,13 +2,12 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tests::{ADMIN_KEY, Options, Server, eventually};
+use tests::{ADMIN_KEY, Options, RedisQueue, Server, eventually};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 
 const ENQUEUE: &str =
     "mutation($i: EnqueueJobInput!) { enqueueJob(input: $i) { id kind status attempts } }";
-const JOB: &str =
-    "query($id: ID!) { job(id: $id) { kind status progress result error attempts finishedAt } }";
+const JOB: &str = "query($id: ID!) { job(id: $id) { kind status progress result error attempts runAt startedAt finishedAt } }";
 
 async fn job(s: &Server, id: &Value) -> Value {
     s.gql(JOB, json!({ "id": id })).await["job"].clone()
@@ -211,7 +210,24 @@ async fn bad_job_input_is_bad_user_input_and_queues_nothing() {
 
 #[tokio::test]
 async fn a_cancelled_job_never_runs_and_a_delayed_one_waits_for_its_time() {
-    let s = Server::start().await;
+    cancelled_and_delayed_jobs(Vec::new()).await;
+}
+
+#[tokio::test]
+async fn with_the_queue_in_redis_a_delayed_job_waits_for_its_time() {
+    let Some(redis) = RedisQueue::new("with_the_queue_in_redis_a_delayed_job_waits_for_its_time")
+    else {
+        return;
+    };
+    cancelled_and_delayed_jobs(redis.env()).await;
+}
+
+async fn cancelled_and_delayed_jobs(extra_env: Vec<(String, String)>) {
+    let s = Server::start_with(Options {
+        extra_env,
+        ..Default::default()
+    })
+    .await;
     audience(&s).await;
     let later = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();
     let cancel = s
@@ -250,6 +266,12 @@ async fn a_cancelled_job_never_runs_and_a_delayed_one_waits_for_its_time() {
     );
     let done = s.wait_job(&delayed, 30).await;
     assert_eq!(done["status"], "SUCCEEDED");
+    let started = job(&s, &delayed).await;
+    let at = |field: &str| chrono::DateTime::parse_from_rfc3339(started[field].as_str().unwrap());
+    assert!(
+        at("startedAt").unwrap() >= at("runAt").unwrap(),
+        "{started}"
+    );
     let c = job(&s, &cancel).await;
     assert_eq!(c["status"], "CANCELLED");
     assert_eq!(c["attempts"], 0, "a cancelled job never starts");
@@ -306,8 +328,23 @@ async fn analysis_without_models_fails_permanently_with_the_fix() {
 /// its effects are not doubled.
 #[tokio::test]
 async fn a_killed_worker_job_completes_after_restart_without_doubled_effects() {
+    killed_worker_job_completes_after_restart(Vec::new()).await;
+}
+
+#[tokio::test]
+async fn with_the_queue_in_redis_a_killed_worker_job_completes_after_restart() {
+    let Some(redis) =
+        RedisQueue::new("with_the_queue_in_redis_a_killed_worker_job_completes_after_restart")
+    else {
+        return;
+    };
+    killed_worker_job_completes_after_restart(redis.env()).await;
+}
+
+async fn killed_worker_job_completes_after_restart(extra_env: Vec<(String, String)>) {
     let s = Server::start_with(Options {
         args: vec!["--no-worker".into()],
+        extra_env,
         ..Default::default()
     })
     .await;
@@ -366,4 +403,66 @@ async fn a_killed_worker_job_completes_after_restart_without_doubled_effects() {
         n as i64,
         "one persona per member, not doubled"
     );
+}
+
+/// `LINGXI_QUEUE_URL` puts the queue in Redis; the jobs stay in the database.
+#[tokio::test]
+async fn with_the_queue_in_redis_a_job_succeeds() {
+    let Some(redis) = RedisQueue::new("with_the_queue_in_redis_a_job_succeeds") else {
+        return;
+    };
+    let s = Server::start_with(Options {
+        extra_env: redis.env(),
+        ..Default::default()
+    })
+    .await;
+    audience(&s).await;
+    let id = s
+        .gql(ENQUEUE, json!({ "i": { "kind": "BUILD_PERSONAS" } }))
+        .await["enqueueJob"]["id"]
+        .clone();
+    let j = s.wait_job(&id, 30).await;
+    assert_eq!(j["status"], "SUCCEEDED", "{j}");
+    assert_eq!(j["result"]["members"], 4);
+    let done: i64 = redis.cmd(redis::cmd("SCARD").arg(redis.key("done")));
+    assert!(done >= 1, "the job went through Redis");
+}
+
+/// A Redis worker that lost its registration (as when another worker took it
+/// for dead) starts again under a new name and keeps taking jobs.
+#[tokio::test]
+async fn with_the_queue_in_redis_a_worker_that_lost_its_registration_keeps_working() {
+    let Some(redis) = RedisQueue::new(
+        "with_the_queue_in_redis_a_worker_that_lost_its_registration_keeps_working",
+    ) else {
+        return;
+    };
+    let s = Server::start_with(Options {
+        extra_env: redis.env(),
+        ..Default::default()
+    })
+    .await;
+    let workers = redis.key("workers");
+    let registered = eventually(10, || async {
+        (redis.cmd::<i64>(redis::cmd("ZCARD").arg(&workers)) > 0).then_some(())
+    })
+    .await;
+    assert!(registered.is_some(), "no worker registered:\n{}", s.log());
+    redis.cmd::<()>(redis::cmd("DEL").arg(&workers));
+    let restarted = eventually(10, || async {
+        s.log()
+            .contains("job worker failed; restarting")
+            .then_some(())
+    })
+    .await;
+    assert!(
+        restarted.is_some(),
+        "the worker did not restart:\n{}",
+        s.log()
+    );
+    let id = s
+        .gql(ENQUEUE, json!({ "i": { "kind": "BUILD_PERSONAS" } }))
+        .await["enqueueJob"]["id"]
+        .clone();
+    assert_eq!(s.wait_job(&id, 20).await["status"], "SUCCEEDED");
 }

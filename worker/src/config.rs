@@ -15,6 +15,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `LINGXI_DATABASE_URL`: `sqlite://…` (default, in the data dir) or `postgres://…`.
     pub database_url: String,
+    /// `LINGXI_QUEUE_URL`: unset keeps the job queue in the database; `redis://host:port/db`
+    /// puts it in Redis (the `job_run` rows stay in the database either way).
+    pub queue_url: Option<String>,
+    /// `LINGXI_QUEUE_NAME`: the queue's name in its storage (default `lingxi-jobs`); every
+    /// process sharing a queue uses the same name, and Redis keys start with it.
+    pub queue_name: String,
     /// `LINGXI_MEILI_URL` / `LINGXI_MEILI_KEY`: unset means the embedded index.
     pub meili_url: Option<String>,
     pub meili_key: Option<String>,
@@ -81,6 +87,15 @@ impl Config {
         if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
             bail!("LINGXI_DATABASE_URL must start with sqlite: or postgres://");
         }
+        let queue_url = var("LINGXI_QUEUE_URL");
+        if queue_url
+            .as_deref()
+            .is_some_and(|u| !u.starts_with("redis://"))
+        {
+            bail!(
+                "LINGXI_QUEUE_URL must start with redis:// (or be unset: the queue in the database)"
+            );
+        }
         let demo = match var("LINGXI_DEMO").as_deref() {
             None | Some("1" | "true" | "yes" | "on") => true,
             Some("0" | "false" | "no" | "off") => false,
@@ -100,6 +115,8 @@ impl Config {
             http_addr: parse("LINGXI_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             data_dir,
             database_url,
+            queue_url,
+            queue_name: var("LINGXI_QUEUE_NAME").unwrap_or_else(|| "lingxi-jobs".into()),
             meili_url: var("LINGXI_MEILI_URL"),
             meili_key: var("LINGXI_MEILI_KEY"),
             meili_prefix: var("LINGXI_MEILI_INDEX_PREFIX").unwrap_or_else(|| "lingxi".into()),

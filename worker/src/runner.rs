@@ -27,7 +27,8 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     pub data_dir: std::path::PathBuf,
     pub models_dir: std::path::PathBuf,
-    /// A name unique per process (apalis tracks workers by name).
+    /// A name unique per process (apalis tracks workers by name; the apalis
+    /// worker is `{name}-{restarts}`).
     pub name: String,
 }
 
@@ -69,34 +70,39 @@ pub async fn run(
         let _ = rx.wait_for(|stop| *stop).await;
         Ok(())
     };
-    let monitor = Monitor::new().shutdown_timeout(Duration::from_secs(20));
+    // A worker whose storage failed (a heartbeat that timed out, a Redis
+    // worker another declared dead) stops; it starts again under a new name,
+    // since the storage may still hold the old one. Its jobs in flight were
+    // dropped and come back through orphan recovery.
+    let monitor = Monitor::new()
+        .shutdown_timeout(Duration::from_secs(20))
+        .should_restart(|worker, error| {
+            tracing::warn!(worker = worker.name(), %error, "job worker failed; restarting");
+            true
+        });
     let name = opts.name.clone();
     let concurrency = opts.concurrency.max(1);
+    // The same registration for every storage; a macro because
+    // `Monitor::register`'s bounds span a dozen associated types.
+    macro_rules! run_on {
+        ($storage:expr) => {{
+            let storage = $storage;
+            monitor
+                .register(move |restarts| {
+                    WorkerBuilder::new(format!("{name}-{restarts}"))
+                        .backend(storage.clone().poll_with_interval(POLL))
+                        .concurrency(concurrency)
+                        .data(ctx.clone())
+                        .build(handle)
+                })
+                .run_with_signal(signal)
+                .await
+        }};
+    }
     let result = match queue {
-        JobQueue::Sqlite(storage) => {
-            monitor
-                .register(move |_| {
-                    WorkerBuilder::new(name.clone())
-                        .backend(storage.clone().poll_with_interval(POLL))
-                        .concurrency(concurrency)
-                        .data(ctx.clone())
-                        .build(handle)
-                })
-                .run_with_signal(signal)
-                .await
-        }
-        JobQueue::Postgres(storage) => {
-            monitor
-                .register(move |_| {
-                    WorkerBuilder::new(name.clone())
-                        .backend(storage.clone().poll_with_interval(POLL))
-                        .concurrency(concurrency)
-                        .data(ctx.clone())
-                        .build(handle)
-                })
-                .run_with_signal(signal)
-                .await
-        }
+        JobQueue::Sqlite(storage) => run_on!(storage),
+        JobQueue::Postgres(storage) => run_on!(storage),
+        JobQueue::Redis(storage) => run_on!(storage),
     };
     if let Err(e) = result {
         tracing::error!(error = %e, "job workers stopped with an error");

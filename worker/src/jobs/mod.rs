@@ -1,5 +1,5 @@
-//! Background jobs: one durable queue (apalis on SQLite or PostgreSQL) that
-//! carries job ids, and our own `job_run` table that carries everything a
+//! Background jobs: one durable queue (apalis on SQLite, PostgreSQL or Redis)
+//! that carries job ids, and our own `job_run` table that carries everything a
 //! user sees (kind, params, status, progress, result, error, attempts).
 //!
 //! apalis gives durability, delayed delivery and orphan recovery; retries

@@ -1,10 +1,12 @@
 //! The durable queue: apalis storage on SQLite (its own pool on the same
-//! file) or on PostgreSQL (the ORM's pool).
+//! file), on PostgreSQL (the ORM's pool) or, with `LINGXI_QUEUE_URL`, on
+//! Redis. The queue carries only job ids; `job_run` stays in the database.
 use std::{str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_postgres::PostgresStorage;
+use apalis_redis::RedisStorage;
 use apalis_sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteStorage};
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
@@ -12,13 +14,11 @@ use sea_orm::DatabaseConnection;
 use super::JobMessage;
 use crate::Config;
 
-/// The queue's name on both sides (apalis defaults differ by constructor).
-pub const QUEUE: &str = "lingxi-jobs";
-
 #[derive(Clone)]
 pub enum JobQueue {
     Sqlite(SqliteStorage<JobMessage>),
     Postgres(PostgresStorage<JobMessage>),
+    Redis(RedisStorage<JobMessage>),
 }
 
 impl std::fmt::Debug for JobQueue {
@@ -26,6 +26,7 @@ impl std::fmt::Debug for JobQueue {
         f.write_str(match self {
             JobQueue::Sqlite(_) => "JobQueue::Sqlite",
             JobQueue::Postgres(_) => "JobQueue::Postgres",
+            JobQueue::Redis(_) => "JobQueue::Redis",
         })
     }
 }
@@ -33,15 +34,37 @@ impl std::fmt::Debug for JobQueue {
 /// How often an idle worker looks for jobs pushed by another process, and
 /// how soon a dead worker's jobs are handed to another.
 pub const POLL: Duration = Duration::from_millis(300);
+/// A worker that missed 3 heartbeats (≈ 6 s) is dead: its jobs go to another.
 const HEARTBEAT: Duration = Duration::from_secs(2);
+const MISSED_HEARTBEATS: usize = 3;
+const BATCH: usize = 4;
+/// Redis replies slower than this are errors (the client's default, 500 ms,
+/// would stop a worker on one slow reply).
+const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl JobQueue {
-    /// Connects and runs apalis's own migrations (idempotent).
+    /// Connects and, on SQL, runs apalis's own migrations (idempotent).
     ///
     /// # Errors
-    /// The queue tables cannot be created or reached.
+    /// The queue tables cannot be created, or the queue cannot be reached.
     pub async fn connect(cfg: &Config, db: &DatabaseConnection) -> anyhow::Result<Self> {
-        if cfg.is_sqlite() {
+        let queue = cfg.queue_name.as_str();
+        if let Some(url) = &cfg.queue_url {
+            let manager = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(REDIS_TIMEOUT))
+                .set_response_timeout(Some(REDIS_TIMEOUT));
+            let conn = apalis_redis::Client::open(url.as_str())
+                .context("LINGXI_QUEUE_URL")?
+                .get_connection_manager_with_config(manager)
+                .await
+                .context("cannot connect to LINGXI_QUEUE_URL")?;
+            let config = apalis_redis::Config::default()
+                .queue(queue)
+                .heartbeat_interval(HEARTBEAT)
+                .missed_heartbeats(MISSED_HEARTBEATS)
+                .batch_size(BATCH);
+            Ok(JobQueue::Redis(RedisStorage::new(conn).with_config(config)))
+        } else if cfg.is_sqlite() {
             // A separate pool: apalis sets `synchronous=OFF` on its connections,
             // which must not leak into the ORM's writes.
             let opts = SqliteConnectOptions::from_str(&cfg.database_url)
@@ -56,10 +79,10 @@ impl JobQueue {
                 .await
                 .context("job queue set-up (SQLite)")?;
             let config = apalis_sqlite::Config::default()
-                .queue(QUEUE)
+                .queue(queue)
                 .heartbeat_interval(HEARTBEAT)
-                .missed_heartbeats(3)
-                .batch_size(4);
+                .missed_heartbeats(MISSED_HEARTBEATS)
+                .batch_size(BATCH);
             Ok(JobQueue::Sqlite(
                 SqliteStorage::new(&pool).with_config(config),
             ))
@@ -69,10 +92,10 @@ impl JobQueue {
                 .await
                 .context("job queue set-up (PostgreSQL)")?;
             let config = apalis_postgres::Config::default()
-                .queue(QUEUE)
+                .queue(queue)
                 .heartbeat_interval(HEARTBEAT)
-                .missed_heartbeats(3)
-                .batch_size(4);
+                .missed_heartbeats(MISSED_HEARTBEATS)
+                .batch_size(BATCH);
             Ok(JobQueue::Postgres(
                 PostgresStorage::new(&pool).with_config(config),
             ))
@@ -84,18 +107,39 @@ impl JobQueue {
     /// # Errors
     /// The queue cannot be written.
     pub async fn push(&self, msg: JobMessage, run_at: DateTime<Utc>) -> anyhow::Result<()> {
-        let delay = (run_at - Utc::now()).to_std().unwrap_or_default();
         // Our own retry logic decides about attempts: apalis delivers once
         // more only for a worker that died mid-job.
-        let task = TaskBuilder::new(msg)
-            .run_after(delay)
-            .max_attempts(25)
-            .build();
-        match self.clone() {
-            JobQueue::Sqlite(mut s) => s.push_task(task).await.map_err(|e| anyhow::anyhow!("{e}")),
-            JobQueue::Postgres(mut s) => {
-                s.push_task(task).await.map_err(|e| anyhow::anyhow!("{e}"))
-            }
+        let mut task = TaskBuilder::new(msg).max_attempts(25);
+        if run_at > Utc::now() {
+            task = task.run_at_timestamp(due_second(run_at));
         }
+        let task = task.build();
+        let pushed = match self.clone() {
+            JobQueue::Sqlite(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
+            JobQueue::Postgres(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
+            JobQueue::Redis(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
+        };
+        pushed.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// Every storage schedules in whole Unix seconds and delivers a task once
+/// its second has come: rounding up keeps a job from starting before `run_at`.
+fn due_second(run_at: DateTime<Utc>) -> u64 {
+    let secs = run_at.timestamp() + i64::from(run_at.timestamp_subsec_nanos() > 0);
+    u64::try_from(secs).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::due_second;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_delayed_job_is_due_no_earlier_than_its_time() {
+        let t = chrono::Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+        assert_eq!(due_second(t), 1_800_000_000);
+        let later = t + chrono::Duration::milliseconds(1);
+        assert_eq!(due_second(later), 1_800_000_001);
     }
 }
