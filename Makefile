@@ -5,7 +5,7 @@ DATA_DIR ?= ./data
 PG_URL ?= postgres://postgres@127.0.0.1:5432
 export LINGXI_TEST_PG_URL ?= $(PG_URL)
 
-.PHONY: run setup build test test-sqlite test-postgres lint schema bench-import clean-data
+.PHONY: run setup build test test-sqlite test-postgres lint schema bench-import bench-search clean-data
 
 ## Set up what is missing, then serve the API with in-process workers, SQLite,
 ## the embedded index and the demo brand. The admin key lives in $(DATA_DIR)/admin.key.
@@ -48,6 +48,12 @@ schema:
 bench-import:
 	$(CARGO) build --release --workspace --bins
 	LINGXI_API_BIN=target/release/api ./target/release/bench_import $(ARGS)
+
+## Segment search benchmark (release build), e.g. ARGS="--members 1000000" or
+## ARGS="--backend both" with LINGXI_MEILI_URL set; see docs/benchmarks.md.
+bench-search:
+	$(CARGO) build --release --workspace --bins
+	./target/release/lingxi-search-bench $(ARGS)
 
 clean-data:
 	rm -rf $(DATA_DIR)
