@@ -21,11 +21,12 @@ use std::{
 
 use async_trait::async_trait;
 use tantivy::{
-    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument,
-    TantivyError, Term,
+    DocId, Executor, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader,
+    TantivyDocument, TantivyError, Term,
     collector::{Collector, SegmentCollector},
-    columnar::{BytesColumn, Column, StrColumn},
+    columnar::{Column, StrColumn},
     directory::error::LockError,
+    index::SegmentId,
     query::{
         AllQuery, BooleanQuery, ExistsQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
     },
@@ -109,6 +110,60 @@ fn schema() -> (Schema, Fields) {
     )
 }
 
+/// Decoded persona embeddings of one segment, by doc id. Similarity scans
+/// read them from memory: decoding tantivy's dictionary-encoded bytes per
+/// document dominated a scan. Costs 4 bytes × dimensions per embedding.
+struct SegmentVectors {
+    dim: usize,
+    /// Row in `data` per doc id; `u32::MAX` when the doc has no embedding.
+    slot: Vec<u32>,
+    data: Vec<f32>,
+}
+
+impl SegmentVectors {
+    fn build(seg: &SegmentReader) -> tantivy::Result<Self> {
+        let mut out = SegmentVectors {
+            dim: 0,
+            slot: vec![u32::MAX; seg.max_doc() as usize],
+            data: Vec::new(),
+        };
+        let Some(col) = seg.fast_fields().bytes("vec")? else {
+            return Ok(out);
+        };
+        let mut buf = Vec::new();
+        let mut rows = 0u32;
+        for doc in 0..seg.max_doc() {
+            let Some(ord) = col.term_ords(doc).next() else {
+                continue;
+            };
+            buf.clear();
+            if !col.ord_to_bytes(ord, &mut buf)? {
+                continue;
+            }
+            let dim = buf.len() / 4;
+            if out.dim == 0 {
+                out.dim = dim;
+            }
+            if dim != out.dim || dim == 0 {
+                continue;
+            }
+            out.data.extend(
+                buf.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            );
+            out.slot[doc as usize] = rows;
+            rows += 1;
+        }
+        Ok(out)
+    }
+
+    fn get(&self, doc: DocId) -> Option<&[f32]> {
+        let row = *self.slot.get(doc as usize)?;
+        (row != u32::MAX)
+            .then(|| &self.data[row as usize * self.dim..(row as usize + 1) * self.dim])
+    }
+}
+
 /// One account's open index.
 struct AccountIndex {
     index: Index,
@@ -117,16 +172,20 @@ struct AccountIndex {
     meta: PathBuf,
     /// `meta.json`'s (mtime, length) when the reader last reloaded.
     seen: Mutex<Option<(SystemTime, u64)>>,
+    /// Embeddings of the live segments, built by the first similarity query.
+    vectors: Mutex<HashMap<SegmentId, Arc<SegmentVectors>>>,
 }
 
 impl AccountIndex {
-    fn open(dir: &Path) -> Result<Self, SearchError> {
+    fn open(dir: &Path, executor: &Executor) -> Result<Self, SearchError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| SearchError::Backend(format!("cannot create {}: {e}", dir.display())))?;
         let (schema, fields) = schema();
         let mmap = tantivy::directory::MmapDirectory::open(dir)
             .map_err(|e| SearchError::Backend(e.to_string()))?;
-        let index = Index::open_or_create(mmap, schema)?;
+        let mut index = Index::open_or_create(mmap, schema)?;
+        // Segments are searched in parallel on one pool shared by all accounts.
+        index.set_executor(executor.clone());
         index.tokenizers().register(
             LOWER,
             TextAnalyzer::builder(RawTokenizer::default())
@@ -143,6 +202,7 @@ impl AccountIndex {
             fields,
             meta: dir.join("meta.json"),
             seen: Mutex::new(None),
+            vectors: Mutex::new(HashMap::new()),
         })
     }
 
@@ -312,16 +372,43 @@ impl AccountIndex {
         }
     }
 
+    /// The decoded embeddings of every live segment (building missing ones,
+    /// forgetting those of merged-away segments).
+    fn segment_vectors(
+        &self,
+        searcher: &tantivy::Searcher,
+    ) -> Result<HashMap<SegmentId, Arc<SegmentVectors>>, SearchError> {
+        let mut cache = self.vectors.lock().unwrap_or_else(|p| p.into_inner());
+        let live: Vec<SegmentId> = searcher
+            .segment_readers()
+            .iter()
+            .map(SegmentReader::segment_id)
+            .collect();
+        cache.retain(|id, _| live.contains(id));
+        for seg in searcher.segment_readers() {
+            if !cache.contains_key(&seg.segment_id()) {
+                cache.insert(seg.segment_id(), Arc::new(SegmentVectors::build(seg)?));
+            }
+        }
+        Ok(cache.clone())
+    }
+
     fn search(&self, req: &SearchRequest) -> Result<SearchResponse, SearchError> {
         self.refresh()?;
         let query = self.query(&req.filter)?;
         let searcher = self.reader.searcher();
+        let vectors = if req.similar.is_some() {
+            self.segment_vectors(&searcher)?
+        } else {
+            HashMap::new()
+        };
         let collector = PageCollector {
             keep: req.offset + req.limit,
             similar: req
                 .similar
                 .as_ref()
-                .map(|s| (s.vector.clone(), s.min_score)),
+                .map(|s| (Arc::new(s.vector.clone()), s.min_score)),
+            vectors,
             facets: req.facets.clone(),
         };
         let fruit = searcher.search(&*query, &collector)?;
@@ -389,7 +476,8 @@ fn push_bounded(heap: &mut BinaryHeap<Entry>, keep: usize, e: Entry) {
 
 struct PageCollector {
     keep: usize,
-    similar: Option<(Vec<f32>, f32)>,
+    similar: Option<(Arc<Vec<f32>>, f32)>,
+    vectors: HashMap<SegmentId, Arc<SegmentVectors>>,
     facets: Vec<&'static Field>,
 }
 
@@ -409,9 +497,8 @@ enum FacetReader {
 
 struct PageSegment {
     keep: usize,
-    similar: Option<(Vec<f32>, f32)>,
-    vec: Option<BytesColumn>,
-    buf: Vec<u8>,
+    similar: Option<(Arc<Vec<f32>>, f32)>,
+    vec: Option<Arc<SegmentVectors>>,
     activity: Column<f64>,
     id_hi: Column<u64>,
     id_lo: Column<u64>,
@@ -448,12 +535,7 @@ impl Collector for PageCollector {
         Ok(PageSegment {
             keep: self.keep,
             similar: self.similar.clone(),
-            vec: if self.similar.is_some() {
-                ff.bytes("vec")?
-            } else {
-                None
-            },
-            buf: Vec::new(),
+            vec: self.vectors.get(&seg.segment_id()).cloned(),
             activity: ff.f64("activity")?,
             id_hi: ff.u64("id_hi")?,
             id_lo: ff.u64("id_lo")?,
@@ -488,19 +570,13 @@ impl Collector for PageCollector {
 }
 
 impl PageSegment {
-    fn similarity(&mut self, doc: DocId) -> Option<f64> {
+    fn similarity(&self, doc: DocId) -> Option<f64> {
         let (query, min) = self.similar.as_ref()?;
-        let col = self.vec.as_ref()?;
-        let ord = col.term_ords(doc).next()?;
-        self.buf.clear();
-        if !col.ord_to_bytes(ord, &mut self.buf).ok()? {
-            return None;
-        }
-        let v = vectors::from_bytes(&self.buf);
+        let v = self.vec.as_ref()?.get(doc)?;
         if v.len() != query.len() {
             return None;
         }
-        let s = vectors::dot(query, &v);
+        let s = vectors::dot(query, v);
         (s >= *min).then_some(f64::from(s))
     }
 }
@@ -580,6 +656,9 @@ impl SegmentCollector for PageSegment {
 pub struct EmbeddedSearch {
     root: PathBuf,
     open: Mutex<HashMap<Uuid, Arc<AccountIndex>>>,
+    /// One search pool for every account's index (one per index would
+    /// multiply threads by the number of accounts).
+    executor: Executor,
 }
 
 impl EmbeddedSearch {
@@ -590,9 +669,11 @@ impl EmbeddedSearch {
     pub fn open(root: &Path) -> anyhow::Result<Self> {
         let root = root.join(SCHEMA_DIR);
         std::fs::create_dir_all(&root)?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
         Ok(Self {
             root,
             open: Mutex::new(HashMap::new()),
+            executor: Executor::multi_thread(threads, "lingxi-search-")?,
         })
     }
 
@@ -610,7 +691,7 @@ impl EmbeddedSearch {
         if !create && !dir.join("meta.json").exists() {
             return Ok(None);
         }
-        let i = Arc::new(AccountIndex::open(&dir)?);
+        let i = Arc::new(AccountIndex::open(&dir, &self.executor)?);
         open.insert(account, i.clone());
         Ok(Some(i))
     }
