@@ -594,9 +594,15 @@ impl SegmentCollector for PageSegment {
             self.activity.first(doc).unwrap_or(0.0)
         };
         self.count += 1;
-        let id = (u128::from(self.id_hi.first(doc).unwrap_or(0)) << 64)
-            | u128::from(self.id_lo.first(doc).unwrap_or(0));
-        push_bounded(&mut self.top, self.keep, Entry { key, id });
+        // Most hits cannot enter a full page: skip reading their id.
+        let full = self.keep > 0 && self.top.len() >= self.keep;
+        let contender =
+            self.keep > 0 && (!full || self.top.peek().is_some_and(|worst| key >= worst.key));
+        if contender {
+            let id = (u128::from(self.id_hi.first(doc).unwrap_or(0)) << 64)
+                | u128::from(self.id_lo.first(doc).unwrap_or(0));
+            push_bounded(&mut self.top, self.keep, Entry { key, id });
+        }
         for f in &mut self.facets {
             match f {
                 FacetReader::Str(col, counts) => {
