@@ -386,8 +386,8 @@ impl AccountIndex {
             .collect();
         cache.retain(|id, _| live.contains(id));
         for seg in searcher.segment_readers() {
-            if !cache.contains_key(&seg.segment_id()) {
-                cache.insert(seg.segment_id(), Arc::new(SegmentVectors::build(seg)?));
+            if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(seg.segment_id()) {
+                slot.insert(Arc::new(SegmentVectors::build(seg)?));
             }
         }
         Ok(cache.clone())
