@@ -92,6 +92,20 @@ impl Refresher {
                     Err(_) => break,
                 };
                 for (account, members) in batch {
+                    let kind = if analysis {
+                        JobKind::AnalyzeTexts
+                    } else {
+                        JobKind::BuildPersonas
+                    };
+                    // A full pass that has not started yet will read these
+                    // members' new data anyway.
+                    match full_pass_due(&db, account, kind).await {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not look for a queued full pass")
+                        }
+                    }
                     let ids: Vec<Uuid> = members.into_iter().collect();
                     // A bulk import touches many members: one full pass is
                     // far cheaper than a refresh per member.
@@ -123,6 +137,28 @@ impl Refresher {
             p.entry(account_id).or_default().extend(members);
         }
     }
+}
+
+/// Whether a full pass of `kind` (no `memberIds`) is queued for the account
+/// and due now (the nightly one, queued for 03:00, does not count).
+async fn full_pass_due(
+    db: &DatabaseConnection,
+    account: Uuid,
+    kind: JobKind,
+) -> Result<bool, sea_orm::DbErr> {
+    use entity::job_run;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let queued = job_run::Entity::find()
+        .filter(job_run::Column::AccountId.eq(account))
+        .filter(job_run::Column::Kind.eq(kind.as_str()))
+        .filter(job_run::Column::Status.eq(super::status::QUEUED))
+        .filter(job_run::Column::RunAt.lte(Utc::now()))
+        .all(db)
+        .await?;
+    Ok(queued.iter().any(|j| {
+        j.params.get("memberIds").is_none_or(Value::is_null)
+            && j.params.get("buildPersonas") != Some(&Value::Bool(false))
+    }))
 }
 
 #[cfg(test)]
