@@ -297,9 +297,14 @@ impl Server {
     /// Polls `job(id)` until it is SUCCEEDED, FAILED or CANCELLED (up to
     /// `secs`); returns the job, or panics with the server log.
     pub async fn wait_job(&self, id: &Value, secs: u64) -> Value {
+        self.wait_job_as(ADMIN_KEY, id, secs).await
+    }
+
+    /// [`Server::wait_job`] for a job of the account `key` belongs to.
+    pub async fn wait_job_as(&self, key: &str, id: &Value, secs: u64) -> Value {
         let q = "query($id: ID!) { job(id: $id) { kind status progress result error attempts finishedAt } }";
         eventually(secs, || async {
-            let j = self.gql(q, json!({ "id": id })).await["job"].clone();
+            let j = self.ok_as(key, q, json!({ "id": id })).await["job"].clone();
             matches!(
                 j["status"].as_str(),
                 Some("SUCCEEDED" | "FAILED" | "CANCELLED")

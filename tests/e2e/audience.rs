@@ -109,14 +109,7 @@ pub async fn load(s: &Server, key: &str, people: &[Person]) {
             json!({}),
         )
         .await;
-    let q = "query($id: ID!) { job(id: $id) { status error } }";
-    let id = d["enqueueJob"]["id"].clone();
-    let job = tests::eventually(120, || async {
-        let j = s.ok_as(key, q, json!({ "id": id })).await["job"].clone();
-        matches!(j["status"].as_str(), Some("SUCCEEDED" | "FAILED")).then_some(j)
-    })
-    .await
-    .unwrap_or_else(|| panic!("persona build did not finish:\n{}", s.log()));
+    let job = s.wait_job_as(key, &d["enqueueJob"]["id"], 120).await;
     assert_eq!(job["status"], "SUCCEEDED", "{job}");
     settle(s, key).await;
 }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use entity::{member, persona, relation};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
 use super::graph::Graph;
@@ -21,29 +21,51 @@ pub struct Social {
     pub influence: HashMap<String, f64>,
 }
 
-/// The whole account.
-pub async fn full(db: &DatabaseConnection, account_id: Uuid) -> Result<Social, sea_orm::DbErr> {
-    let openids: HashMap<Uuid, String> = member::Entity::find()
+/// `(member id, openid)` of the members matching `cond`.
+async fn openids(
+    db: &DatabaseConnection,
+    cond: Condition,
+) -> Result<Vec<(Uuid, String)>, sea_orm::DbErr> {
+    member::Entity::find()
         .select_only()
         .column(member::Column::Id)
         .column(member::Column::Openid)
-        .filter(member::Column::AccountId.eq(account_id))
-        .into_tuple::<(Uuid, String)>()
+        .filter(cond)
+        .into_tuple()
         .all(db)
-        .await?
-        .into_iter()
-        .collect();
-    let edges: Vec<(Uuid, String)> = relation::Entity::find()
+        .await
+}
+
+/// `(member id, friend openid)` of the account's friend edges matching `cond`.
+async fn edges(
+    db: &DatabaseConnection,
+    account_id: Uuid,
+    cond: Condition,
+) -> Result<Vec<(Uuid, String)>, sea_orm::DbErr> {
+    relation::Entity::find()
         .select_only()
         .column(relation::Column::MemberId)
         .column(relation::Column::FriendOpenid)
         .filter(relation::Column::AccountId.eq(account_id))
+        .filter(cond)
         .into_tuple()
         .all(db)
-        .await?;
+        .await
+}
+
+fn in_account(account_id: Uuid) -> Condition {
+    Condition::all().add(member::Column::AccountId.eq(account_id))
+}
+
+/// The whole account.
+pub async fn full(db: &DatabaseConnection, account_id: Uuid) -> Result<Social, sea_orm::DbErr> {
+    let openids: HashMap<Uuid, String> = openids(db, in_account(account_id))
+        .await?
+        .into_iter()
+        .collect();
+    let all = edges(db, account_id, Condition::all()).await?;
     let graph = Graph::new(
-        edges
-            .into_iter()
+        all.into_iter()
             .filter_map(|(m, f)| openids.get(&m).map(|o| (o.clone(), f))),
     );
     let influence = graph
@@ -58,53 +80,29 @@ pub async fn full(db: &DatabaseConnection, account_id: Uuid) -> Result<Social, s
     })
 }
 
-/// Edges with one end among `members` (by id) or `openids`, as openid pairs.
+/// Edges with one end among `openids`, as openid pairs.
 async fn edges_touching(
     db: &DatabaseConnection,
     account_id: Uuid,
-    openids: &HashSet<String>,
+    openids_set: &HashSet<String>,
 ) -> Result<Vec<(String, String)>, sea_orm::DbErr> {
-    let list: Vec<&String> = openids.iter().collect();
+    let list: Vec<&str> = openids_set.iter().map(String::as_str).collect();
     let mut ids: HashMap<Uuid, String> = HashMap::new();
-    for chunk in list.chunks(CHUNK) {
-        ids.extend(
-            member::Entity::find()
-                .select_only()
-                .column(member::Column::Id)
-                .column(member::Column::Openid)
-                .filter(member::Column::AccountId.eq(account_id))
-                .filter(member::Column::Openid.is_in(chunk.iter().map(|s| s.as_str())))
-                .into_tuple::<(Uuid, String)>()
-                .all(db)
-                .await?,
-        );
-    }
     let mut raw: Vec<(Uuid, String)> = Vec::new();
-    let keys: Vec<Uuid> = ids.keys().copied().collect();
-    for chunk in keys.chunks(CHUNK) {
-        raw.extend(
-            relation::Entity::find()
-                .select_only()
-                .column(relation::Column::MemberId)
-                .column(relation::Column::FriendOpenid)
-                .filter(relation::Column::AccountId.eq(account_id))
-                .filter(relation::Column::MemberId.is_in(chunk.iter().copied()))
-                .into_tuple::<(Uuid, String)>()
-                .all(db)
-                .await?,
-        );
-    }
     for chunk in list.chunks(CHUNK) {
+        let cond = in_account(account_id).add(member::Column::Openid.is_in(chunk.iter().copied()));
+        let found = openids(db, cond).await?;
+        let member_ids: Vec<Uuid> = found.iter().map(|(id, _)| *id).collect();
+        ids.extend(found);
         raw.extend(
-            relation::Entity::find()
-                .select_only()
-                .column(relation::Column::MemberId)
-                .column(relation::Column::FriendOpenid)
-                .filter(relation::Column::AccountId.eq(account_id))
-                .filter(relation::Column::FriendOpenid.is_in(chunk.iter().map(|s| s.as_str())))
-                .into_tuple::<(Uuid, String)>()
-                .all(db)
-                .await?,
+            edges(
+                db,
+                account_id,
+                Condition::any()
+                    .add(relation::Column::MemberId.is_in(member_ids))
+                    .add(relation::Column::FriendOpenid.is_in(chunk.iter().copied())),
+            )
+            .await?,
         );
     }
     // The member side of reverse edges may be anyone: resolve their openids.
@@ -116,16 +114,8 @@ async fn edges_touching(
         .into_iter()
         .collect();
     for chunk in unknown.chunks(CHUNK) {
-        ids.extend(
-            member::Entity::find()
-                .select_only()
-                .column(member::Column::Id)
-                .column(member::Column::Openid)
-                .filter(member::Column::Id.is_in(chunk.iter().copied()))
-                .into_tuple::<(Uuid, String)>()
-                .all(db)
-                .await?,
-        );
+        let cond = in_account(account_id).add(member::Column::Id.is_in(chunk.iter().copied()));
+        ids.extend(openids(db, cond).await?);
     }
     Ok(raw
         .into_iter()
@@ -140,20 +130,11 @@ pub async fn local(
     account_id: Uuid,
     targets: &[Uuid],
 ) -> Result<Social, sea_orm::DbErr> {
-    let mut openids: HashMap<Uuid, String> = HashMap::new();
+    let mut target_openids: HashMap<Uuid, String> = HashMap::new();
     let mut stored: HashMap<Uuid, f64> = HashMap::new();
     for chunk in targets.chunks(CHUNK) {
-        openids.extend(
-            member::Entity::find()
-                .select_only()
-                .column(member::Column::Id)
-                .column(member::Column::Openid)
-                .filter(member::Column::AccountId.eq(account_id))
-                .filter(member::Column::Id.is_in(chunk.iter().copied()))
-                .into_tuple::<(Uuid, String)>()
-                .all(db)
-                .await?,
-        );
+        let cond = in_account(account_id).add(member::Column::Id.is_in(chunk.iter().copied()));
+        target_openids.extend(openids(db, cond).await?);
         stored.extend(
             persona::Entity::find()
                 .select_only()
@@ -166,7 +147,7 @@ pub async fn local(
                 .await?,
         );
     }
-    let hop0: HashSet<String> = openids.values().cloned().collect();
+    let hop0: HashSet<String> = target_openids.values().cloned().collect();
     let first = edges_touching(db, account_id, &hop0).await?;
     let hop1: HashSet<String> = first
         .iter()
@@ -175,12 +156,12 @@ pub async fn local(
         .collect();
     let second = edges_touching(db, account_id, &hop1).await?;
     let graph = Graph::new(first.into_iter().chain(second));
-    let influence = openids
+    let influence = target_openids
         .iter()
         .filter_map(|(id, o)| stored.get(id).map(|v| (o.clone(), *v)))
         .collect();
     Ok(Social {
-        openids,
+        openids: target_openids,
         graph,
         influence,
     })

@@ -41,7 +41,7 @@ use uuid::Uuid;
 use super::{
     PersonaDoc, Rebuild, SearchBackend, SearchError,
     fields::{self, FIELDS, Field, FieldType},
-    query::{CmpOp, FacetCounts, Filter, Hit, Scalar, SearchRequest, SearchResponse, finish_facet},
+    query::{CmpOp, Filter, Hit, Scalar, SearchRequest, SearchResponse, finish_facet},
 };
 use crate::vectors;
 
@@ -816,18 +816,7 @@ impl SearchBackend for EmbeddedSearch {
         req: &SearchRequest,
     ) -> Result<SearchResponse, SearchError> {
         let Some(index) = self.index(account, false)? else {
-            return Ok(SearchResponse {
-                total: 0,
-                hits: Vec::new(),
-                facets: req
-                    .facets
-                    .iter()
-                    .map(|f| FacetCounts {
-                        field: f.name,
-                        values: Vec::new(),
-                    })
-                    .collect(),
-            });
+            return Ok(SearchResponse::empty(req));
         };
         let req = req.clone();
         tokio::task::spawn_blocking(move || index.search(&req))

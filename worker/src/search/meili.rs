@@ -341,21 +341,6 @@ fn hit_embedding(doc: &Map<String, Value>) -> Option<Vec<f32>> {
         .collect()
 }
 
-fn empty_response(req: &SearchRequest) -> SearchResponse {
-    SearchResponse {
-        total: 0,
-        hits: Vec::new(),
-        facets: req
-            .facets
-            .iter()
-            .map(|f| FacetCounts {
-                field: f.name,
-                values: Vec::new(),
-            })
-            .collect(),
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Documents and settings
 
@@ -679,21 +664,8 @@ impl Inner {
                 if !create {
                     return Ok(false);
                 }
-                let task = call(
-                    REQUEST_TIMEOUT,
-                    self.client.create_index(uid, Some(PRIMARY_KEY)),
-                )
-                .await
-                .map_err(to_search_error)?;
-                match self
-                    .wait(task, TASK_TIMEOUT)
-                    .await
-                    .map_err(to_search_error)?
-                {
-                    Ok(()) => tracing::info!(index = uid, "created Meilisearch index"),
-                    Err(e) if error_code(&e) == "index_already_exists" => {}
-                    Err(e) => return Err(task_error(&e)),
-                }
+                self.create_if_missing(uid).await?;
+                tracing::info!(index = uid, "created Meilisearch index");
                 None
             }
             // Settings this SDK cannot read: write ours over them.
@@ -1061,7 +1033,7 @@ impl SearchBackend for MeiliSearch {
         }
         let uid = self.inner.uid(account);
         if !self.inner.ensure(&uid, false).await? {
-            return Ok(empty_response(req));
+            return Ok(SearchResponse::empty(req));
         }
         let filter = to_filter(&req.filter);
         let answer = match &req.similar {
@@ -1076,7 +1048,7 @@ impl SearchBackend for MeiliSearch {
                     .await?
             }
         };
-        Ok(answer.unwrap_or_else(|| empty_response(req)))
+        Ok(answer.unwrap_or_else(|| SearchResponse::empty(req)))
     }
 
     async fn count(&self, account: Uuid) -> Result<u64, SearchError> {

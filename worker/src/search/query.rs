@@ -96,6 +96,25 @@ pub struct SearchResponse {
     pub facets: Vec<FacetCounts>,
 }
 
+impl SearchResponse {
+    /// The answer for an account without an index: nothing, with an empty
+    /// list for every facet asked.
+    pub fn empty(req: &SearchRequest) -> Self {
+        Self {
+            total: 0,
+            hits: Vec::new(),
+            facets: req
+                .facets
+                .iter()
+                .map(|f| FacetCounts {
+                    field: f.name,
+                    values: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Orders and trims facet counts the same way for every backend.
 pub fn finish_facet(field: &'static str, mut values: Vec<(String, u64)>) -> FacetCounts {
     values.retain(|(_, c)| *c > 0);
