@@ -3,6 +3,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_create_core_tables;
 mod m20261127_000002_job_scheduling;
+mod m20261130_000003_member_history_indexes;
 
 pub struct Migrator;
 
@@ -12,6 +13,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_000001_create_core_tables::Migration),
             Box::new(m20261127_000002_job_scheduling::Migration),
+            Box::new(m20261130_000003_member_history_indexes::Migration),
         ]
     }
 }

@@ -4,15 +4,17 @@
 //! Filters become tantivy queries over indexed fields (strings lowercased,
 //! like Meilisearch's filters); one collector pass then counts the matches,
 //! keeps the top page (activity or similarity, ties by member id) and counts
-//! facet values from the fast fields. Persona embeddings live in a bytes
-//! fast field and similarity is an exact scan over the filtered members.
+//! facet values (`collect`) from per-segment decoded columns (`columns`).
+//! Persona embeddings live in a bytes fast field; similarity scans an int8
+//! copy and re-scores exactly whatever the error bound leaves open, so
+//! scores and members are those of an exact scan.
 //!
 //! Writers open per operation and retry while another holds the index lock
 //! (an `api` and a `worker` process may share the folder); readers reload
 //! whenever the index's `meta.json` changed, so a commit by another process
 //! is visible at the next query.
 use std::{
-    collections::{BinaryHeap, HashMap},
+    collections::HashMap,
     ops::Bound,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -21,15 +23,10 @@ use std::{
 
 use async_trait::async_trait;
 use tantivy::{
-    DocId, Executor, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader,
-    TantivyDocument, TantivyError, Term,
-    collector::{Collector, SegmentCollector},
-    columnar::{Column, StrColumn},
+    Executor, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term,
     directory::error::LockError,
     index::SegmentId,
-    query::{
-        AllQuery, BooleanQuery, ExistsQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
-    },
+    query::{AllQuery, BooleanQuery, ExistsQuery, Occur, Query, TermQuery, TermSetQuery},
     schema::{
         BytesOptions, FAST, Field as TField, INDEXED, IndexRecordOption, STORED, STRING, Schema,
         TextFieldIndexing, TextOptions,
@@ -44,6 +41,14 @@ use super::{
     query::{CmpOp, Filter, Hit, Scalar, SearchRequest, SearchResponse, finish_facet},
 };
 use crate::vectors;
+
+mod collect;
+mod columns;
+mod range;
+
+use collect::{PageCollector, SimilarQuery};
+use columns::{SegmentCache, Wanted};
+use range::CachedRange;
 
 /// Bumped when the schema changes: a new folder, rebuilt by `INDEX_PERSONAS`.
 const SCHEMA_DIR: &str = "v1";
@@ -110,60 +115,6 @@ fn schema() -> (Schema, Fields) {
     )
 }
 
-/// Decoded persona embeddings of one segment, by doc id. Similarity scans
-/// read them from memory: decoding tantivy's dictionary-encoded bytes per
-/// document dominated a scan. Costs 4 bytes × dimensions per embedding.
-struct SegmentVectors {
-    dim: usize,
-    /// Row in `data` per doc id; `u32::MAX` when the doc has no embedding.
-    slot: Vec<u32>,
-    data: Vec<f32>,
-}
-
-impl SegmentVectors {
-    fn build(seg: &SegmentReader) -> tantivy::Result<Self> {
-        let mut out = SegmentVectors {
-            dim: 0,
-            slot: vec![u32::MAX; seg.max_doc() as usize],
-            data: Vec::new(),
-        };
-        let Some(col) = seg.fast_fields().bytes("vec")? else {
-            return Ok(out);
-        };
-        let mut buf = Vec::new();
-        let mut rows = 0u32;
-        for doc in 0..seg.max_doc() {
-            let Some(ord) = col.term_ords(doc).next() else {
-                continue;
-            };
-            buf.clear();
-            if !col.ord_to_bytes(ord, &mut buf)? {
-                continue;
-            }
-            let dim = buf.len() / 4;
-            if out.dim == 0 {
-                out.dim = dim;
-            }
-            if dim != out.dim || dim == 0 {
-                continue;
-            }
-            out.data.extend(
-                buf.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-            );
-            out.slot[doc as usize] = rows;
-            rows += 1;
-        }
-        Ok(out)
-    }
-
-    fn get(&self, doc: DocId) -> Option<&[f32]> {
-        let row = *self.slot.get(doc as usize)?;
-        (row != u32::MAX)
-            .then(|| &self.data[row as usize * self.dim..(row as usize + 1) * self.dim])
-    }
-}
-
 /// One account's open index.
 struct AccountIndex {
     index: Index,
@@ -172,8 +123,8 @@ struct AccountIndex {
     meta: PathBuf,
     /// `meta.json`'s (mtime, length) when the reader last reloaded.
     seen: Mutex<Option<(SystemTime, u64)>>,
-    /// Embeddings of the live segments, built by the first similarity query.
-    vectors: Mutex<HashMap<SegmentId, Arc<SegmentVectors>>>,
+    /// Decoded columns of the live segments (see `columns`).
+    segments: range::Caches,
 }
 
 impl AccountIndex {
@@ -202,7 +153,7 @@ impl AccountIndex {
             fields,
             meta: dir.join("meta.json"),
             seen: Mutex::new(None),
-            vectors: Mutex::new(HashMap::new()),
+            segments: range::Caches::default(),
         })
     }
 
@@ -244,7 +195,30 @@ impl AccountIndex {
         w.commit()?;
         w.wait_merging_threads()?;
         self.reader.reload()?;
+        self.warm();
         Ok(())
+    }
+
+    /// Decodes for new segments what queries used on the old ones.
+    fn warm(&self) {
+        let mut wanted = Wanted::default();
+        for c in self
+            .segments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            c.wanted_into(&mut wanted);
+        }
+        let searcher = self.reader.searcher();
+        let caches = self.caches(&searcher);
+        for seg in searcher.segment_readers() {
+            if let Some(c) = caches.get(&seg.segment_id())
+                && let Err(e) = c.warm(seg, &wanted)
+            {
+                tracing::warn!(error = %e, "could not prepare a new index segment");
+            }
+        }
     }
 
     fn to_document(&self, d: &PersonaDoc) -> Result<TantivyDocument, SearchError> {
@@ -303,12 +277,38 @@ impl AccountIndex {
         let f = &self.fields;
         Ok(match filter {
             Filter::All => Box::new(AllQuery),
-            Filter::And(items) => Box::new(BooleanQuery::new(
-                items
-                    .iter()
-                    .map(|i| Ok((Occur::Must, self.query(i)?)))
-                    .collect::<Result<_, SearchError>>()?,
-            )),
+            Filter::And(items) => {
+                // `x AND NOT y` excludes y from x's matches; a `NOT` on its
+                // own would first walk every member.
+                // Ranges on one field become one range (one scan).
+                let mut ranges: Vec<CachedRange> = Vec::new();
+                let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+                for i in items {
+                    match i {
+                        Filter::Not(inner) => clauses.push((Occur::MustNot, self.query(inner)?)),
+                        Filter::Compare { field, op, value } if *op != CmpOp::Eq => {
+                            let at = match ranges.iter().position(|r| r.field.name == field.name) {
+                                Some(at) => at,
+                                None => {
+                                    ranges.push(CachedRange::new(field, self.segments.clone()));
+                                    ranges.len() - 1
+                                }
+                            };
+                            narrow(&mut ranges[at], *op, value)?;
+                        }
+                        _ => clauses.push((Occur::Must, self.query(i)?)),
+                    }
+                }
+                clauses.extend(
+                    ranges
+                        .into_iter()
+                        .map(|r| (Occur::Must, Box::new(r) as Box<dyn Query>)),
+                );
+                if clauses.iter().all(|(o, _)| *o == Occur::MustNot) {
+                    clauses.push((Occur::Must, Box::new(AllQuery)));
+                }
+                Box::new(BooleanQuery::new(clauses))
+            }
             Filter::Or(items) => Box::new(BooleanQuery::new(
                 items
                     .iter()
@@ -319,19 +319,18 @@ impl AccountIndex {
                 (Occur::Must, Box::new(AllQuery) as Box<dyn Query>),
                 (Occur::MustNot, self.query(inner)?),
             ])),
+            Filter::Compare {
+                field,
+                op: CmpOp::Eq,
+                value,
+            } => Box::new(TermQuery::new(
+                self.term(field, value)?,
+                IndexRecordOption::Basic,
+            )),
             Filter::Compare { field, op, value } => {
-                let term = self.term(field, value)?;
-                match op {
-                    CmpOp::Eq => Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
-                    CmpOp::Gt => Box::new(RangeQuery::new(Bound::Excluded(term), Bound::Unbounded)),
-                    CmpOp::Gte => {
-                        Box::new(RangeQuery::new(Bound::Included(term), Bound::Unbounded))
-                    }
-                    CmpOp::Lt => Box::new(RangeQuery::new(Bound::Unbounded, Bound::Excluded(term))),
-                    CmpOp::Lte => {
-                        Box::new(RangeQuery::new(Bound::Unbounded, Bound::Included(term)))
-                    }
-                }
+                let mut r = CachedRange::new(field, self.segments.clone());
+                narrow(&mut r, *op, value)?;
+                Box::new(r)
             }
             Filter::In { field, values } => Box::new(TermSetQuery::new(
                 values
@@ -372,46 +371,44 @@ impl AccountIndex {
         }
     }
 
-    /// The decoded embeddings of every live segment (building missing ones,
-    /// forgetting those of merged-away segments).
-    fn segment_vectors(
-        &self,
-        searcher: &tantivy::Searcher,
-    ) -> Result<HashMap<SegmentId, Arc<SegmentVectors>>, SearchError> {
-        let mut cache = self.vectors.lock().unwrap_or_else(|p| p.into_inner());
-        let live: Vec<SegmentId> = searcher
+    /// The caches of the live segments (forgetting merged-away ones).
+    fn caches(&self, searcher: &tantivy::Searcher) -> HashMap<SegmentId, Arc<SegmentCache>> {
+        let mut all = self.segments.lock().unwrap_or_else(|p| p.into_inner());
+        let live: HashMap<SegmentId, Arc<SegmentCache>> = searcher
             .segment_readers()
             .iter()
-            .map(SegmentReader::segment_id)
+            .map(|seg| {
+                let id = seg.segment_id();
+                (id, all.get(&id).cloned().unwrap_or_default())
+            })
             .collect();
-        cache.retain(|id, _| live.contains(id));
-        for seg in searcher.segment_readers() {
-            if let std::collections::hash_map::Entry::Vacant(slot) = cache.entry(seg.segment_id()) {
-                slot.insert(Arc::new(SegmentVectors::build(seg)?));
-            }
-        }
-        Ok(cache.clone())
+        all.clone_from(&live);
+        live
     }
 
     fn search(&self, req: &SearchRequest) -> Result<SearchResponse, SearchError> {
         self.refresh()?;
-        let query = self.query(&req.filter)?;
         let searcher = self.reader.searcher();
-        let vectors = if req.similar.is_some() {
-            self.segment_vectors(&searcher)?
+        let caches = self.caches(&searcher);
+        let keep = req.offset + req.limit;
+        let fruit = if req.filter == Filter::All && req.similar.is_none() {
+            collect::all_members(&searcher, &caches, keep, &req.facets)?
         } else {
-            HashMap::new()
+            let query = self.query(&req.filter)?;
+            let collector = PageCollector {
+                keep,
+                similar: req.similar.as_ref().map(|s| {
+                    Arc::new(SimilarQuery {
+                        quantized: vectors::Quantized::new(&s.vector),
+                        exact: s.vector.clone(),
+                        min: s.min_score,
+                    })
+                }),
+                caches,
+                facets: req.facets.clone(),
+            };
+            searcher.search(&*query, &collector)?
         };
-        let collector = PageCollector {
-            keep: req.offset + req.limit,
-            similar: req
-                .similar
-                .as_ref()
-                .map(|s| (Arc::new(s.vector.clone()), s.min_score)),
-            vectors,
-            facets: req.facets.clone(),
-        };
-        let fruit = searcher.search(&*query, &collector)?;
         let hits = fruit
             .top
             .into_sorted_vec()
@@ -420,7 +417,7 @@ impl AccountIndex {
             .take(req.limit)
             .map(|e| Hit {
                 member_id: Uuid::from_u128(e.id),
-                score: collector.similar.is_some().then_some(e.key as f32),
+                score: req.similar.is_some().then_some(e.key as f32),
             })
             .collect();
         let facets = req
@@ -437,225 +434,25 @@ impl AccountIndex {
     }
 }
 
-/// A ranked candidate: higher key first, then lower member id. `Ord` puts
-/// the worse entry last-in-order-first-out, so a max-heap's top is the worst.
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    key: f64,
-    id: u128,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o).is_eq()
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        o.key.total_cmp(&self.key).then(self.id.cmp(&o.id))
-    }
-}
-
-fn push_bounded(heap: &mut BinaryHeap<Entry>, keep: usize, e: Entry) {
-    if keep == 0 {
-        return;
-    }
-    if heap.len() < keep {
-        heap.push(e);
-    } else if heap.peek().is_some_and(|worst| e < *worst) {
-        heap.pop();
-        heap.push(e);
-    }
-}
-
-struct PageCollector {
-    keep: usize,
-    similar: Option<(Arc<Vec<f32>>, f32)>,
-    vectors: HashMap<SegmentId, Arc<SegmentVectors>>,
-    facets: Vec<&'static Field>,
-}
-
-#[derive(Default)]
-struct PageFruit {
-    count: u64,
-    top: BinaryHeap<Entry>,
-    facets: Vec<HashMap<String, u64>>,
-}
-
-enum FacetReader {
-    Str(StrColumn, Vec<u64>),
-    Num(Column<f64>, HashMap<u64, u64>),
-    Bool(Column<bool>, [u64; 2]),
-    Missing,
-}
-
-struct PageSegment {
-    keep: usize,
-    similar: Option<(Arc<Vec<f32>>, f32)>,
-    vec: Option<Arc<SegmentVectors>>,
-    activity: Column<f64>,
-    id_hi: Column<u64>,
-    id_lo: Column<u64>,
-    count: u64,
-    top: BinaryHeap<Entry>,
-    facets: Vec<FacetReader>,
-}
-
-impl Collector for PageCollector {
-    type Fruit = PageFruit;
-    type Child = PageSegment;
-
-    fn for_segment(&self, _ord: u32, seg: &SegmentReader) -> tantivy::Result<PageSegment> {
-        let ff = seg.fast_fields();
-        let facets = self
-            .facets
-            .iter()
-            .map(|f| -> tantivy::Result<FacetReader> {
-                Ok(match f.ty {
-                    FieldType::Text | FieldType::TextList => match ff.str(f.name)? {
-                        Some(c) => {
-                            let n = c.num_terms();
-                            FacetReader::Str(c, vec![0; n])
-                        }
-                        None => FacetReader::Missing,
-                    },
-                    FieldType::Number | FieldType::Time => {
-                        FacetReader::Num(ff.f64(f.name)?, HashMap::new())
-                    }
-                    FieldType::Bool => FacetReader::Bool(ff.bool(f.name)?, [0; 2]),
-                })
-            })
-            .collect::<tantivy::Result<_>>()?;
-        Ok(PageSegment {
-            keep: self.keep,
-            similar: self.similar.clone(),
-            vec: self.vectors.get(&seg.segment_id()).cloned(),
-            activity: ff.f64("activity")?,
-            id_hi: ff.u64("id_hi")?,
-            id_lo: ff.u64("id_lo")?,
-            count: 0,
-            top: BinaryHeap::new(),
-            facets,
-        })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        false
-    }
-
-    fn merge_fruits(&self, fruits: Vec<PageFruit>) -> tantivy::Result<PageFruit> {
-        let mut out = PageFruit {
-            facets: vec![HashMap::new(); self.facets.len()],
-            ..Default::default()
-        };
-        for f in fruits {
-            out.count += f.count;
-            for e in f.top {
-                push_bounded(&mut out.top, self.keep, e);
-            }
-            for (acc, counts) in out.facets.iter_mut().zip(f.facets) {
-                for (v, c) in counts {
-                    *acc.entry(v).or_default() += c;
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-impl PageSegment {
-    fn similarity(&self, doc: DocId) -> Option<f64> {
-        let (query, min) = self.similar.as_ref()?;
-        let v = self.vec.as_ref()?.get(doc)?;
-        if v.len() != query.len() {
-            return None;
-        }
-        let s = vectors::dot(query, v);
-        (s >= *min).then_some(f64::from(s))
-    }
-}
-
-impl SegmentCollector for PageSegment {
-    type Fruit = PageFruit;
-
-    fn collect(&mut self, doc: DocId, _score: Score) {
-        let key = if self.similar.is_some() {
-            match self.similarity(doc) {
-                Some(s) => s,
-                None => return,
-            }
-        } else {
-            self.activity.first(doc).unwrap_or(0.0)
-        };
-        self.count += 1;
-        // Most hits cannot enter a full page: skip reading their id.
-        let full = self.keep > 0 && self.top.len() >= self.keep;
-        let contender =
-            self.keep > 0 && (!full || self.top.peek().is_some_and(|worst| key >= worst.key));
-        if contender {
-            let id = (u128::from(self.id_hi.first(doc).unwrap_or(0)) << 64)
-                | u128::from(self.id_lo.first(doc).unwrap_or(0));
-            push_bounded(&mut self.top, self.keep, Entry { key, id });
-        }
-        for f in &mut self.facets {
-            match f {
-                FacetReader::Str(col, counts) => {
-                    for ord in col.term_ords(doc) {
-                        counts[ord as usize] += 1;
-                    }
-                }
-                FacetReader::Num(col, counts) => {
-                    if let Some(v) = col.first(doc) {
-                        *counts.entry(v.to_bits()).or_default() += 1;
-                    }
-                }
-                FacetReader::Bool(col, counts) => {
-                    if let Some(v) = col.first(doc) {
-                        counts[usize::from(v)] += 1;
-                    }
-                }
-                FacetReader::Missing => {}
-            }
+/// Narrows `r` by `field op value` (a number or a time).
+fn narrow(r: &mut CachedRange, op: CmpOp, value: &Scalar) -> Result<(), SearchError> {
+    let (FieldType::Number | FieldType::Time, Scalar::Num(n)) = (r.field.ty, value) else {
+        return Err(SearchError::Invalid(format!(
+            "{value:?} cannot bound field {}",
+            r.field.name
+        )));
+    };
+    match op {
+        CmpOp::Gt => r.at_least(Bound::Excluded(*n)),
+        CmpOp::Gte => r.at_least(Bound::Included(*n)),
+        CmpOp::Lt => r.at_most(Bound::Excluded(*n)),
+        CmpOp::Lte => r.at_most(Bound::Included(*n)),
+        CmpOp::Eq => {
+            r.at_least(Bound::Included(*n));
+            r.at_most(Bound::Included(*n));
         }
     }
-
-    fn harvest(self) -> PageFruit {
-        let facets = self
-            .facets
-            .into_iter()
-            .map(|f| match f {
-                FacetReader::Str(col, counts) => {
-                    let mut out = HashMap::new();
-                    let mut s = String::new();
-                    for (ord, c) in counts.into_iter().enumerate() {
-                        if c > 0 && col.ord_to_str(ord as u64, &mut s).unwrap_or(false) {
-                            out.insert(s.clone(), c);
-                        }
-                    }
-                    out
-                }
-                FacetReader::Num(_, counts) => counts
-                    .into_iter()
-                    .map(|(bits, c)| (fields::format_number(f64::from_bits(bits)), c))
-                    .collect(),
-                FacetReader::Bool(_, [f, t]) => {
-                    HashMap::from([("false".to_owned(), f), ("true".to_owned(), t)])
-                }
-                FacetReader::Missing => HashMap::new(),
-            })
-            .collect();
-        PageFruit {
-            count: self.count,
-            top: self.top,
-            facets,
-        }
-    }
+    Ok(())
 }
 
 /// The embedded backend: a folder of per-account indexes.
