@@ -113,6 +113,8 @@ impl PageCollector {
 pub(super) struct PageSegment {
     keep: usize,
     similar: Option<(Arc<SimilarQuery>, Arc<SegmentVectors>)>,
+    /// Activity by doc (NaN when absent, ranked as 0), read for every hit.
+    activity: Arc<Vec<f64>>,
     keys: PageKeys,
     count: u64,
     top: BinaryHeap<Entry>,
@@ -141,6 +143,11 @@ impl Collector for PageCollector {
         Ok(PageSegment {
             keep: self.keep,
             similar,
+            activity: if self.similar.is_some() {
+                Arc::default()
+            } else {
+                cache.activity(seg)?
+            },
             keys: PageKeys::open(seg)?,
             count: 0,
             top: BinaryHeap::new(),
@@ -203,7 +210,8 @@ impl SegmentCollector for PageSegment {
                 None => return,
             }
         } else {
-            Some(self.keys.activity(doc))
+            let a = self.activity[doc as usize];
+            Some(if a.is_nan() { 0.0 } else { a })
         };
         self.count += 1;
         // Most hits cannot enter a full page: skip reading their id.

@@ -307,6 +307,13 @@ impl SegmentCache {
         Ok(v)
     }
 
+    /// Activity by doc id, the key of pages without similarity (NaN: none).
+    pub(super) fn activity(&self, seg: &SegmentReader) -> tantivy::Result<Arc<Vec<f64>>> {
+        let field = fields::field("activity")
+            .ok_or_else(|| tantivy::TantivyError::FieldNotFound("activity".to_owned()))?;
+        self.numbers(seg, field)
+    }
+
     pub(super) fn vectors(&self, seg: &SegmentReader) -> tantivy::Result<Arc<SegmentVectors>> {
         let mut v = lock(&self.vectors);
         if let Some(v) = &*v {

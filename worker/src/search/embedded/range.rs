@@ -13,9 +13,9 @@ use std::{
 };
 
 use tantivy::{
-    BitSet, DocId, Score, SegmentReader, TantivyError,
+    DocId, DocSet, Score, SegmentReader, TERMINATED, TantivyError,
     index::SegmentId,
-    query::{BitSetDocSet, ConstScorer, EnableScoring, Explanation, Query, Scorer, Weight},
+    query::{ConstScorer, EnableScoring, Explanation, Query, Scorer, Weight},
 };
 
 use super::columns::SegmentCache;
@@ -84,20 +84,25 @@ impl CachedRange {
         };
     }
 
-    /// Whether `v` is inside (a missing value, NaN, never is).
-    #[inline]
+    /// The range as closed bounds; a NaN (a missing value) fails both.
+    fn interval(&self) -> (f64, f64) {
+        let lo = match self.lower {
+            Bound::Included(l) => l,
+            Bound::Excluded(l) => l.next_up(),
+            Bound::Unbounded => f64::NEG_INFINITY,
+        };
+        let hi = match self.upper {
+            Bound::Included(u) => u,
+            Bound::Excluded(u) => u.next_down(),
+            Bound::Unbounded => f64::INFINITY,
+        };
+        (lo, hi)
+    }
+
+    #[cfg(test)]
     fn contains(&self, v: f64) -> bool {
-        let above = match self.lower {
-            Bound::Included(l) => v >= l,
-            Bound::Excluded(l) => v > l,
-            Bound::Unbounded => !v.is_nan(),
-        };
-        let below = match self.upper {
-            Bound::Included(u) => v <= u,
-            Bound::Excluded(u) => v < u,
-            Bound::Unbounded => !v.is_nan(),
-        };
-        above && below
+        let (lo, hi) = self.interval();
+        v >= lo && v <= hi
     }
 
     fn cache(&self, seg: &SegmentReader) -> Arc<SegmentCache> {
@@ -105,15 +110,100 @@ impl CachedRange {
         all.entry(seg.segment_id()).or_default().clone()
     }
 
-    fn matches(&self, seg: &SegmentReader) -> tantivy::Result<BitSet> {
+    /// The matching doc ids as a bitmap, 64 per word, built without branches.
+    fn matches(&self, seg: &SegmentReader) -> tantivy::Result<Words> {
         let values = self.cache(seg).numbers(seg, self.field)?;
-        let mut set = BitSet::with_max_value(seg.max_doc());
-        for (doc, v) in values.iter().enumerate() {
-            if self.contains(*v) {
-                set.insert(doc as DocId);
+        let (lo, hi) = self.interval();
+        let mut words = Vec::with_capacity(values.len().div_ceil(64));
+        let mut count = 0u32;
+        for chunk in values.chunks(64) {
+            let mut w = 0u64;
+            for (i, v) in chunk.iter().enumerate() {
+                w |= u64::from((*v >= lo) & (*v <= hi)) << i;
             }
+            count += w.count_ones();
+            words.push(w);
         }
-        Ok(set)
+        Ok(Words::new(words, count))
+    }
+}
+
+/// A doc set over a plain bitmap: `seek` jumps to the target's word.
+struct Words {
+    words: Vec<u64>,
+    /// The word being read, and its bits not yet returned.
+    at: usize,
+    rest: u64,
+    doc: DocId,
+    count: u32,
+}
+
+impl Words {
+    fn new(words: Vec<u64>, count: u32) -> Self {
+        let rest = words.first().copied().unwrap_or(0);
+        let mut w = Self {
+            words,
+            at: 0,
+            rest,
+            doc: 0,
+            count,
+        };
+        w.advance();
+        w
+    }
+
+    fn contains(&self, doc: DocId) -> bool {
+        self.words
+            .get(doc as usize / 64)
+            .is_some_and(|w| w & (1 << (doc % 64)) != 0)
+    }
+}
+
+impl DocSet for Words {
+    #[inline]
+    fn advance(&mut self) -> DocId {
+        loop {
+            if self.rest != 0 {
+                let bit = self.rest.trailing_zeros();
+                self.rest &= self.rest - 1;
+                self.doc = (self.at as DocId) * 64 + bit;
+                return self.doc;
+            }
+            self.at += 1;
+            let Some(w) = self.words.get(self.at) else {
+                self.at = self.words.len();
+                self.doc = TERMINATED;
+                return TERMINATED;
+            };
+            self.rest = *w;
+        }
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        if self.doc >= target {
+            return self.doc;
+        }
+        let word = target as usize / 64;
+        if word >= self.words.len() {
+            self.at = self.words.len();
+            self.rest = 0;
+            self.doc = TERMINATED;
+            return TERMINATED;
+        }
+        if word > self.at {
+            self.at = word;
+            self.rest = self.words[word];
+        }
+        self.rest &= u64::MAX << (target % 64);
+        self.advance()
+    }
+
+    fn doc(&self) -> DocId {
+        self.doc
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.count
     }
 }
 
@@ -125,10 +215,7 @@ impl Query for CachedRange {
 
 impl Weight for CachedRange {
     fn scorer(&self, seg: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        Ok(Box::new(ConstScorer::new(
-            BitSetDocSet::from(self.matches(seg)?),
-            boost,
-        )))
+        Ok(Box::new(ConstScorer::new(self.matches(seg)?, boost)))
     }
 
     fn explain(&self, seg: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
@@ -173,5 +260,30 @@ mod tests {
         let open = range();
         assert!(open.contains(-1e300));
         assert!(!open.contains(f64::NAN));
+    }
+
+    #[test]
+    fn words_iterate_and_seek() {
+        let docs = [0u32, 5, 63, 64, 130, 700];
+        let mut words = vec![0u64; 12];
+        for d in docs {
+            words[d as usize / 64] |= 1 << (d % 64);
+        }
+        let mut all = Vec::new();
+        let mut w = Words::new(words.clone(), docs.len() as u32);
+        while w.doc() != TERMINATED {
+            all.push(w.doc());
+            w.advance();
+        }
+        assert_eq!(all, docs);
+        let mut w = Words::new(words.clone(), docs.len() as u32);
+        assert_eq!(w.seek(6), 63);
+        assert_eq!(w.seek(63), 63);
+        assert_eq!(w.seek(65), 130);
+        assert_eq!(w.seek(131), 700);
+        assert_eq!(w.seek(701), TERMINATED);
+        let mut w = Words::new(words, docs.len() as u32);
+        assert_eq!(w.seek(100_000), TERMINATED);
+        assert_eq!(Words::new(Vec::new(), 0).doc(), TERMINATED);
     }
 }
