@@ -134,6 +134,8 @@ pub(super) struct SegmentVectors {
     dim: usize,
     /// Row per doc id; `NONE` when the doc has no embedding.
     slot: Vec<u32>,
+    /// The docs with an embedding, 64 per word.
+    present: Vec<u64>,
     exact: Vec<f32>,
     quantized: Vec<i8>,
     /// Per row: the int8 scale and the L1 norm, for the error bound.
@@ -146,6 +148,7 @@ impl SegmentVectors {
         let mut out = SegmentVectors {
             dim: 0,
             slot: vec![NONE; seg.max_doc() as usize],
+            present: vec![0; (seg.max_doc() as usize).div_ceil(64)],
             exact: Vec::new(),
             quantized: Vec::new(),
             scale: Vec::new(),
@@ -177,6 +180,7 @@ impl SegmentVectors {
             out.l1.push(q.l1);
             out.exact.extend_from_slice(&v);
             out.slot[doc as usize] = rows;
+            out.present[doc as usize / 64] |= 1 << (doc % 64);
             rows += 1;
         }
         Ok(out)
@@ -184,6 +188,14 @@ impl SegmentVectors {
 
     pub(super) fn dim(&self) -> usize {
         self.dim
+    }
+
+    pub(super) fn rows(&self) -> usize {
+        self.scale.len()
+    }
+
+    pub(super) fn present(&self) -> &[u64] {
+        &self.present
     }
 
     /// The row of `doc`'s embedding, if it has one.

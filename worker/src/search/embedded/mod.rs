@@ -44,11 +44,12 @@ use crate::vectors;
 
 mod collect;
 mod columns;
+mod merge;
 mod range;
 
 use collect::{PageCollector, SimilarQuery};
 use columns::{SegmentCache, Wanted};
-use range::CachedRange;
+use range::{CachedRange, HasVector};
 
 /// Bumped when the schema changes: a new folder, rebuilt by `INDEX_PERSONAS`.
 const SCHEMA_DIR: &str = "v1";
@@ -175,7 +176,10 @@ impl AccountIndex {
         let started = Instant::now();
         loop {
             match self.index.writer_with_num_threads(threads, bytes) {
-                Ok(w) => return Ok(w),
+                Ok(w) => {
+                    w.set_merge_policy(Box::new(merge::CappedMerges));
+                    return Ok(w);
+                }
                 Err(TantivyError::LockFailure(LockError::LockBusy, _))
                     if started.elapsed() < LOCK_WAIT =>
                 {
@@ -394,7 +398,20 @@ impl AccountIndex {
         let fruit = if req.filter == Filter::All && req.similar.is_none() {
             collect::all_members(&searcher, &caches, keep, &req.facets)?
         } else {
-            let query = self.query(&req.filter)?;
+            let mut query = self.query(&req.filter)?;
+            if req.similar.is_some() {
+                let has = Box::new(HasVector {
+                    caches: self.segments.clone(),
+                });
+                query = if req.filter == Filter::All {
+                    has
+                } else {
+                    Box::new(BooleanQuery::new(vec![
+                        (Occur::Must, query),
+                        (Occur::Must, has as Box<dyn Query>),
+                    ]))
+                };
+            }
             let collector = PageCollector {
                 keep,
                 similar: req.similar.as_ref().map(|s| {

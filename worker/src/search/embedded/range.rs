@@ -129,7 +129,7 @@ impl CachedRange {
 }
 
 /// A doc set over a plain bitmap: `seek` jumps to the target's word.
-struct Words {
+pub(super) struct Words {
     words: Vec<u64>,
     /// The word being read, and its bits not yet returned.
     at: usize,
@@ -139,7 +139,7 @@ struct Words {
 }
 
 impl Words {
-    fn new(words: Vec<u64>, count: u32) -> Self {
+    pub(super) fn new(words: Vec<u64>, count: u32) -> Self {
         let rest = words.first().copied().unwrap_or(0);
         let mut w = Self {
             words,
@@ -224,6 +224,55 @@ impl Weight for CachedRange {
         } else {
             Err(TantivyError::InvalidArgument(format!(
                 "document {doc} is outside the range"
+            )))
+        }
+    }
+}
+
+/// Members with a persona embedding: a similarity search intersects its
+/// filter with this, so the scan visits only documents it can score.
+#[derive(Clone)]
+pub(super) struct HasVector {
+    pub caches: Caches,
+}
+
+impl fmt::Debug for HasVector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HasVector")
+    }
+}
+
+impl HasVector {
+    fn matches(&self, seg: &SegmentReader) -> tantivy::Result<Words> {
+        let cache = self
+            .caches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(seg.segment_id())
+            .or_default()
+            .clone();
+        let v = cache.vectors(seg)?;
+        Ok(Words::new(v.present().to_vec(), v.rows() as u32))
+    }
+}
+
+impl Query for HasVector {
+    fn weight(&self, _: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+impl Weight for HasVector {
+    fn scorer(&self, seg: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        Ok(Box::new(ConstScorer::new(self.matches(seg)?, boost)))
+    }
+
+    fn explain(&self, seg: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        if self.matches(seg)?.contains(doc) {
+            Ok(Explanation::new("HasVector", 1.0))
+        } else {
+            Err(TantivyError::InvalidArgument(format!(
+                "document {doc} has no embedding"
             )))
         }
     }
