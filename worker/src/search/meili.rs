@@ -979,21 +979,25 @@ impl SearchBackend for MeiliSearch {
         }
         let uid = self.inner.uid(account);
         let ids: Vec<String> = member_ids.iter().map(Uuid::to_string).collect();
-        let index = self.inner.client.index(&uid);
-        let task = match call(REQUEST_TIMEOUT, index.delete_documents(&ids)).await {
-            Ok(task) => task,
-            Err(e) if is_not_found(&e) => return Ok(()),
-            Err(e) => return Err(to_search_error(e)),
-        };
-        match self
-            .inner
-            .wait(task, WRITE_TIMEOUT)
-            .await
-            .map_err(to_search_error)?
-        {
-            Ok(()) => {}
-            Err(e) if error_code(&e) == "index_not_found" => {}
-            Err(e) => return Err(task_error(&e)),
+        // Also from a rebuild in progress (`…_next`), or the swap at its end
+        // would bring the erased members back.
+        for target in [uid.clone(), format!("{uid}_next")] {
+            let index = self.inner.client.index(&target);
+            let task = match call(REQUEST_TIMEOUT, index.delete_documents(&ids)).await {
+                Ok(task) => task,
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(to_search_error(e)),
+            };
+            match self
+                .inner
+                .wait(task, WRITE_TIMEOUT)
+                .await
+                .map_err(to_search_error)?
+            {
+                Ok(()) => {}
+                Err(e) if error_code(&e) == "index_not_found" => {}
+                Err(e) => return Err(task_error(&e)),
+            }
         }
         tracing::debug!(%account, members = ids.len(), "deleted personas from Meilisearch");
         Ok(())
