@@ -90,6 +90,17 @@ impl LoadedModels {
             tracing::info!(version = head.version(), "sentiment head loaded");
             self.set_head(head);
         }
+        let head = self.head();
+        if head.spec().embedding_model != version {
+            // Still usable (the variants' embeddings are close), but its calibration
+            // was measured on the other one: retrain to match.
+            tracing::warn!(
+                head = head.version(),
+                trained_on = %head.spec().embedding_model,
+                loaded = %version,
+                "the sentiment head was trained on other embeddings than the loaded model; run RETRAIN_SENTIMENT"
+            );
+        }
         Ok(())
     }
 }
