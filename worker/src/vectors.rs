@@ -97,8 +97,8 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     dot_i8_portable(a, b)
 }
 
-/// Sixteen lanes of i16 products summed in pairs: the shape compilers turn
-/// into `pmaddwd` without any target feature.
+/// Sixteen independent lanes of i16 products, which the compiler
+/// vectorises without any target feature (one running sum would not be).
 fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);

@@ -10,10 +10,9 @@ use std::{
 use tantivy::{
     DocId, Score, Searcher, SegmentReader,
     collector::{Collector, SegmentCollector},
-    index::SegmentId,
 };
 
-use super::columns::{FacetColumn, PageKeys, SegmentCache, SegmentVectors};
+use super::columns::{FacetColumn, MemberIds, SegmentCaches, SegmentVectors, page_key};
 use crate::{
     search::fields::Field,
     vectors::{self, Quantized},
@@ -97,17 +96,8 @@ pub(super) struct SimilarQuery {
 pub(super) struct PageCollector {
     pub keep: usize,
     pub similar: Option<Arc<SimilarQuery>>,
-    pub caches: HashMap<SegmentId, Arc<SegmentCache>>,
+    pub caches: SegmentCaches,
     pub facets: Vec<&'static Field>,
-}
-
-impl PageCollector {
-    fn cache(&self, seg: &SegmentReader) -> Arc<SegmentCache> {
-        self.caches
-            .get(&seg.segment_id())
-            .cloned()
-            .unwrap_or_default()
-    }
 }
 
 pub(super) struct PageSegment {
@@ -115,7 +105,7 @@ pub(super) struct PageSegment {
     similar: Option<(Arc<SimilarQuery>, Arc<SegmentVectors>)>,
     /// Activity by doc (NaN when absent, ranked as 0), read for every hit.
     activity: Arc<Vec<f64>>,
-    keys: PageKeys,
+    ids: MemberIds,
     count: u64,
     top: BinaryHeap<Entry>,
     facets: Vec<(Arc<FacetColumn>, Vec<u64>)>,
@@ -126,7 +116,7 @@ impl Collector for PageCollector {
     type Child = PageSegment;
 
     fn for_segment(&self, _ord: u32, seg: &SegmentReader) -> tantivy::Result<PageSegment> {
-        let cache = self.cache(seg);
+        let cache = self.caches.get(seg);
         let facets = self
             .facets
             .iter()
@@ -137,7 +127,16 @@ impl Collector for PageCollector {
             })
             .collect::<tantivy::Result<_>>()?;
         let similar = match &self.similar {
-            Some(q) => Some((q.clone(), cache.vectors(seg)?)),
+            Some(q) => {
+                let v = cache.vectors(seg)?;
+                // Embeddings of another size never match (none at all here).
+                let v = if v.dim() == q.exact.len() {
+                    v
+                } else {
+                    Arc::default()
+                };
+                Some((q.clone(), v))
+            }
             None => None,
         };
         Ok(PageSegment {
@@ -148,7 +147,7 @@ impl Collector for PageCollector {
             } else {
                 cache.activity(seg)?
             },
-            keys: PageKeys::open(seg)?,
+            ids: MemberIds::open(seg)?,
             count: 0,
             top: BinaryHeap::new(),
             facets,
@@ -180,9 +179,6 @@ impl PageSegment {
     fn similarity(&self, doc: DocId) -> Option<Option<f64>> {
         let (q, vecs) = self.similar.as_ref()?;
         let row = vecs.row(doc)?;
-        if vecs.dim() != q.exact.len() {
-            return None;
-        }
         let (approx, bound) = vecs.approx(&q.quantized, row);
         if approx + bound < q.min {
             return None;
@@ -210,8 +206,7 @@ impl SegmentCollector for PageSegment {
                 None => return,
             }
         } else {
-            let a = self.activity[doc as usize];
-            Some(if a.is_nan() { 0.0 } else { a })
+            Some(page_key(&self.activity, doc))
         };
         self.count += 1;
         // Most hits cannot enter a full page: skip reading their id.
@@ -219,7 +214,7 @@ impl SegmentCollector for PageSegment {
             && self.keep > 0
             && self.floor().is_none_or(|floor| key >= floor)
         {
-            let id = self.keys.id(doc);
+            let id = self.ids.id(doc);
             push_bounded(&mut self.top, self.keep, Entry { key, id });
         }
         for (col, counts) in &mut self.facets {
@@ -244,16 +239,17 @@ impl SegmentCollector for PageSegment {
 /// the facets from its cached live counts.
 pub(super) fn all_members(
     searcher: &Searcher,
-    caches: &HashMap<SegmentId, Arc<SegmentCache>>,
+    caches: &SegmentCaches,
     keep: usize,
     facets: &[&'static Field],
 ) -> tantivy::Result<PageFruit> {
     let mut fruits = Vec::new();
     for seg in searcher.segment_readers() {
-        let cache = caches.get(&seg.segment_id()).cloned().unwrap_or_default();
+        let cache = caches.get(seg);
         let mut top = BinaryHeap::new();
         if keep > 0 {
-            let keys = PageKeys::open(seg)?;
+            let ids = MemberIds::open(seg)?;
+            let activity = cache.activity(seg)?;
             let alive = seg.alive_bitset();
             for &doc in cache
                 .order(seg)?
@@ -261,7 +257,7 @@ pub(super) fn all_members(
                 .filter(|d| alive.is_none_or(|a| a.is_alive(**d)))
                 .take(keep)
             {
-                top.push(keys.entry(doc));
+                top.push(ids.entry(&activity, doc));
             }
         }
         let facets = facets

@@ -9,11 +9,12 @@
 //! bytes) cost tens of nanoseconds per hit and field; these arrays cost one
 //! load.
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap, HashSet},
+    hash::Hash,
     sync::{Arc, Mutex},
 };
 
-use tantivy::{DocId, SegmentReader};
+use tantivy::{DocId, Searcher, SegmentReader, TantivyError, columnar::Column, index::SegmentId};
 
 use super::collect::Entry;
 use crate::{
@@ -130,6 +131,7 @@ impl FacetColumn {
 /// Persona embeddings of one segment by doc id: f32 for exact scores and
 /// an int8 copy that the similarity scan reads first (a quarter of the
 /// memory traffic; see [`vectors::Quantized`]).
+#[derive(Default)]
 pub(super) struct SegmentVectors {
     dim: usize,
     /// Row per doc id; `NONE` when the doc has no embedding.
@@ -222,7 +224,7 @@ impl SegmentVectors {
 #[derive(Default)]
 pub(super) struct SegmentCache {
     facets: Mutex<HashMap<&'static str, Arc<FacetColumn>>>,
-    /// Number and time fields by doc id, NaN where absent (for ranges).
+    /// Number and time fields by doc id, NaN where absent (ranges, activity).
     numbers: Mutex<HashMap<&'static str, Arc<Vec<f64>>>>,
     vectors: Mutex<Option<Arc<SegmentVectors>>>,
     order: Mutex<Option<Arc<Vec<DocId>>>>,
@@ -234,11 +236,11 @@ pub(super) struct SegmentCache {
 /// Facet counts over live documents, and the deleted count they were taken at.
 type LiveCounts = (u32, Arc<Vec<u64>>);
 
-/// The parts of a segment cache that queries have asked for.
+/// The parts of segment caches that queries have asked for, by field name.
 #[derive(Default)]
 pub(super) struct Wanted {
-    facets: Vec<&'static Field>,
-    numbers: Vec<&'static Field>,
+    facets: BTreeSet<&'static str>,
+    numbers: BTreeSet<&'static str>,
     order: bool,
     vectors: bool,
 }
@@ -247,35 +249,56 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The value under `key`, built (under the lock, so once) when missing.
+fn memo<K: Eq + Hash, V>(
+    map: &Mutex<HashMap<K, Arc<V>>>,
+    key: K,
+    build: impl FnOnce() -> tantivy::Result<V>,
+) -> tantivy::Result<Arc<V>> {
+    let mut map = lock(map);
+    if let Some(v) = map.get(&key) {
+        return Ok(v.clone());
+    }
+    let v = Arc::new(build()?);
+    map.insert(key, v.clone());
+    Ok(v)
+}
+
+/// [`memo`] for a single value.
+fn memo_one<V>(
+    slot: &Mutex<Option<Arc<V>>>,
+    build: impl FnOnce() -> tantivy::Result<V>,
+) -> tantivy::Result<Arc<V>> {
+    let mut slot = lock(slot);
+    if let Some(v) = &*slot {
+        return Ok(v.clone());
+    }
+    let v = Arc::new(build()?);
+    *slot = Some(v.clone());
+    Ok(v)
+}
+
+fn catalogue(name: &str) -> tantivy::Result<&'static Field> {
+    fields::field(name).ok_or_else(|| TantivyError::FieldNotFound(name.to_owned()))
+}
+
 impl SegmentCache {
     /// Adds what this cache has built to `w`.
-    pub(super) fn wanted_into(&self, w: &mut Wanted) {
-        for name in lock(&self.facets).keys() {
-            if let Some(f) = fields::field(name)
-                && !w.facets.iter().any(|x| x.name == f.name)
-            {
-                w.facets.push(f);
-            }
-        }
-        for name in lock(&self.numbers).keys() {
-            if let Some(f) = fields::field(name)
-                && !w.numbers.iter().any(|x| x.name == f.name)
-            {
-                w.numbers.push(f);
-            }
-        }
+    fn wanted_into(&self, w: &mut Wanted) {
+        w.facets.extend(lock(&self.facets).keys());
+        w.numbers.extend(lock(&self.numbers).keys());
         w.order |= lock(&self.order).is_some();
         w.vectors |= lock(&self.vectors).is_some();
     }
 
     /// Builds the `wanted` parts now, so the first query after a commit or
     /// a merge does not pay for decoding a new segment.
-    pub(super) fn warm(&self, seg: &SegmentReader, wanted: &Wanted) -> tantivy::Result<()> {
-        for f in &wanted.facets {
-            self.facet(seg, f)?;
+    fn warm(&self, seg: &SegmentReader, wanted: &Wanted) -> tantivy::Result<()> {
+        for name in &wanted.facets {
+            self.facet(seg, catalogue(name)?)?;
         }
-        for f in &wanted.numbers {
-            self.numbers(seg, f)?;
+        for name in &wanted.numbers {
+            self.numbers(seg, catalogue(name)?)?;
         }
         if wanted.order {
             self.order(seg)?;
@@ -291,13 +314,7 @@ impl SegmentCache {
         seg: &SegmentReader,
         field: &'static Field,
     ) -> tantivy::Result<Arc<FacetColumn>> {
-        let mut facets = lock(&self.facets);
-        if let Some(c) = facets.get(field.name) {
-            return Ok(c.clone());
-        }
-        let c = Arc::new(FacetColumn::build(seg, field)?);
-        facets.insert(field.name, c.clone());
-        Ok(c)
+        memo(&self.facets, field.name, || FacetColumn::build(seg, field))
     }
 
     pub(super) fn numbers(
@@ -305,52 +322,37 @@ impl SegmentCache {
         seg: &SegmentReader,
         field: &'static Field,
     ) -> tantivy::Result<Arc<Vec<f64>>> {
-        let mut numbers = lock(&self.numbers);
-        if let Some(v) = numbers.get(field.name) {
-            return Ok(v.clone());
-        }
-        let col = seg.fast_fields().f64(field.name)?;
-        let v = Arc::new(
-            (0..seg.max_doc())
+        memo(&self.numbers, field.name, || {
+            let col = seg.fast_fields().f64(field.name)?;
+            Ok((0..seg.max_doc())
                 .map(|d| col.first(d).unwrap_or(f64::NAN))
-                .collect::<Vec<_>>(),
-        );
-        numbers.insert(field.name, v.clone());
-        Ok(v)
+                .collect())
+        })
     }
 
-    /// Activity by doc id, the key of pages without similarity (NaN: none).
+    /// Activity by doc id, the key of pages without similarity (NaN: none,
+    /// see [`page_key`]).
     pub(super) fn activity(&self, seg: &SegmentReader) -> tantivy::Result<Arc<Vec<f64>>> {
-        let field = fields::field("activity")
-            .ok_or_else(|| tantivy::TantivyError::FieldNotFound("activity".to_owned()))?;
-        self.numbers(seg, field)
+        self.numbers(seg, catalogue("activity")?)
     }
 
     pub(super) fn vectors(&self, seg: &SegmentReader) -> tantivy::Result<Arc<SegmentVectors>> {
-        let mut v = lock(&self.vectors);
-        if let Some(v) = &*v {
-            return Ok(v.clone());
-        }
-        let built = Arc::new(SegmentVectors::build(seg)?);
-        *v = Some(built.clone());
-        Ok(built)
+        memo_one(&self.vectors, || SegmentVectors::build(seg))
     }
 
     /// Every document of the segment in page order (activity descending,
     /// member id ascending), deleted ones included.
     pub(super) fn order(&self, seg: &SegmentReader) -> tantivy::Result<Arc<Vec<DocId>>> {
-        let mut o = lock(&self.order);
-        if let Some(o) = &*o {
-            return Ok(o.clone());
-        }
-        let keys = PageKeys::open(seg)?;
-        let mut entries: Vec<(Entry, DocId)> =
-            (0..seg.max_doc()).map(|d| (keys.entry(d), d)).collect();
-        // `Entry`'s order puts the better entry first.
-        entries.sort_unstable_by_key(|e| e.0);
-        let built = Arc::new(entries.into_iter().map(|(_, d)| d).collect::<Vec<_>>());
-        *o = Some(built.clone());
-        Ok(built)
+        let activity = self.activity(seg)?;
+        memo_one(&self.order, || {
+            let ids = MemberIds::open(seg)?;
+            let mut entries: Vec<(Entry, DocId)> = (0..seg.max_doc())
+                .map(|d| (ids.entry(&activity, d), d))
+                .collect();
+            // `Entry`'s order puts the better entry first.
+            entries.sort_unstable_by_key(|e| e.0);
+            Ok(entries.into_iter().map(|(_, d)| d).collect())
+        })
     }
 
     /// Facet counts over the segment's live documents.
@@ -379,38 +381,78 @@ impl SegmentCache {
     }
 }
 
-/// The columns a page is ranked by without similarity: activity, then the
-/// member id.
-pub(super) struct PageKeys {
-    activity: tantivy::columnar::Column<f64>,
-    id_hi: tantivy::columnar::Column<u64>,
-    id_lo: tantivy::columnar::Column<u64>,
+/// The caches of one index's segments, shared by its queries (ranges,
+/// "has an embedding"), its collector and its commits.
+#[derive(Clone, Default)]
+pub(super) struct SegmentCaches(Arc<Mutex<HashMap<SegmentId, Arc<SegmentCache>>>>);
+
+impl SegmentCaches {
+    /// The cache of `seg` (empty the first time).
+    pub(super) fn get(&self, seg: &SegmentReader) -> Arc<SegmentCache> {
+        lock(&self.0).entry(seg.segment_id()).or_default().clone()
+    }
+
+    /// Forgets the segments `searcher` no longer has (merged away).
+    pub(super) fn retain_live(&self, searcher: &Searcher) {
+        let live: HashSet<SegmentId> = searcher
+            .segment_readers()
+            .iter()
+            .map(SegmentReader::segment_id)
+            .collect();
+        lock(&self.0).retain(|id, _| live.contains(id));
+    }
+
+    /// What queries have had decoded on any segment so far.
+    pub(super) fn wanted(&self) -> Wanted {
+        let mut wanted = Wanted::default();
+        for c in lock(&self.0).values() {
+            c.wanted_into(&mut wanted);
+        }
+        wanted
+    }
+
+    /// Decodes `wanted` for every segment of `searcher` that lacks it.
+    pub(super) fn warm(&self, searcher: &Searcher, wanted: &Wanted) {
+        for seg in searcher.segment_readers() {
+            if let Err(e) = self.get(seg).warm(seg, wanted) {
+                tracing::warn!(error = %e, "could not prepare a new index segment");
+            }
+        }
+    }
 }
 
-impl PageKeys {
+/// A page key from the activity array: a member without one ranks as 0.
+#[inline]
+pub(super) fn page_key(activity: &[f64], doc: DocId) -> f64 {
+    let a = activity[doc as usize];
+    if a.is_nan() { 0.0 } else { a }
+}
+
+/// Member ids, the tie-break of every page; read only for page candidates.
+pub(super) struct MemberIds {
+    hi: Column<u64>,
+    lo: Column<u64>,
+}
+
+impl MemberIds {
     pub(super) fn open(seg: &SegmentReader) -> tantivy::Result<Self> {
         let ff = seg.fast_fields();
         Ok(Self {
-            activity: ff.f64("activity")?,
-            id_hi: ff.u64("id_hi")?,
-            id_lo: ff.u64("id_lo")?,
+            hi: ff.u64("id_hi")?,
+            lo: ff.u64("id_lo")?,
         })
     }
 
     #[inline]
-    pub(super) fn activity(&self, doc: DocId) -> f64 {
-        self.activity.first(doc).unwrap_or(0.0)
-    }
-
-    #[inline]
     pub(super) fn id(&self, doc: DocId) -> u128 {
-        (u128::from(self.id_hi.first(doc).unwrap_or(0)) << 64)
-            | u128::from(self.id_lo.first(doc).unwrap_or(0))
+        (u128::from(self.hi.first(doc).unwrap_or(0)) << 64)
+            | u128::from(self.lo.first(doc).unwrap_or(0))
     }
 
-    pub(super) fn entry(&self, doc: DocId) -> Entry {
+    /// The ranked entry of `doc` on a page without similarity.
+    pub(super) fn entry(&self, activity: &[f64], doc: DocId) -> Entry {
         Entry {
-            key: self.activity(doc),
+            key: page_key(activity, doc),
             id: self.id(doc),
         }
     }

@@ -25,7 +25,6 @@ use async_trait::async_trait;
 use tantivy::{
     Executor, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term,
     directory::error::LockError,
-    index::SegmentId,
     query::{AllQuery, BooleanQuery, ExistsQuery, Occur, Query, TermQuery, TermSetQuery},
     schema::{
         BytesOptions, FAST, Field as TField, INDEXED, IndexRecordOption, STORED, STRING, Schema,
@@ -48,8 +47,8 @@ mod merge;
 mod range;
 
 use collect::{PageCollector, SimilarQuery};
-use columns::{SegmentCache, Wanted};
-use range::{CachedRange, HasVector};
+use columns::SegmentCaches;
+use range::{BitmapQuery, HasVector, NumberRange, SegmentBitmap};
 
 /// Bumped when the schema changes: a new folder, rebuilt by `INDEX_PERSONAS`.
 const SCHEMA_DIR: &str = "v1";
@@ -125,7 +124,7 @@ struct AccountIndex {
     /// `meta.json`'s (mtime, length) when the reader last reloaded.
     seen: Mutex<Option<(SystemTime, u64)>>,
     /// Decoded columns of the live segments (see `columns`).
-    segments: range::Caches,
+    segments: SegmentCaches,
 }
 
 impl AccountIndex {
@@ -154,18 +153,26 @@ impl AccountIndex {
             fields,
             meta: dir.join("meta.json"),
             seen: Mutex::new(None),
-            segments: range::Caches::default(),
+            segments: SegmentCaches::default(),
         })
     }
 
     /// Reloads the reader when another writer committed since the last look.
     fn refresh(&self) -> Result<(), SearchError> {
+        self.reload(false)
+    }
+
+    /// Reloads the reader (`always`, or when `meta.json` changed since the
+    /// last reload) and forgets the caches of segments merged away. The
+    /// stamp is read first, so a commit racing the reload is seen next time.
+    fn reload(&self, always: bool) -> Result<(), SearchError> {
         let stamp = std::fs::metadata(&self.meta)
             .ok()
             .and_then(|m| Some((m.modified().ok()?, m.len())));
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if stamp != *seen {
+        if always || stamp != *seen {
             self.reader.reload()?;
+            self.segments.retain_live(&self.reader.searcher());
             *seen = stamp;
         }
         Ok(())
@@ -196,33 +203,14 @@ impl AccountIndex {
     }
 
     fn commit(&self, mut w: IndexWriter) -> Result<(), SearchError> {
+        // Taken before the reload forgets segments merged away.
+        let wanted = self.segments.wanted();
         w.commit()?;
         w.wait_merging_threads()?;
-        self.reader.reload()?;
-        self.warm();
+        self.reload(true)?;
+        // New segments get decoded now what queries used on the old ones.
+        self.segments.warm(&self.reader.searcher(), &wanted);
         Ok(())
-    }
-
-    /// Decodes for new segments what queries used on the old ones.
-    fn warm(&self) {
-        let mut wanted = Wanted::default();
-        for c in self
-            .segments
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
-            c.wanted_into(&mut wanted);
-        }
-        let searcher = self.reader.searcher();
-        let caches = self.caches(&searcher);
-        for seg in searcher.segment_readers() {
-            if let Some(c) = caches.get(&seg.segment_id())
-                && let Err(e) = c.warm(seg, &wanted)
-            {
-                tracing::warn!(error = %e, "could not prepare a new index segment");
-            }
-        }
     }
 
     fn to_document(&self, d: &PersonaDoc) -> Result<TantivyDocument, SearchError> {
@@ -285,7 +273,7 @@ impl AccountIndex {
                 // `x AND NOT y` excludes y from x's matches; a `NOT` on its
                 // own would first walk every member.
                 // Ranges on one field become one range (one scan).
-                let mut ranges: Vec<CachedRange> = Vec::new();
+                let mut ranges: Vec<NumberRange> = Vec::new();
                 let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
                 for i in items {
                     match i {
@@ -294,7 +282,7 @@ impl AccountIndex {
                             let at = match ranges.iter().position(|r| r.field.name == field.name) {
                                 Some(at) => at,
                                 None => {
-                                    ranges.push(CachedRange::new(field, self.segments.clone()));
+                                    ranges.push(NumberRange::new(field));
                                     ranges.len() - 1
                                 }
                             };
@@ -303,11 +291,7 @@ impl AccountIndex {
                         _ => clauses.push((Occur::Must, self.query(i)?)),
                     }
                 }
-                clauses.extend(
-                    ranges
-                        .into_iter()
-                        .map(|r| (Occur::Must, Box::new(r) as Box<dyn Query>)),
-                );
+                clauses.extend(ranges.into_iter().map(|r| (Occur::Must, self.bitmap(r))));
                 if clauses.iter().all(|(o, _)| *o == Occur::MustNot) {
                     clauses.push((Occur::Must, Box::new(AllQuery)));
                 }
@@ -332,9 +316,9 @@ impl AccountIndex {
                 IndexRecordOption::Basic,
             )),
             Filter::Compare { field, op, value } => {
-                let mut r = CachedRange::new(field, self.segments.clone());
+                let mut r = NumberRange::new(field);
                 narrow(&mut r, *op, value)?;
-                Box::new(r)
+                self.bitmap(r)
             }
             Filter::In { field, values } => Box::new(TermSetQuery::new(
                 values
@@ -358,6 +342,14 @@ impl AccountIndex {
         })
     }
 
+    /// A query answered from this index's segment caches.
+    fn bitmap(&self, bitmap: impl SegmentBitmap) -> Box<dyn Query> {
+        Box::new(BitmapQuery {
+            bitmap,
+            caches: self.segments.clone(),
+        })
+    }
+
     fn term(&self, field: &Field, value: &Scalar) -> Result<Term, SearchError> {
         let handle = self.fields.by_name[field.name];
         match (field.ty, value) {
@@ -375,40 +367,22 @@ impl AccountIndex {
         }
     }
 
-    /// The caches of the live segments (forgetting merged-away ones).
-    fn caches(&self, searcher: &tantivy::Searcher) -> HashMap<SegmentId, Arc<SegmentCache>> {
-        let mut all = self.segments.lock().unwrap_or_else(|p| p.into_inner());
-        let live: HashMap<SegmentId, Arc<SegmentCache>> = searcher
-            .segment_readers()
-            .iter()
-            .map(|seg| {
-                let id = seg.segment_id();
-                (id, all.get(&id).cloned().unwrap_or_default())
-            })
-            .collect();
-        all.clone_from(&live);
-        live
-    }
-
     fn search(&self, req: &SearchRequest) -> Result<SearchResponse, SearchError> {
         self.refresh()?;
         let searcher = self.reader.searcher();
-        let caches = self.caches(&searcher);
         let keep = req.offset + req.limit;
         let fruit = if req.filter == Filter::All && req.similar.is_none() {
-            collect::all_members(&searcher, &caches, keep, &req.facets)?
+            collect::all_members(&searcher, &self.segments, keep, &req.facets)?
         } else {
             let mut query = self.query(&req.filter)?;
             if req.similar.is_some() {
-                let has = Box::new(HasVector {
-                    caches: self.segments.clone(),
-                });
+                let has = self.bitmap(HasVector);
                 query = if req.filter == Filter::All {
                     has
                 } else {
                     Box::new(BooleanQuery::new(vec![
                         (Occur::Must, query),
-                        (Occur::Must, has as Box<dyn Query>),
+                        (Occur::Must, has),
                     ]))
                 };
             }
@@ -421,7 +395,7 @@ impl AccountIndex {
                         min: s.min_score,
                     })
                 }),
-                caches,
+                caches: self.segments.clone(),
                 facets: req.facets.clone(),
             };
             searcher.search(&*query, &collector)?
@@ -452,7 +426,7 @@ impl AccountIndex {
 }
 
 /// Narrows `r` by `field op value` (a number or a time).
-fn narrow(r: &mut CachedRange, op: CmpOp, value: &Scalar) -> Result<(), SearchError> {
+fn narrow(r: &mut NumberRange, op: CmpOp, value: &Scalar) -> Result<(), SearchError> {
     let (FieldType::Number | FieldType::Time, Scalar::Num(n)) = (r.field.ty, value) else {
         return Err(SearchError::Invalid(format!(
             "{value:?} cannot bound field {}",

@@ -1,54 +1,85 @@
-//! Number and time ranges as a tantivy query over the segment caches.
+//! Queries answered from the segment caches as bitmaps: number and time
+//! ranges, and "has an embedding".
 //!
 //! tantivy's fast-field range query checks one document per `seek`; inside
 //! an intersection that meant an optional-index rank and a bit-unpacking
 //! read per candidate, the largest cost of filtered segments in the
 //! benchmark. Here a range scans the segment's decoded values once into a
-//! bitset, which intersections seek in constant time.
-use std::{
-    collections::HashMap,
-    fmt,
-    ops::Bound,
-    sync::{Arc, Mutex},
-};
+//! bitmap, which intersections seek in constant time.
+use std::{fmt, ops::Bound};
 
 use tantivy::{
     DocId, DocSet, Score, SegmentReader, TERMINATED, TantivyError,
-    index::SegmentId,
     query::{ConstScorer, EnableScoring, Explanation, Query, Scorer, Weight},
 };
 
-use super::columns::SegmentCache;
+use super::columns::{SegmentCache, SegmentCaches};
 use crate::search::fields::Field;
 
-pub(super) type Caches = Arc<Mutex<HashMap<SegmentId, Arc<SegmentCache>>>>;
-
-/// `lower ≤ field ≤ upper` (each bound inclusive, exclusive or open).
-#[derive(Clone)]
-pub(super) struct CachedRange {
-    pub field: &'static Field,
-    pub lower: Bound<f64>,
-    pub upper: Bound<f64>,
-    pub caches: Caches,
+/// What a [`BitmapQuery`] matches in one segment, from its cache.
+pub(super) trait SegmentBitmap: Clone + fmt::Debug + Send + Sync + 'static {
+    fn words(&self, cache: &SegmentCache, seg: &SegmentReader) -> tantivy::Result<Words>;
 }
 
-impl fmt::Debug for CachedRange {
+/// A tantivy query over a [`SegmentBitmap`].
+#[derive(Clone)]
+pub(super) struct BitmapQuery<B> {
+    pub bitmap: B,
+    pub caches: SegmentCaches,
+}
+
+impl<B: fmt::Debug> fmt::Debug for BitmapQuery<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CachedRange")
-            .field("field", &self.field.name)
-            .field("lower", &self.lower)
-            .field("upper", &self.upper)
-            .finish_non_exhaustive()
+        self.bitmap.fmt(f)
     }
 }
 
-impl CachedRange {
-    pub(super) fn new(field: &'static Field, caches: Caches) -> Self {
+impl<B: SegmentBitmap> BitmapQuery<B> {
+    fn matches(&self, seg: &SegmentReader) -> tantivy::Result<Words> {
+        self.bitmap.words(&self.caches.get(seg), seg)
+    }
+}
+
+impl<B: SegmentBitmap> Query for BitmapQuery<B> {
+    fn weight(&self, _: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+impl<B: SegmentBitmap> Weight for BitmapQuery<B> {
+    fn scorer(&self, seg: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        Ok(Box::new(ConstScorer::new(self.matches(seg)?, boost)))
+    }
+
+    fn explain(&self, seg: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        if self.matches(seg)?.contains(doc) {
+            Ok(Explanation::new_with_string(
+                format!("{:?}", self.bitmap),
+                1.0,
+            ))
+        } else {
+            Err(TantivyError::InvalidArgument(format!(
+                "document {doc} does not match {:?}",
+                self.bitmap
+            )))
+        }
+    }
+}
+
+/// `lower ≤ field ≤ upper` (each bound inclusive, exclusive or open).
+#[derive(Clone, Debug)]
+pub(super) struct NumberRange {
+    pub field: &'static Field,
+    pub lower: Bound<f64>,
+    pub upper: Bound<f64>,
+}
+
+impl NumberRange {
+    pub(super) fn new(field: &'static Field) -> Self {
         Self {
             field,
             lower: Bound::Unbounded,
             upper: Bound::Unbounded,
-            caches,
         }
     }
 
@@ -104,15 +135,12 @@ impl CachedRange {
         let (lo, hi) = self.interval();
         v >= lo && v <= hi
     }
+}
 
-    fn cache(&self, seg: &SegmentReader) -> Arc<SegmentCache> {
-        let mut all = self.caches.lock().unwrap_or_else(|p| p.into_inner());
-        all.entry(seg.segment_id()).or_default().clone()
-    }
-
-    /// The matching doc ids as a bitmap, 64 per word, built without branches.
-    fn matches(&self, seg: &SegmentReader) -> tantivy::Result<Words> {
-        let values = self.cache(seg).numbers(seg, self.field)?;
+impl SegmentBitmap for NumberRange {
+    /// The matching doc ids, 64 per word, built without branches.
+    fn words(&self, cache: &SegmentCache, seg: &SegmentReader) -> tantivy::Result<Words> {
+        let values = cache.numbers(seg, self.field)?;
         let (lo, hi) = self.interval();
         let mut words = Vec::with_capacity(values.len().div_ceil(64));
         let mut count = 0u32;
@@ -207,74 +235,15 @@ impl DocSet for Words {
     }
 }
 
-impl Query for CachedRange {
-    fn weight(&self, _: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(self.clone()))
-    }
-}
-
-impl Weight for CachedRange {
-    fn scorer(&self, seg: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        Ok(Box::new(ConstScorer::new(self.matches(seg)?, boost)))
-    }
-
-    fn explain(&self, seg: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
-        if self.matches(seg)?.contains(doc) {
-            Ok(Explanation::new("CachedRange", 1.0))
-        } else {
-            Err(TantivyError::InvalidArgument(format!(
-                "document {doc} is outside the range"
-            )))
-        }
-    }
-}
-
 /// Members with a persona embedding: a similarity search intersects its
 /// filter with this, so the scan visits only documents it can score.
-#[derive(Clone)]
-pub(super) struct HasVector {
-    pub caches: Caches,
-}
+#[derive(Clone, Debug)]
+pub(super) struct HasVector;
 
-impl fmt::Debug for HasVector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("HasVector")
-    }
-}
-
-impl HasVector {
-    fn matches(&self, seg: &SegmentReader) -> tantivy::Result<Words> {
-        let cache = self
-            .caches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(seg.segment_id())
-            .or_default()
-            .clone();
+impl SegmentBitmap for HasVector {
+    fn words(&self, cache: &SegmentCache, seg: &SegmentReader) -> tantivy::Result<Words> {
         let v = cache.vectors(seg)?;
         Ok(Words::new(v.present().to_vec(), v.rows() as u32))
-    }
-}
-
-impl Query for HasVector {
-    fn weight(&self, _: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(self.clone()))
-    }
-}
-
-impl Weight for HasVector {
-    fn scorer(&self, seg: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        Ok(Box::new(ConstScorer::new(self.matches(seg)?, boost)))
-    }
-
-    fn explain(&self, seg: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
-        if self.matches(seg)?.contains(doc) {
-            Ok(Explanation::new("HasVector", 1.0))
-        } else {
-            Err(TantivyError::InvalidArgument(format!(
-                "document {doc} has no embedding"
-            )))
-        }
     }
 }
 
@@ -282,13 +251,13 @@ impl Weight for HasVector {
 mod tests {
     use super::*;
 
-    fn range() -> CachedRange {
+    fn range() -> NumberRange {
         static AGE: Field = Field {
             name: "age",
             ty: crate::search::fields::FieldType::Number,
             facet: true,
         };
-        CachedRange::new(&AGE, Caches::default())
+        NumberRange::new(&AGE)
     }
 
     #[test]
