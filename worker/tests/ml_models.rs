@@ -108,13 +108,36 @@ fn fp32_and_int8_agree_and_match_the_reference() {
 }
 
 #[test]
-fn long_texts_are_truncated_to_512_tokens() {
+fn long_texts_are_embedded_in_windows_not_cut_at_512_tokens() {
     let Some(dir) = installed() else { return };
     let m = load(&dir, EmbeddingVariant::Int8);
-    let long = "好吃".repeat(2000);
-    assert_eq!(m.token_count(&long, false).unwrap(), 512);
-    let v = m.embed_passages(&[long, "短".into()]).unwrap();
-    assert_eq!(v.len(), 2);
+    assert_eq!(m.max_tokens(), 512);
+    let praise = "房间干净整洁，前台服务热情周到，早餐品种丰富，下次还会再来。";
+    let complaint = "隔音太差，空调坏了没人修，热水时有时无，退房时还多收了钱。";
+    let head = praise.repeat(40); // well over 512 tokens on its own
+    let long = format!("{head}{}", complaint.repeat(40));
+    assert!(m.token_count(&head, true).unwrap() > 512);
+    assert!(m.token_count(&long, true).unwrap() > 1024);
+    let v = m
+        .embed_queries(&[long.clone(), head, praise.into(), complaint.into()])
+        .unwrap();
+    let (long_v, head_v, praise_v, complaint_v) = (&v[0], &v[1], &v[2], &v[3]);
+    let n = cos(long_v, long_v).sqrt();
+    assert!((n - 1.0).abs() < 1e-4, "norm {n}");
+    // Cut at 512 tokens, the long text would be its first window: praise
+    // only. Its embedding carries the complaints at the end as well.
+    assert!(
+        cos(long_v, complaint_v) > cos(head_v, complaint_v) + 0.04,
+        "long·complaint {} vs head·complaint {}",
+        cos(long_v, complaint_v),
+        cos(head_v, complaint_v)
+    );
+    assert!(cos(long_v, praise_v) > 0.8, "{}", cos(long_v, praise_v));
+    // a long text of one repeated sentence stays close to that sentence
+    assert!(cos(head_v, praise_v) > 0.9, "{}", cos(head_v, praise_v));
+    // batch-invariant: alone it gets the same vector
+    let alone = &m.embed_queries(std::slice::from_ref(&long)).unwrap()[0];
+    assert!(cos(alone, long_v) > 0.9999);
 }
 
 /// Links the installed files into a scratch dir with an edited manifest.

@@ -22,6 +22,7 @@ pub mod q4;
 mod runtime;
 pub mod setup;
 pub mod wheel;
+pub mod windows;
 
 pub use runtime::{EmbeddingVariant, FIX, ModelError, Models, Options, environment};
 pub use setup::default_models_dir;

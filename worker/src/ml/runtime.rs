@@ -12,6 +12,7 @@ use tokenizers::Tokenizer;
 
 use super::e5;
 use super::manifest::{self, Entry, Manifest};
+use super::windows;
 
 /// The command that installs or repairs the models.
 pub const FIX: &str = "make setup";
@@ -267,6 +268,8 @@ struct Inner {
     dims: usize,
     pad_id: i64,
     batch_size: usize,
+    /// The encoder's window (512 for e5).
+    max_tokens: usize,
     tokenizer: Tokenizer,
     pool: Pool,
 }
@@ -373,11 +376,9 @@ impl Models {
             .get("max_tokens")
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(512) as usize;
+        // No truncation: longer texts are embedded in windows (`windows`).
         tokenizer
-            .with_truncation(Some(tokenizers::TruncationParams {
-                max_length: max_tokens,
-                ..Default::default()
-            }))
+            .with_truncation(None)
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         tokenizer.with_padding(None);
         let pad_id = model
@@ -406,6 +407,7 @@ impl Models {
                 dims: model.dims.unwrap_or(384),
                 pad_id,
                 batch_size: opts.batch_size.max(1),
+                max_tokens: max_tokens.max(8),
                 manifest,
                 tokenizer,
                 pool: Pool {
@@ -486,7 +488,8 @@ impl Models {
             .map_err(rt)
     }
 
-    /// Token count (with `<s>`/`</s>`, after truncation) of `prefix + text`.
+    /// Token count (with `<s>`/`</s>`) of `prefix + text`; texts over
+    /// [`Models::max_tokens`] are embedded in windows of that size.
     pub fn token_count(&self, text: &str, query: bool) -> Result<usize, ModelError> {
         let prefix = if query { "query: " } else { "passage: " };
         let enc = self
@@ -518,31 +521,89 @@ impl Models {
             .tokenizer
             .encode_batch_fast(unique, true)
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+        let prefix_ids = self.prefix_ids(prefix)?;
+        // Each unique text becomes one sequence, or several windows when it
+        // is longer than the encoder's window.
+        let mut seqs: Vec<std::borrow::Cow<'_, [u32]>> = Vec::with_capacity(encodings.len());
+        let mut owner: Vec<usize> = Vec::with_capacity(encodings.len());
+        for (u, e) in encodings.iter().enumerate() {
+            let ids = e.get_ids();
+            if ids.len() <= self.inner.max_tokens {
+                seqs.push(std::borrow::Cow::Borrowed(ids));
+                owner.push(u);
+            } else {
+                let p = if ids.get(1..1 + prefix_ids.len()) == Some(&prefix_ids[..]) {
+                    prefix_ids.len()
+                } else {
+                    0
+                };
+                for w in windows::split(ids, p, self.inner.max_tokens) {
+                    seqs.push(std::borrow::Cow::Owned(w));
+                    owner.push(u);
+                }
+            }
+        }
 
         // Shortest first, so each batch pads to similar lengths.
-        let mut order: Vec<usize> = (0..ids.len()).collect();
-        order.sort_by_key(|&i| ids[i].len());
+        let mut order: Vec<usize> = (0..seqs.len()).collect();
+        order.sort_by_key(|&i| seqs[i].len());
 
-        let mut vectors: Vec<Vec<f32>> = vec![Vec::new(); ids.len()];
+        let mut rows: Vec<Vec<f32>> = vec![Vec::new(); seqs.len()];
         let mut start = 0;
         while start < order.len() {
             let mut end = start;
             while end < order.len() && end - start < self.inner.batch_size {
-                let len = ids[order[end]].len();
+                let len = seqs[order[end]].len();
                 if end > start && (end - start + 1) * len > MAX_BATCH_TOKENS {
                     break;
                 }
                 end += 1;
             }
             let batch = &order[start..end];
-            let rows = self.run_batch(batch.iter().map(|&i| ids[i]))?;
-            for (&i, row) in batch.iter().zip(rows) {
-                vectors[i] = row;
+            let out = self.run_batch(batch.iter().map(|&i| &*seqs[i]))?;
+            for (&i, row) in batch.iter().zip(out) {
+                rows[i] = row;
             }
             start = end;
         }
+        let vectors = if seqs.len() == encodings.len() {
+            rows
+        } else {
+            let mut parts: Vec<(Vec<Vec<f32>>, Vec<usize>)> =
+                vec![Default::default(); encodings.len()];
+            for ((row, seq), &u) in rows.into_iter().zip(&seqs).zip(&owner) {
+                parts[u].0.push(row);
+                parts[u].1.push(seq.len());
+            }
+            parts
+                .into_iter()
+                .map(|(vs, ws)| {
+                    if vs.len() == 1 {
+                        vs.into_iter().next().unwrap_or_default()
+                    } else {
+                        windows::combine(&vs, &ws)
+                    }
+                })
+                .collect()
+        };
         Ok(slots.into_iter().map(|s| vectors[s].clone()).collect())
+    }
+
+    /// The token ids of `prefix` (without `<s>`/`</s>`), as they start the
+    /// encoding of `prefix + text`; repeated at the head of every window.
+    fn prefix_ids(&self, prefix: &str) -> Result<Vec<u32>, ModelError> {
+        let enc = self
+            .inner
+            .tokenizer
+            .encode_fast(prefix.trim_end(), false)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// The encoder's window in tokens (512 for e5); longer texts are
+    /// embedded as overlapping windows whose vectors are averaged.
+    pub fn max_tokens(&self) -> usize {
+        self.inner.max_tokens
     }
 
     /// Pads one batch, runs it, returns its rows.
