@@ -472,3 +472,70 @@ async fn with_the_queue_in_redis_a_worker_that_lost_its_registration_keeps_worki
         .clone();
     assert_eq!(s.wait_job(&id, 20).await["status"], "SUCCEEDED");
 }
+
+/// Queue entries in state Done: apalis's table (SQLite / PostgreSQL) or its
+/// per-task meta hashes in Redis.
+async fn done_entries(s: &Server, redis: Option<&RedisQueue>) -> i64 {
+    match redis {
+        Some(r) => {
+            let keys: Vec<String> = r.cmd(redis::cmd("KEYS").arg(format!("{}:*", r.key("meta"))));
+            keys.iter()
+                .filter(|k| {
+                    let status: Option<String> = r.cmd(redis::cmd("HGET").arg(k).arg("status"));
+                    status.as_deref() == Some("Done")
+                })
+                .count() as i64
+        }
+        None if tests::backend() == "postgres" => {
+            s.sql_count("SELECT COUNT(*) FROM apalis.jobs WHERE status = 'Done'")
+                .await
+        }
+        None => {
+            s.sql_count("SELECT COUNT(*) FROM Jobs WHERE status = 'Done'")
+                .await
+        }
+    }
+}
+
+async fn finished_entries_are_purged(redis: Option<&RedisQueue>) {
+    let mut extra_env = redis.map(RedisQueue::env).unwrap_or_default();
+    extra_env.push(("LINGXI_QUEUE_KEEP_FINISHED_SECS".into(), "6".into()));
+    let s = Server::start_with(Options {
+        extra_env,
+        ..Default::default()
+    })
+    .await;
+    audience(&s).await;
+    let id = s
+        .gql(ENQUEUE, json!({ "i": { "kind": "BUILD_PERSONAS" } }))
+        .await["enqueueJob"]["id"]
+        .clone();
+    assert_eq!(s.wait_job(&id, 60).await["status"], "SUCCEEDED");
+    // Kept for the retention period…
+    let kept = eventually(5, || async {
+        let n = done_entries(&s, redis).await;
+        (n > 0).then_some(n)
+    })
+    .await;
+    assert!(kept.is_some(), "a finished entry stays for 6 s");
+    // …then removed, while the job's own record stays.
+    let purged = eventually(40, || async {
+        (done_entries(&s, redis).await == 0).then_some(())
+    })
+    .await;
+    assert!(purged.is_some(), "finished entries are purged after 6 s");
+    assert_eq!(job(&s, &id).await["status"], "SUCCEEDED");
+}
+
+#[tokio::test]
+async fn finished_queue_entries_are_purged_after_the_retention_period() {
+    finished_entries_are_purged(None).await;
+}
+
+#[tokio::test]
+async fn with_the_queue_in_redis_finished_entries_are_purged() {
+    let Some(redis) = RedisQueue::new("with_the_queue_in_redis_finished_entries_are_purged") else {
+        return;
+    };
+    finished_entries_are_purged(Some(&redis)).await;
+}

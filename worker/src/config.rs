@@ -42,6 +42,10 @@ pub struct Config {
     pub assets_dir: PathBuf,
     /// `LINGXI_REQUEST_TIMEOUT_SECS`: HTTP requests taking longer get 408.
     pub request_timeout: Duration,
+    /// `LINGXI_QUEUE_KEEP_FINISHED_SECS`: finished entries of the job queue (done, cancelled,
+    /// failed for good) older than this are removed (default one day); the `job_run` rows
+    /// keep the history.
+    pub queue_keep_finished: Duration,
     /// `LINGXI_LOG_FORMAT`: `pretty` (default) or `json`.
     pub log_json: bool,
     /// `LINGXI_MAX_DEPTH` / `LINGXI_MAX_COMPLEXITY`: GraphQL query limits.
@@ -128,6 +132,10 @@ impl Config {
             models_enabled: !matches!(var("LINGXI_MODELS").as_deref(), Some("off" | "0" | "false")),
             assets_dir,
             request_timeout: Duration::from_secs(parse("LINGXI_REQUEST_TIMEOUT_SECS", 120)?),
+            queue_keep_finished: Duration::from_secs(parse(
+                "LINGXI_QUEUE_KEEP_FINISHED_SECS",
+                86_400,
+            )?),
             log_json: matches!(var("LINGXI_LOG_FORMAT").as_deref(), Some("json")),
             max_depth: parse("LINGXI_MAX_DEPTH", 16)?,
             max_complexity: parse("LINGXI_MAX_COMPLEXITY", 10_000)?,

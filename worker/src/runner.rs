@@ -21,6 +21,8 @@ use crate::{
 const TICK: Duration = Duration::from_secs(2);
 /// How often the nightly jobs are made sure of.
 const NIGHTLY_CHECK: Duration = Duration::from_secs(60);
+/// The longest pause between purges of finished queue entries.
+const PURGE_AT_MOST_EVERY: Duration = Duration::from_secs(3600);
 
 pub struct WorkerOptions {
     /// Jobs run at once in this process.
@@ -30,6 +32,8 @@ pub struct WorkerOptions {
     /// A name unique per process (apalis tracks workers by name; the apalis
     /// worker is `{name}-{restarts}`).
     pub name: String,
+    /// Finished queue entries older than this are purged.
+    pub keep_finished: Duration,
 }
 
 impl WorkerOptions {
@@ -43,6 +47,7 @@ impl WorkerOptions {
                 std::process::id(),
                 uuid::Uuid::new_v4().simple()
             ),
+            keep_finished: cfg.queue_keep_finished,
         }
     }
 }
@@ -64,7 +69,12 @@ pub async fn run(
         models_dir: opts.models_dir.clone(),
         search,
     };
-    let ticker = tokio::spawn(tick_loop(db, queue.clone(), shutdown.clone()));
+    let ticker = tokio::spawn(tick_loop(
+        db,
+        queue.clone(),
+        opts.keep_finished,
+        shutdown.clone(),
+    ));
     let mut rx = shutdown.clone();
     let signal = async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -111,10 +121,18 @@ pub async fn run(
     tracing::info!("worker stopped");
 }
 
-async fn tick_loop(db: DatabaseConnection, queue: JobQueue, mut shutdown: watch::Receiver<bool>) {
+async fn tick_loop(
+    db: DatabaseConnection,
+    queue: JobQueue,
+    keep_finished: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_nightly: Option<std::time::Instant> = None;
+    // Purge a few times per retention period, at most hourly.
+    let purge_every = (keep_finished / 4).clamp(TICK, PURGE_AT_MOST_EVERY);
+    let mut last_purge: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = interval.tick() => {
@@ -129,6 +147,14 @@ async fn tick_loop(db: DatabaseConnection, queue: JobQueue, mut shutdown: watch:
                         Ok(0) => {}
                         Ok(n) => tracing::info!(queued = n, "nightly persona rebuilds queued"),
                         Err(e) => tracing::warn!(error = %e, "nightly scheduling failed"),
+                    }
+                }
+                if last_purge.is_none_or(|t| t.elapsed() >= purge_every) {
+                    last_purge = Some(std::time::Instant::now());
+                    match queue.purge_finished(&db, keep_finished).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(removed = n, "finished queue entries purged"),
+                        Err(e) => tracing::warn!(error = %e, "purging finished queue entries failed"),
                     }
                 }
             }

@@ -5,11 +5,12 @@ use std::{str::FromStr, time::Duration};
 
 use anyhow::Context as _;
 use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis_core::backend::Vacuum;
 use apalis_postgres::PostgresStorage;
 use apalis_redis::RedisStorage;
 use apalis_sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteStorage};
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 use super::JobMessage;
 use crate::Config;
@@ -120,6 +121,57 @@ impl JobQueue {
             JobQueue::Redis(mut s) => s.push_task(task).await.map_err(|e| e.to_string()),
         };
         pushed.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// Finished entries (done, killed, failed with no attempts left) whose
+/// `done_at` is older than the cut-off, in apalis's SQLite table.
+const PURGE_SQLITE: &str = "DELETE FROM Jobs WHERE done_at IS NOT NULL \
+     AND done_at < CAST(strftime('%s', 'now') AS INTEGER) - $1 \
+     AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))";
+/// The same in apalis's PostgreSQL schema.
+const PURGE_POSTGRES: &str = "DELETE FROM apalis.jobs WHERE done_at IS NOT NULL \
+     AND done_at < now() - make_interval(secs => $1) \
+     AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))";
+
+impl JobQueue {
+    /// Removes queue entries of jobs that finished more than `older_than`
+    /// ago, so the queue does not grow forever (in Redis, in memory); the
+    /// `job_run` rows keep their history. Returns how many were removed.
+    /// SQLite space is reused by later jobs (no `VACUUM`, which would
+    /// rewrite the whole product database).
+    ///
+    /// # Errors
+    /// The queue storage cannot be reached.
+    pub async fn purge_finished(
+        &self,
+        db: &DatabaseConnection,
+        older_than: Duration,
+    ) -> anyhow::Result<u64> {
+        let secs = older_than.as_secs();
+        match self.clone() {
+            JobQueue::Redis(mut s) => {
+                Ok(s.vacuum_before(older_than)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))? as u64)
+            }
+            JobQueue::Sqlite(_) => {
+                let stmt = Statement::from_sql_and_values(
+                    db.get_database_backend(),
+                    PURGE_SQLITE,
+                    [i64::try_from(secs).unwrap_or(i64::MAX).into()],
+                );
+                Ok(db.execute_raw(stmt).await?.rows_affected())
+            }
+            JobQueue::Postgres(_) => {
+                let stmt = Statement::from_sql_and_values(
+                    db.get_database_backend(),
+                    PURGE_POSTGRES,
+                    [(secs as f64).into()],
+                );
+                Ok(db.execute_raw(stmt).await?.rows_affected())
+            }
+        }
     }
 }
 
