@@ -46,6 +46,9 @@ pub struct Config {
     /// failed for good) older than this are removed (default one day); the `job_run` rows
     /// keep the history.
     pub queue_keep_finished: Duration,
+    /// `LINGXI_SEARCH_IDLE_SECS`: an account's embedded segment index (and the memory of
+    /// its decoded columns) is closed after this long without a query or write (default 900).
+    pub search_idle: Duration,
     /// `LINGXI_LOG_FORMAT`: `pretty` (default) or `json`.
     pub log_json: bool,
     /// `LINGXI_MAX_DEPTH` / `LINGXI_MAX_COMPLEXITY`: GraphQL query limits.
@@ -132,6 +135,7 @@ impl Config {
             models_enabled: !matches!(var("LINGXI_MODELS").as_deref(), Some("off" | "0" | "false")),
             assets_dir,
             request_timeout: Duration::from_secs(parse("LINGXI_REQUEST_TIMEOUT_SECS", 120)?),
+            search_idle: Duration::from_secs(parse("LINGXI_SEARCH_IDLE_SECS", 900)?),
             queue_keep_finished: Duration::from_secs(parse(
                 "LINGXI_QUEUE_KEEP_FINISHED_SECS",
                 86_400,

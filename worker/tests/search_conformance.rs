@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use serde_json::Value;
 use uuid::Uuid;
 use worker::search::{
-    CmpOp, Filter, PersonaDoc, Scalar, Search, SearchRequest, SearchResponse, Similar,
+    CmpOp, Filter, PersonaDoc, Scalar, Search, SearchBackend, SearchRequest, SearchResponse,
+    Similar,
     embedded::EmbeddedSearch,
     fields::{self, FIELDS, MEMBER_ID},
     meili::MeiliSearch,
@@ -457,6 +458,44 @@ async fn embedded_backend_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let backend: Search = std::sync::Arc::new(EmbeddedSearch::open(dir.path()).unwrap());
     check(&backend, &docs(600)).await;
+}
+
+#[tokio::test]
+async fn idle_embedded_indexes_close_and_reopen_with_their_data() {
+    let dir = tempfile::tempdir().unwrap();
+    // Idle at once: every call first closes the indexes nobody holds.
+    let backend = std::sync::Arc::new(
+        EmbeddedSearch::open(dir.path())
+            .unwrap()
+            .with_idle(std::time::Duration::ZERO),
+    );
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let all = SearchRequest {
+        filter: Filter::All,
+        similar: None,
+        offset: 0,
+        limit: 10,
+        facets: Vec::new(),
+    };
+    backend.upsert(a, docs(50)).await.unwrap();
+    backend.upsert(b, docs(20)).await.unwrap();
+    assert_eq!(backend.open_accounts(), 1, "a closed when b was opened");
+    assert_eq!(backend.search(b, &all).await.unwrap().total, 20);
+    // Searching a reopens it from disk, with everything it held, and closes b.
+    let again = backend.search(a, &all).await.unwrap();
+    assert_eq!(again.total, 50);
+    assert_eq!(again.hits.len(), 10);
+    assert_eq!(backend.open_accounts(), 1);
+    // A rebuild in progress keeps its index open however idle it is.
+    let rebuild = backend.rebuild(b).await.unwrap();
+    assert_eq!(backend.search(a, &all).await.unwrap().total, 50);
+    assert_eq!(backend.open_accounts(), 2, "b is held by its rebuild");
+    drop(rebuild);
+    // With the default idle time nothing closes between calls.
+    let kept = EmbeddedSearch::open(dir.path()).unwrap();
+    kept.upsert(a, docs(5)).await.unwrap();
+    assert_eq!(kept.search(b, &all).await.unwrap().total, 20);
+    assert_eq!(kept.open_accounts(), 2);
 }
 
 #[tokio::test]

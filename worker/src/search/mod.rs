@@ -78,8 +78,8 @@ pub async fn open(cfg: &Config) -> anyhow::Result<Search> {
         Some(url) => Ok(Arc::new(
             meili::MeiliSearch::new(url, cfg.meili_key.as_deref(), &cfg.meili_prefix).await?,
         )),
-        None => Ok(Arc::new(embedded::EmbeddedSearch::open(
-            &cfg.data_dir.join("index"),
-        )?)),
+        None => Ok(Arc::new(
+            embedded::EmbeddedSearch::open(&cfg.data_dir.join("index"))?.with_idle(cfg.search_idle),
+        )),
     }
 }

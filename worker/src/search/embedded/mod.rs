@@ -446,10 +446,27 @@ fn narrow(r: &mut NumberRange, op: CmpOp, value: &Scalar) -> Result<(), SearchEr
     Ok(())
 }
 
-/// The embedded backend: a folder of per-account indexes.
+/// How long an account's index stays open (with its decoded columns and
+/// vectors, ≈ 0.85 GB per million personas) after its last use.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(15 * 60);
+/// Idle indexes are looked for at most this often.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// An open account index and when it was last asked for.
+struct Opened {
+    index: Arc<AccountIndex>,
+    used: Instant,
+}
+
+/// The embedded backend: a folder of per-account indexes. Indexes open on
+/// first use and close again after [`DEFAULT_IDLE`] without one, so the
+/// memory of accounts nobody queries is given back; the next query reopens
+/// them from disk.
 pub struct EmbeddedSearch {
     root: PathBuf,
-    open: Mutex<HashMap<Uuid, Arc<AccountIndex>>>,
+    open: Mutex<HashMap<Uuid, Opened>>,
+    idle: Duration,
+    last_sweep: Mutex<Instant>,
     /// One search pool for every account's index (one per index would
     /// multiply threads by the number of accounts).
     executor: Executor,
@@ -467,8 +484,42 @@ impl EmbeddedSearch {
         Ok(Self {
             root,
             open: Mutex::new(HashMap::new()),
+            idle: DEFAULT_IDLE,
+            last_sweep: Mutex::new(Instant::now()),
             executor: Executor::multi_thread(threads, "lingxi-search-")?,
         })
+    }
+
+    /// Closes account indexes after `idle` without use (default
+    /// [`DEFAULT_IDLE`]).
+    #[must_use]
+    pub fn with_idle(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// How many account indexes are open now.
+    pub fn open_accounts(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Drops indexes unused for `idle` that nothing else holds (a rebuild
+    /// or a search in flight keeps its index open).
+    fn sweep(&self, open: &mut HashMap<Uuid, Opened>) {
+        let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() < self.idle.min(SWEEP_EVERY) {
+            return;
+        }
+        *last = Instant::now();
+        let before = open.len();
+        open.retain(|_, o| o.used.elapsed() < self.idle || Arc::strong_count(&o.index) > 1);
+        if open.len() < before {
+            tracing::info!(
+                closed = before - open.len(),
+                open = open.len(),
+                "idle segment indexes closed"
+            );
+        }
     }
 
     fn dir(&self, account: Uuid) -> PathBuf {
@@ -478,15 +529,23 @@ impl EmbeddedSearch {
     /// The account's index; `None` when it was never written and `create` is false.
     fn index(&self, account: Uuid, create: bool) -> Result<Option<Arc<AccountIndex>>, SearchError> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = open.get(&account) {
-            return Ok(Some(i.clone()));
+        self.sweep(&mut open);
+        if let Some(o) = open.get_mut(&account) {
+            o.used = Instant::now();
+            return Ok(Some(o.index.clone()));
         }
         let dir = self.dir(account);
         if !create && !dir.join("meta.json").exists() {
             return Ok(None);
         }
         let i = Arc::new(AccountIndex::open(&dir, &self.executor)?);
-        open.insert(account, i.clone());
+        open.insert(
+            account,
+            Opened {
+                index: i.clone(),
+                used: Instant::now(),
+            },
+        );
         Ok(Some(i))
     }
 }
