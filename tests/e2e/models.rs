@@ -50,6 +50,44 @@ async fn sentiment_points_the_right_way_on_obvious_chinese_texts() {
 }
 
 #[tokio::test]
+async fn labels_follow_the_heads_band_and_long_reviews_count_their_end() {
+    let s = with_models().await;
+    let praise = "房间干净，服务热情。".repeat(80);
+    let complaint = "隔音太差，空调坏了，再也不来了。".repeat(80);
+    let texts = vec![
+        praise.clone(),                 // ≈ 1,000 tokens of praise
+        format!("{praise}{complaint}"), // the same, then as much complaint
+        "麻烦发一下发票。".into(),
+        "明天下午三点开会。".into(),
+        "这是我第一次下单。".into(),
+        "还行吧，一般般。".into(),
+    ];
+    let d = s.gql(ANALYZE, json!({ "t": texts })).await;
+    let r = d["analyzeText"].as_array().unwrap();
+    // The shipped head's band (docs/sentiment.md): NEGATIVE < 0.28 ≤ NEUTRAL ≤ 0.72 < POSITIVE.
+    for x in r {
+        let p = x["sentiment"]["score"].as_f64().unwrap();
+        let want = if p < 0.28 {
+            "NEGATIVE"
+        } else if p > 0.72 {
+            "POSITIVE"
+        } else {
+            "NEUTRAL"
+        };
+        assert_eq!(x["sentiment"]["label"], want, "score {p}: {}", x["sentiment"]);
+    }
+    // Past 512 tokens the text still counts: the complaints pull the mixed review
+    // out of POSITIVE (cut at 512 tokens it would read as praise only).
+    assert_eq!(r[0]["sentiment"]["label"], "POSITIVE", "{r:?}");
+    assert_ne!(r[1]["sentiment"]["label"], "POSITIVE", "{r:?}");
+    assert!(
+        r[1]["sentiment"]["score"].as_f64().unwrap()
+            < r[0]["sentiment"]["score"].as_f64().unwrap() - 0.2,
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
 async fn analyze_text_rejects_bad_input() {
     let s = with_models().await;
     let many: Vec<String> = (0..257).map(|i| format!("第{i}条")).collect();
