@@ -74,7 +74,11 @@ async fn labels_follow_the_heads_band_and_long_reviews_count_their_end() {
         } else {
             "NEUTRAL"
         };
-        assert_eq!(x["sentiment"]["label"], want, "score {p}: {}", x["sentiment"]);
+        assert_eq!(
+            x["sentiment"]["label"], want,
+            "score {p}: {}",
+            x["sentiment"]
+        );
     }
     // Past 512 tokens the text still counts: the complaints pull the mixed review
     // out of POSITIVE (cut at 512 tokens it would read as praise only).
