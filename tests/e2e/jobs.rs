@@ -411,18 +411,7 @@ async fn with_the_queue_in_redis_a_job_succeeds() {
     let Some(redis) = RedisQueue::new("with_the_queue_in_redis_a_job_succeeds") else {
         return;
     };
-    let s = Server::start_with(Options {
-        extra_env: redis.env(),
-        ..Default::default()
-    })
-    .await;
-    audience(&s).await;
-    let id = s
-        .gql(ENQUEUE, json!({ "i": { "kind": "BUILD_PERSONAS" } }))
-        .await["enqueueJob"]["id"]
-        .clone();
-    let j = s.wait_job(&id, 30).await;
-    assert_eq!(j["status"], "SUCCEEDED", "{j}");
+    let (_s, j) = personas_built_on(redis.env()).await;
     assert_eq!(j["result"]["members"], 4);
     // apalis acknowledges (moves the task to `done`) just after our handler
     // has recorded SUCCEEDED, so give it a moment.
@@ -473,6 +462,25 @@ async fn with_the_queue_in_redis_a_worker_that_lost_its_registration_keeps_worki
     assert_eq!(s.wait_job(&id, 20).await["status"], "SUCCEEDED");
 }
 
+/// A server with `extra_env` that has built the personas of [`audience`];
+/// returns it and the finished job (with its `id`).
+async fn personas_built_on(extra_env: Vec<(String, String)>) -> (Server, Value) {
+    let s = Server::start_with(Options {
+        extra_env,
+        ..Default::default()
+    })
+    .await;
+    audience(&s).await;
+    let id = s
+        .gql(ENQUEUE, json!({ "i": { "kind": "BUILD_PERSONAS" } }))
+        .await["enqueueJob"]["id"]
+        .clone();
+    let mut j = s.wait_job(&id, 60).await;
+    assert_eq!(j["status"], "SUCCEEDED", "{j}");
+    j["id"] = id;
+    (s, j)
+}
+
 /// Queue entries in state Done: apalis's table (SQLite / PostgreSQL) or its
 /// per-task meta hashes in Redis.
 async fn done_entries(s: &Server, redis: Option<&RedisQueue>) -> i64 {
@@ -500,17 +508,8 @@ async fn done_entries(s: &Server, redis: Option<&RedisQueue>) -> i64 {
 async fn finished_entries_are_purged(redis: Option<&RedisQueue>) {
     let mut extra_env = redis.map(RedisQueue::env).unwrap_or_default();
     extra_env.push(("LINGXI_QUEUE_KEEP_FINISHED_SECS".into(), "6".into()));
-    let s = Server::start_with(Options {
-        extra_env,
-        ..Default::default()
-    })
-    .await;
-    audience(&s).await;
-    let id = s
-        .gql(ENQUEUE, json!({ "i": { "kind": "BUILD_PERSONAS" } }))
-        .await["enqueueJob"]["id"]
-        .clone();
-    assert_eq!(s.wait_job(&id, 60).await["status"], "SUCCEEDED");
+    let (s, built) = personas_built_on(extra_env).await;
+    let id = built["id"].clone();
     // Kept for the retention period…
     let kept = eventually(5, || async {
         let n = done_entries(&s, redis).await;
