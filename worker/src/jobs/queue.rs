@@ -149,29 +149,21 @@ impl JobQueue {
         older_than: Duration,
     ) -> anyhow::Result<u64> {
         let secs = older_than.as_secs();
-        match self.clone() {
-            JobQueue::Redis(mut s) => {
-                Ok(s.vacuum_before(older_than)
+        // The cut-off as each database's function wants it.
+        let (sql, cutoff): (&str, sea_orm::Value) = match self {
+            JobQueue::Redis(s) => {
+                let removed = s
+                    .clone()
+                    .vacuum_before(older_than)
                     .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))? as u64)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                return Ok(removed as u64);
             }
-            JobQueue::Sqlite(_) => {
-                let stmt = Statement::from_sql_and_values(
-                    db.get_database_backend(),
-                    PURGE_SQLITE,
-                    [i64::try_from(secs).unwrap_or(i64::MAX).into()],
-                );
-                Ok(db.execute_raw(stmt).await?.rows_affected())
-            }
-            JobQueue::Postgres(_) => {
-                let stmt = Statement::from_sql_and_values(
-                    db.get_database_backend(),
-                    PURGE_POSTGRES,
-                    [(secs as f64).into()],
-                );
-                Ok(db.execute_raw(stmt).await?.rows_affected())
-            }
-        }
+            JobQueue::Sqlite(_) => (PURGE_SQLITE, i64::try_from(secs).unwrap_or(i64::MAX).into()),
+            JobQueue::Postgres(_) => (PURGE_POSTGRES, (secs as f64).into()),
+        };
+        let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, [cutoff]);
+        Ok(db.execute_raw(stmt).await?.rows_affected())
     }
 }
 

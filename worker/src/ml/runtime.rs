@@ -521,9 +521,10 @@ impl Models {
             .tokenizer
             .encode_batch_fast(unique, true)
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        let prefix_ids = self.prefix_ids(prefix)?;
         // Each unique text becomes one sequence, or several windows when it
-        // is longer than the encoder's window.
+        // is longer than the encoder's window (the prefix's ids are needed
+        // only then).
+        let mut prefix_ids: Option<Vec<u32>> = None;
         let mut seqs: Vec<std::borrow::Cow<'_, [u32]>> = Vec::with_capacity(encodings.len());
         let mut owner: Vec<usize> = Vec::with_capacity(encodings.len());
         for (u, e) in encodings.iter().enumerate() {
@@ -531,16 +532,15 @@ impl Models {
             if ids.len() <= self.inner.max_tokens {
                 seqs.push(std::borrow::Cow::Borrowed(ids));
                 owner.push(u);
-            } else {
-                let p = if ids.get(1..1 + prefix_ids.len()) == Some(&prefix_ids[..]) {
-                    prefix_ids.len()
-                } else {
-                    0
-                };
-                for w in windows::split(ids, p, self.inner.max_tokens) {
-                    seqs.push(std::borrow::Cow::Owned(w));
-                    owner.push(u);
-                }
+                continue;
+            }
+            if prefix_ids.is_none() {
+                prefix_ids = Some(self.prefix_ids(prefix)?);
+            }
+            let prefix_ids = prefix_ids.as_deref().unwrap_or_default();
+            for w in windows::split(ids, prefix_ids, self.inner.max_tokens) {
+                seqs.push(std::borrow::Cow::Owned(w));
+                owner.push(u);
             }
         }
 

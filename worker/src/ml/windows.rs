@@ -13,14 +13,20 @@ pub const OVERLAP: usize = 64;
 /// batch.
 pub const MAX_WINDOWS: usize = 64;
 
-/// Splits an encoded text `ids` = `<s>, prefix (prefix_len tokens), body…,
-/// </s>` into sequences of at most `max` tokens. A text that fits comes
-/// back whole; a longer one as windows that each repeat `<s>`, the prefix
-/// and `</s>` around consecutive, overlapping slices of the body.
-pub fn split(ids: &[u32], prefix_len: usize, max: usize) -> Vec<Vec<u32>> {
-    if ids.len() <= max || ids.len() < prefix_len + 2 {
+/// Splits an encoded text `ids` = `<s>, prefix…, body…, </s>` into
+/// sequences of at most `max` tokens. A text that fits comes back whole; a
+/// longer one as windows that each repeat `<s>`, `prefix` (when `ids`
+/// starts with it) and `</s>` around consecutive, overlapping slices of the
+/// body.
+pub fn split(ids: &[u32], prefix: &[u32], max: usize) -> Vec<Vec<u32>> {
+    if ids.len() <= max || ids.len() < 2 {
         return vec![ids.to_vec()];
     }
+    let prefix_len = if ids[1..ids.len() - 1].starts_with(prefix) {
+        prefix.len()
+    } else {
+        0
+    };
     let (bos, rest) = ids.split_at(1);
     let (prefix, rest) = rest.split_at(prefix_len);
     let (body, eos) = rest.split_at(rest.len() - 1);
@@ -74,16 +80,16 @@ mod tests {
     #[test]
     fn short_texts_stay_whole() {
         let ids = text(10);
-        assert_eq!(split(&ids, 2, 512), vec![ids.clone()]);
+        assert_eq!(split(&ids, &[7, 8], 512), vec![ids.clone()]);
         let exact = text(508);
         assert_eq!(exact.len(), 512);
-        assert_eq!(split(&exact, 2, 512).len(), 1);
+        assert_eq!(split(&exact, &[7, 8], 512).len(), 1);
     }
 
     #[test]
     fn long_texts_become_framed_overlapping_windows_covering_the_body() {
         let ids = text(1200);
-        let ws = split(&ids, 2, 512);
+        let ws = split(&ids, &[7, 8], 512);
         assert_eq!(
             ws.len(),
             3,
@@ -107,9 +113,19 @@ mod tests {
     }
 
     #[test]
+    fn a_text_without_the_prefix_gets_none_repeated() {
+        let mut ids = text(1200);
+        ids[1] = 9; // not the prefix 7 8
+        for w in split(&ids, &[7, 8], 512) {
+            assert_eq!(w[0], 0);
+            assert_ne!(&w[1..3], &[7, 8]);
+        }
+    }
+
+    #[test]
     fn window_count_is_capped() {
         let ids = text(100_000);
-        let ws = split(&ids, 2, 512);
+        let ws = split(&ids, &[7, 8], 512);
         assert_eq!(ws.len(), MAX_WINDOWS);
     }
 

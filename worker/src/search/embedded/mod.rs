@@ -458,15 +458,20 @@ struct Opened {
     used: Instant,
 }
 
+/// The open indexes, and when idle ones were last looked for.
+struct OpenIndexes {
+    by_account: HashMap<Uuid, Opened>,
+    swept: Instant,
+}
+
 /// The embedded backend: a folder of per-account indexes. Indexes open on
 /// first use and close again after [`DEFAULT_IDLE`] without one, so the
 /// memory of accounts nobody queries is given back; the next query reopens
 /// them from disk.
 pub struct EmbeddedSearch {
     root: PathBuf,
-    open: Mutex<HashMap<Uuid, Opened>>,
+    open: Mutex<OpenIndexes>,
     idle: Duration,
-    last_sweep: Mutex<Instant>,
     /// One search pool for every account's index (one per index would
     /// multiply threads by the number of accounts).
     executor: Executor,
@@ -483,9 +488,11 @@ impl EmbeddedSearch {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
         Ok(Self {
             root,
-            open: Mutex::new(HashMap::new()),
+            open: Mutex::new(OpenIndexes {
+                by_account: HashMap::new(),
+                swept: Instant::now(),
+            }),
             idle: DEFAULT_IDLE,
-            last_sweep: Mutex::new(Instant::now()),
             executor: Executor::multi_thread(threads, "lingxi-search-")?,
         })
     }
@@ -500,23 +507,27 @@ impl EmbeddedSearch {
 
     /// How many account indexes are open now.
     pub fn open_accounts(&self) -> usize {
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_account
+            .len()
     }
 
     /// Drops indexes unused for `idle` that nothing else holds (a rebuild
     /// or a search in flight keeps its index open).
-    fn sweep(&self, open: &mut HashMap<Uuid, Opened>) {
-        let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
-        if last.elapsed() < self.idle.min(SWEEP_EVERY) {
+    fn sweep(&self, open: &mut OpenIndexes) {
+        if open.swept.elapsed() < self.idle.min(SWEEP_EVERY) {
             return;
         }
-        *last = Instant::now();
-        let before = open.len();
-        open.retain(|_, o| o.used.elapsed() < self.idle || Arc::strong_count(&o.index) > 1);
-        if open.len() < before {
+        open.swept = Instant::now();
+        let map = &mut open.by_account;
+        let before = map.len();
+        map.retain(|_, o| o.used.elapsed() < self.idle || Arc::strong_count(&o.index) > 1);
+        if map.len() < before {
             tracing::info!(
-                closed = before - open.len(),
-                open = open.len(),
+                closed = before - map.len(),
+                open = map.len(),
                 "idle segment indexes closed"
             );
         }
@@ -530,7 +541,7 @@ impl EmbeddedSearch {
     fn index(&self, account: Uuid, create: bool) -> Result<Option<Arc<AccountIndex>>, SearchError> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         self.sweep(&mut open);
-        if let Some(o) = open.get_mut(&account) {
+        if let Some(o) = open.by_account.get_mut(&account) {
             o.used = Instant::now();
             return Ok(Some(o.index.clone()));
         }
@@ -539,7 +550,7 @@ impl EmbeddedSearch {
             return Ok(None);
         }
         let i = Arc::new(AccountIndex::open(&dir, &self.executor)?);
-        open.insert(
+        open.by_account.insert(
             account,
             Opened {
                 index: i.clone(),
