@@ -7,7 +7,8 @@
 //! lingxi-sentiment sweep   [recipe options]    # compares recipes on the evaluation sets
 //! common: [--models-dir DIR] [--corpus DIR] [--data DIR]
 //! recipe: [--prefix query|passage] [--buckets N] [--no-words] [--no-word-bigrams]
-//!         [--char-ngrams 1,2] [--ngram-scale X] [--l2 X] [--l2-ngrams X] [--band-accuracy X]
+//!         [--char-ngrams 1,2] [--ngram-scale X] [--nb ALPHA] [--l2 X] [--l2-ngrams X]
+//!         [--band-accuracy X]
 //! ```
 //!
 //! `train` without options reproduces the shipped head into
@@ -43,6 +44,10 @@ struct Args {
     as_prefix: Option<EmbeddingPrefix>,
     thresholds: Option<(f32, f32)>,
     recipe: Vec<(String, Option<String>)>,
+    /// `sweep`: which grid of recipes (`ablation`, the default, or `nb`).
+    grid: Option<String>,
+    /// `sweep`: also cross-validate each recipe with this many folds.
+    cv: Option<u64>,
     rest: Vec<String>,
 }
 
@@ -73,12 +78,22 @@ fn parse() -> Result<Args, String> {
                     .ok_or(format!("--thresholds {v:?}: e.g. 0.3,0.7"))?;
                 a.thresholds = Some((lo, hi));
             }
+            "--grid" => a.grid = Some(value("--grid")?),
+            "--cv" => {
+                let v = value("--cv")?;
+                a.cv = Some(
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|k| *k >= 2)
+                        .ok_or(format!("--cv {v:?}: a number of folds ≥ 2"))?,
+                );
+            }
             "--as-prefix" => {
                 a.as_prefix = Some(value("--as-prefix")?.parse().map_err(|e| format!("{e}"))?)
             }
             "--no-words" | "--no-word-bigrams" => a.recipe.push((arg, None)),
             "--prefix" | "--buckets" | "--char-ngrams" | "--ngram-scale" | "--l2"
-            | "--l2-ngrams" | "--band-accuracy" => {
+            | "--l2-ngrams" | "--band-accuracy" | "--nb" => {
                 let v = value(&arg)?;
                 a.recipe.push((arg, Some(v)));
             }
@@ -115,6 +130,7 @@ fn recipe(base: TrainOptions, opts: &[(String, Option<String>)]) -> anyhow::Resu
                     .with_context(|| format!("--char-ngrams {v:?}: e.g. 2 or 1,2"))?
             }
             "--ngram-scale" => o.ngram_scale = num(v)? as f32,
+            "--nb" => o.nb_alpha = Some(num(v)?),
             "--l2" => o.config.l2_embedding = num(v)?,
             "--l2-ngrams" => o.config.l2_ngrams = num(v)?,
             "--band-accuracy" => o.band_accuracy = num(v)?,
@@ -259,7 +275,11 @@ fn run(a: Args) -> anyhow::Result<()> {
                 t.fit.iterations,
                 t.fit.objective
             );
-            for (name, m) in [("train", &t.train), ("validation", &t.validation)] {
+            for (name, m) in [
+                ("train", &t.train),
+                ("validation", &t.validation),
+                ("val. hotel", &t.validation_hotel),
+            ] {
                 eprintln!(
                     "[sentiment] {name:<10} n={:>6} balanced accuracy {} accuracy {} AUC {:.4} log loss {:.4} ECE {:.4}",
                     m.n,
@@ -465,6 +485,59 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
     let base = recipe(TrainOptions::default(), &a.recipe)?;
     let models = Models::load(models_dir)?;
     let cache = eval_cache_dir(models_dir, a);
+    let variants = match a.grid.as_deref().unwrap_or("ablation") {
+        "ablation" => ablation_grid(&base),
+        "nb" => nb_grid(&base),
+        other => anyhow::bail!("--grid {other:?}: expected ablation or nb"),
+    };
+    let mut corpora = std::collections::HashMap::new();
+    let mut sets: Vec<(String, Vec<corpus::Labelled>)> = Vec::new();
+    for set in corpus::EvalSet::ALL {
+        if let Some(rows) = corpus::load_eval(data_dir, set)? {
+            sets.push((set.name().to_owned(), rows));
+        }
+    }
+    let texts = corpus_texts(corpus_dir);
+    for (name, o) in variants {
+        let c = match corpora.entry(o.prefix) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(sentiment::load_corpus(&models, corpus_dir, o.prefix)?)
+            }
+        };
+        let t = sentiment::train_head(c, &o, "sweep")?;
+        let mut line = format!(
+            "{name:<22} val {} hotel {} ",
+            pct(t.validation.balanced_accuracy),
+            pct(t.validation_hotel.balanced_accuracy)
+        );
+        if let Some(k) = a.cv {
+            let (cv_all, cv_hotel) = cross_validate(c, &o, k);
+            line.push_str(&format!("| cv{k} {} hotel {} ", pct(cv_all), pct(cv_hotel)));
+        }
+        for (set, rows) in &sets {
+            let cp = cache
+                .as_ref()
+                .map(|d| corpus::cache_path(d, set, models.embedding_model(), o.prefix));
+            let p = sentiment::score(&t.head, &models, rows, cp.as_deref(), set)?;
+            let r = sentiment::report(set, rows, &p, &t.head.thresholds(), texts.as_ref());
+            let unseen = r.unseen.as_ref().map_or(f64::NAN, |u| u.balanced_accuracy);
+            line.push_str(&format!(
+                "| {} {} unseen {} AUC {:.3} ",
+                &set[..set.len().min(8)],
+                pct(r.all.balanced_accuracy),
+                pct(unseen),
+                r.all.auc
+            ));
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// The given recipe, then one change at a time (regularisation, scale,
+/// n-gram kinds).
+fn ablation_grid(base: &TrainOptions) -> Vec<(String, TrainOptions)> {
     let mut variants: Vec<(String, TrainOptions)> = Vec::new();
     let mut push = |name: &str, o: TrainOptions| variants.push((name.to_owned(), o));
     push("given", base.clone());
@@ -527,41 +600,113 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
             ..base.clone()
         },
     );
-    let mut corpora = std::collections::HashMap::new();
-    let mut sets: Vec<(String, Vec<corpus::Labelled>)> = Vec::new();
-    for set in corpus::EvalSet::ALL {
-        if let Some(rows) = corpus::load_eval(data_dir, set)? {
-            sets.push((set.name().to_owned(), rows));
-        }
+    variants
+}
+
+/// The shipped recipe, then the given one with Naive-Bayes weighting and
+/// one change at a time around it (smoothing, scale, n-gram kinds, hash
+/// space, regularisation).
+fn nb_grid(base: &TrainOptions) -> Vec<(String, TrainOptions)> {
+    let nb = TrainOptions {
+        nb_alpha: Some(base.nb_alpha.unwrap_or(1.0)),
+        ..base.clone()
+    };
+    let mut variants = vec![
+        ("shipped".to_owned(), TrainOptions::default()),
+        ("given + nb".to_owned(), nb.clone()),
+    ];
+    let mut push = |name: String, o: TrainOptions| variants.push((name, o));
+    push(
+        "alpha 0.5".into(),
+        TrainOptions {
+            nb_alpha: Some(nb.nb_alpha.unwrap_or(1.0) * 0.5),
+            ..nb.clone()
+        },
+    );
+    for f in [0.75f32, 1.5] {
+        push(
+            format!("scale {}", nb.ngram_scale * f),
+            TrainOptions {
+                ngram_scale: nb.ngram_scale * f,
+                ..nb.clone()
+            },
+        );
     }
-    let texts = corpus_texts(corpus_dir);
-    for (name, o) in variants {
-        let c = match corpora.entry(o.prefix) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(sentiment::load_corpus(&models, corpus_dir, o.prefix)?)
+    for chars in [vec![1, 2], vec![2, 3]] {
+        push(
+            format!("chars {chars:?}"),
+            TrainOptions {
+                char_ngrams: chars,
+                ..nb.clone()
+            },
+        );
+    }
+    for f in [2usize, 4] {
+        push(
+            format!("buckets {}", nb.hash_buckets * f),
+            TrainOptions {
+                hash_buckets: nb.hash_buckets * f,
+                ..nb.clone()
+            },
+        );
+    }
+    for f in [0.3, 3.0] {
+        push(
+            format!("l2 ngrams {:.0e}", nb.config.l2_ngrams * f),
+            TrainOptions {
+                config: sentiment::TrainConfig {
+                    l2_ngrams: nb.config.l2_ngrams * f,
+                    ..nb.config.clone()
+                },
+                ..nb.clone()
+            },
+        );
+    }
+    variants
+}
+
+/// K-fold cross-validation over the whole corpus (fold = FNV-1a(text)
+/// mod K): every sentence is scored by a model that did not see it.
+/// Returns the balanced accuracy (logit ≥ 0) over all sentences and over
+/// those that mention a hotel.
+fn cross_validate(c: &sentiment::Corpus, o: &TrainOptions, k: u64) -> (f64, f64) {
+    use worker::sentiment::{features, train};
+    let spec = o.spec(&c.embedding_model);
+    let all = sentiment::featurize(&c.rows, c.embeddings.clone(), &spec);
+    let y: Vec<u8> = c.rows.iter().map(|r| r.label).collect();
+    let fold: Vec<u64> = c
+        .rows
+        .iter()
+        .map(|r| features::fnv1a64(&[r.text.as_bytes()]) % k)
+        .collect();
+    let mut z = vec![0f32; c.rows.len()];
+    for f in 0..k {
+        let (test, tr): (Vec<usize>, Vec<usize>) = (0..c.rows.len()).partition(|&i| fold[i] == f);
+        let ftr = all.select(&tr);
+        let ytr: Vec<u8> = tr.iter().map(|&i| y[i]).collect();
+        let lin = match o.nb_alpha.filter(|_| spec.uses_ngrams()) {
+            Some(alpha) => {
+                let r = train::nb_ratios(&ftr.ngrams, &ytr, spec.hash_buckets, alpha);
+                train::fit(&ftr.reweighted(&r), &ytr, &o.config)
+                    .0
+                    .scale_ngrams(&r)
             }
+            None => train::fit(&ftr, &ytr, &o.config).0,
         };
-        let t = sentiment::train_head(c, &o, "sweep")?;
-        let mut line = format!("{name:<22} val {} ", pct(t.validation.balanced_accuracy));
-        for (set, rows) in &sets {
-            let cp = cache
-                .as_ref()
-                .map(|d| corpus::cache_path(d, set, models.embedding_model(), o.prefix));
-            let p = sentiment::score(&t.head, &models, rows, cp.as_deref(), set)?;
-            let r = sentiment::report(set, rows, &p, &t.head.thresholds(), texts.as_ref());
-            let unseen = r.unseen.as_ref().map_or(f64::NAN, |u| u.balanced_accuracy);
-            line.push_str(&format!(
-                "| {} {} unseen {} AUC {:.3} ",
-                &set[..set.len().min(8)],
-                pct(r.all.balanced_accuracy),
-                pct(unseen),
-                r.all.auc
-            ));
+        for (&i, zi) in test.iter().zip(lin.logits(&all.select(&test))) {
+            z[i] = zi;
         }
-        println!("{line}");
     }
-    Ok(())
+    let p: Vec<f32> = z.into_iter().map(train::sigmoid).collect();
+    let hotel: Vec<usize> = (0..c.rows.len())
+        .filter(|&i| corpus::mentions_hotel(&c.rows[i].text))
+        .collect();
+    let ph: Vec<f32> = hotel.iter().map(|&i| p[i]).collect();
+    let yh: Vec<u8> = hotel.iter().map(|&i| y[i]).collect();
+    (
+        train::metrics(&p, &y).balanced_accuracy,
+        train::metrics(&ph, &yh).balanced_accuracy,
+    )
 }
 
 fn main() -> ExitCode {

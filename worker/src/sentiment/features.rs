@@ -143,13 +143,6 @@ impl Sparse {
             .map(|(&i, &v)| v * w[i as usize])
             .sum()
     }
-
-    /// Writes the vector into a dense row of `buckets` floats.
-    pub fn write_dense(&self, row: &mut [f32]) {
-        for (&i, &v) in self.idx.iter().zip(&self.val) {
-            row[i as usize] = v;
-        }
-    }
 }
 
 fn bucket(tag: &[u8], gram: &str, buckets: usize) -> u32 {

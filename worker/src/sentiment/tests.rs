@@ -93,7 +93,11 @@ fn trains_calibrates_and_round_trips() {
         "{th:?}"
     );
     assert_eq!(t.head.version(), "sentiment-20261127-000000");
-    assert_eq!(t.head.meta().onnx.inputs, [INPUT_EMBEDDING, INPUT_NGRAMS]);
+    assert_eq!(
+        t.head.meta().onnx.inputs,
+        [INPUT_EMBEDDING, INPUT_NGRAM_IDS, INPUT_NGRAM_VALUES]
+    );
+    assert_eq!(t.head.meta().format, FORMAT);
     assert!(t.head.metrics()["balancedAccuracy"].as_f64().unwrap() > 0.95);
 
     let dir = std::env::temp_dir().join(format!("lingxi-sentiment-head-{}", std::process::id()));
@@ -146,6 +150,116 @@ fn embedding_only_head_has_one_input() {
     assert_eq!(back.linear(), t.head.linear());
 }
 
+/// A head in format 1 (dense `ngrams` input `[N, buckets]`, weights
+/// `[buckets, 1]`), as heads retrained before format 2 were written.
+fn format1_bytes(lin: &train::Linear, meta: &HeadMeta) -> (Vec<u8>, String) {
+    use crate::ml::onnx::{DataType, Dim, Graph};
+    let (d, h) = (lin.w_emb.len(), lin.w_ngram.len());
+    let mut g = Graph::new("lingxi_sentiment");
+    let batch = Dim::param("batch");
+    let x = g.input(
+        INPUT_EMBEDDING,
+        DataType::Float,
+        &[batch.clone(), Dim::fixed(d as i64)],
+    );
+    let we = g.init_f32("w_embedding", &[d as i64, 1], &lin.w_emb);
+    let b = g.init_f32("bias", &[1], &[lin.bias]);
+    let s = g.input(
+        "ngrams",
+        DataType::Float,
+        &[batch.clone(), Dim::fixed(h as i64)],
+    );
+    let wn = g.init_f32("w_ngrams", &[h as i64, 1], &lin.w_ngram);
+    let z = g.node("MatMul", &[&x, &we]);
+    let zn = g.node("MatMul", &[&s, &wn]);
+    let z = g.node("Add", &[&z, &zn]);
+    let z = g.node("Add", &[&z, &b]);
+    let p = g.node("Sigmoid", &[&z]);
+    let flat = g.const_i64(&[-1]);
+    let p = g.node("Reshape", &[&p, &flat]);
+    g.output_from(&p, OUTPUT, DataType::Float, &[batch]);
+    let bytes = g.to_bytes();
+    let mut meta = meta.clone();
+    meta.format = 1;
+    meta.onnx.sha256 = crate::ml::manifest::sha256_bytes(&bytes);
+    meta.onnx.bytes = bytes.len();
+    meta.onnx.inputs = vec![INPUT_EMBEDDING.to_owned(), "ngrams".to_owned()];
+    (bytes, serde_json::to_string(&meta).unwrap())
+}
+
+#[test]
+fn format1_heads_are_converted_on_load() {
+    let c = synthetic(300);
+    let t = train_head(&c, &small_opts(), "v1").unwrap();
+    let (bytes, json) = format1_bytes(t.head.linear(), t.head.meta());
+    let back = Head::from_bytes(bytes.clone(), &json).unwrap();
+    assert_eq!(back.meta().format, FORMAT);
+    assert_eq!(back.linear(), t.head.linear());
+    assert_eq!(back.onnx_bytes(), t.head.onnx_bytes(), "re-exported graph");
+    assert_eq!(
+        back.meta().onnx.inputs,
+        [INPUT_EMBEDDING, INPUT_NGRAM_IDS, INPUT_NGRAM_VALUES]
+    );
+    // The sha256 is still checked against the file as written.
+    let mut bad = bytes;
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    assert!(Head::from_bytes(bad, &json).is_err());
+    // Unknown formats are refused.
+    let mut meta: serde_json::Value = serde_json::from_str(&json).unwrap();
+    meta["format"] = 9.into();
+    let err = Head::from_bytes(t.head.onnx_bytes().to_vec(), &meta.to_string()).unwrap_err();
+    assert!(err.to_string().contains("format 9"), "{err}");
+}
+
+#[test]
+fn naive_bayes_weighting_trains_a_head_of_the_same_shape() {
+    let c = synthetic(600);
+    let opts = TrainOptions {
+        nb_alpha: Some(1.0),
+        char_ngrams: vec![1, 2, 3],
+        ngram_scale: 2.0,
+        ..small_opts()
+    };
+    let t = train_head(&c, &opts, "nb").unwrap();
+    assert!(t.validation.balanced_accuracy > 0.95, "{:?}", t.validation);
+    assert_eq!(t.head.linear().w_ngram.len(), 512);
+    let plain = train_head(&c, &small_opts(), "plain").unwrap();
+    assert_ne!(t.head.linear().w_ngram, plain.head.linear().w_ngram);
+    // The ratios are folded in: the stored head reads plain n-grams.
+    let back = Head::from_bytes(
+        t.head.onnx_bytes().to_vec(),
+        &serde_json::to_string(t.head.meta()).unwrap(),
+    )
+    .unwrap();
+    let (texts, emb) = texts_and_embeddings(&c, 20);
+    assert_eq!(
+        back.predict_reference(&texts, &emb).unwrap(),
+        t.head.predict_reference(&texts, &emb).unwrap()
+    );
+    assert_eq!(
+        t.head.meta().training["options"]["nbAlpha"].as_f64(),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn sparse_inputs_are_padded() {
+    let rows = [
+        Sparse {
+            idx: vec![3, 9],
+            val: vec![0.5, 0.25],
+        },
+        Sparse::default(),
+    ];
+    let (k, ids, vals) = pad_sparse(&rows);
+    assert_eq!(k, 2);
+    assert_eq!(ids, [3, 9, 0, 0]);
+    assert_eq!(vals, [0.5, 0.25, 0.0, 0.0]);
+    let (k, ids, vals) = pad_sparse(&[Sparse::default()]);
+    assert_eq!((k, ids, vals), (1, vec![0], vec![0.0]));
+}
+
 #[test]
 fn predict_checks_its_inputs() {
     let c = synthetic(300);
@@ -182,6 +296,23 @@ fn onnx_runtime_matches_the_reference() {
         .unwrap()
         .head,
     ];
+    heads.push(
+        train_head(
+            &c,
+            &TrainOptions {
+                hash_buckets: 1 << 16,
+                char_ngrams: vec![1, 2, 3],
+                nb_alpha: Some(1.0),
+                ..small_opts()
+            },
+            "nb",
+        )
+        .unwrap()
+        .head,
+    );
+    let first = &heads[0];
+    let (bytes, json) = format1_bytes(first.linear(), first.meta());
+    heads.push(Head::from_bytes(bytes, &json).unwrap());
     heads.extend(shipped_head());
     for head in heads {
         let (mut texts, emb) = texts_and_embeddings(&c, 64);

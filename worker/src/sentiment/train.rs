@@ -29,6 +29,51 @@ impl Features {
             buckets: self.buckets,
         }
     }
+
+    /// The same features with every n-gram value multiplied by its
+    /// bucket's factor (see [`nb_ratios`]).
+    pub fn reweighted(&self, factor: &[f32]) -> Features {
+        Features {
+            emb: self.emb.clone(),
+            ngrams: self
+                .ngrams
+                .iter()
+                .map(|s| Sparse {
+                    idx: s.idx.clone(),
+                    val: s
+                        .idx
+                        .iter()
+                        .zip(&s.val)
+                        .map(|(&j, &v)| v * factor[j as usize])
+                        .collect(),
+                })
+                .collect(),
+            buckets: self.buckets,
+        }
+    }
+}
+
+/// Naive-Bayes log-count ratios of the n-gram buckets (NB-SVM, Wang &
+/// Manning 2012): `r_j = ln((α + n⁺_j) / ‖α + n⁺‖₁) − ln((α + n⁻_j) / ‖α + n⁻‖₁)`
+/// with `n±_j` the number of positive / negative texts in which bucket `j`
+/// is on. Training on `x_j · r_j` and folding `r` back into the weights
+/// (`w_j · r_j`) leaves the model's form unchanged but penalises a
+/// bucket's weight by `λ / r_j²`: n-grams that say nothing about the
+/// label are held near zero, telling ones may grow.
+pub fn nb_ratios(ngrams: &[Sparse], y: &[u8], buckets: usize, alpha: f64) -> Vec<f32> {
+    let mut pos = vec![alpha; buckets];
+    let mut neg = vec![alpha; buckets];
+    for (s, &label) in ngrams.iter().zip(y) {
+        let counts = if label == 1 { &mut pos } else { &mut neg };
+        for &j in &s.idx {
+            counts[j as usize] += 1.0;
+        }
+    }
+    let (sp, sn) = (pos.iter().sum::<f64>(), neg.iter().sum::<f64>());
+    pos.iter()
+        .zip(&neg)
+        .map(|(p, n)| ((p / sp).ln() - (n / sn).ln()) as f32)
+        .collect()
 }
 
 /// A linear head: `z = emb·w_emb + ngrams·w_ngram + bias`,
@@ -58,6 +103,15 @@ impl Linear {
                 self.logit(f.emb.row(i), s)
             })
             .collect()
+    }
+
+    /// Multiplies the n-gram weights by per-bucket factors (folds the
+    /// [`nb_ratios`] the model was trained with into its weights).
+    pub fn scale_ngrams(mut self, factor: &[f32]) -> Linear {
+        for (w, f) in self.w_ngram.iter_mut().zip(factor) {
+            *w *= f;
+        }
+        self
     }
 
     /// Folds a Platt scaling `sigmoid(a·z + c)` into the weights.
@@ -619,6 +673,24 @@ mod tests {
         let m = metrics(&p, &y);
         assert!(m.balanced_accuracy > 0.99, "{m:?} {ra:?}");
         assert!(m.auc > 0.99);
+    }
+
+    #[test]
+    fn nb_ratios_sign_the_telling_buckets_and_fold_back() {
+        let (f, y) = toy(200);
+        let r = nb_ratios(&f.ngrams, &y, f.buckets, 1.0);
+        // Bucket 1 is on in positive rows only, bucket 0 in negative
+        // ones; buckets 2..5 are on in both classes alike.
+        assert!(r[1] > 2.0 && r[0] < -2.0, "{r:?}");
+        assert!(r[2..5].iter().all(|v| v.abs() < 0.2), "{r:?}");
+        // Training on reweighted features and folding the ratios back
+        // gives the same logits as applying the weights to them.
+        let g = f.reweighted(&r);
+        let (lin, _) = fit(&g, &y, &TrainConfig::default());
+        let folded = lin.clone().scale_ngrams(&r);
+        for (a, b) in lin.logits(&g).iter().zip(folded.logits(&f)) {
+            assert!((a - b).abs() < 1e-4, "{a} {b}");
+        }
     }
 
     #[test]
