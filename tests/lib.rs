@@ -294,6 +294,18 @@ impl Server {
         n
     }
 
+    /// Runs one SQL statement on the server's database (to set up states
+    /// that only an earlier release could leave).
+    pub async fn sql_exec(&self, sql: &str) -> u64 {
+        use sea_orm::ConnectionTrait;
+        let db = sea_orm::Database::connect(&self.database_url)
+            .await
+            .unwrap();
+        let n = db.execute_unprepared(sql).await.unwrap().rows_affected();
+        db.close().await.unwrap();
+        n
+    }
+
     /// Polls `job(id)` until it is SUCCEEDED, FAILED or CANCELLED (up to
     /// `secs`); returns the job, or panics with the server log.
     pub async fn wait_job(&self, id: &Value, secs: u64) -> Value {

