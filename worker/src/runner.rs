@@ -121,6 +121,27 @@ pub async fn run(
     tracing::info!("worker stopped");
 }
 
+/// A chore that runs at the first tick, then once per `period`.
+struct Every {
+    period: Duration,
+    last: Option<std::time::Instant>,
+}
+
+impl Every {
+    fn new(period: Duration) -> Every {
+        Every { period, last: None }
+    }
+
+    /// True (and the clock restarts) when the chore is due.
+    fn due(&mut self) -> bool {
+        let due = self.last.is_none_or(|t| t.elapsed() >= self.period);
+        if due {
+            self.last = Some(std::time::Instant::now());
+        }
+        due
+    }
+}
+
 async fn tick_loop(
     db: DatabaseConnection,
     queue: JobQueue,
@@ -129,10 +150,9 @@ async fn tick_loop(
 ) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_nightly: Option<std::time::Instant> = None;
+    let mut nightly = Every::new(NIGHTLY_CHECK);
     // Purge a few times per retention period, at most hourly.
-    let purge_every = (keep_finished / 4).clamp(TICK, PURGE_AT_MOST_EVERY);
-    let mut last_purge: Option<std::time::Instant> = None;
+    let mut purge = Every::new((keep_finished / 4).clamp(TICK, PURGE_AT_MOST_EVERY));
     loop {
         tokio::select! {
             _ = interval.tick() => {
@@ -141,16 +161,14 @@ async fn tick_loop(
                     Ok(n) => tracing::info!(moved = n, "campaign schedule applied"),
                     Err(e) => tracing::warn!(error = %e, "campaign tick failed"),
                 }
-                if last_nightly.is_none_or(|t| t.elapsed() >= NIGHTLY_CHECK) {
-                    last_nightly = Some(std::time::Instant::now());
+                if nightly.due() {
                     match schedule::ensure_nightly(&db, &queue).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(queued = n, "nightly persona rebuilds queued"),
                         Err(e) => tracing::warn!(error = %e, "nightly scheduling failed"),
                     }
                 }
-                if last_purge.is_none_or(|t| t.elapsed() >= purge_every) {
-                    last_purge = Some(std::time::Instant::now());
+                if purge.due() {
                     match queue.purge_finished(&db, keep_finished).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(removed = n, "finished queue entries purged"),
@@ -160,5 +178,22 @@ async fn tick_loop(
             }
             _ = shutdown.changed() => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chore_is_due_at_once_then_once_per_period() {
+        let hour = Duration::from_secs(3600);
+        let mut e = Every::new(hour);
+        assert!(e.due(), "due at the first tick");
+        assert!(!e.due(), "not again within the period");
+        // A period later (the clock is moved back rather than waited for).
+        e.last = std::time::Instant::now().checked_sub(hour);
+        assert!(e.due());
+        assert!(!e.due());
     }
 }

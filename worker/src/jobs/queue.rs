@@ -124,15 +124,27 @@ impl JobQueue {
     }
 }
 
-/// Finished entries (done, killed, failed with no attempts left) whose
-/// `done_at` is older than the cut-off, in apalis's SQLite table.
-const PURGE_SQLITE: &str = "DELETE FROM Jobs WHERE done_at IS NOT NULL \
-     AND done_at < CAST(strftime('%s', 'now') AS INTEGER) - $1 \
-     AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))";
+/// What "finished for good" means in apalis's SQL schemas (both the same):
+/// done, killed, or failed with no attempt left.
+macro_rules! finished_for_good {
+    () => {
+        "(status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))"
+    };
+}
+/// Deletes the entries finished for good whose `done_at` is older than the
+/// cut-off ($1 seconds), in apalis's SQLite table; the same in its
+/// PostgreSQL schema below.
+const PURGE_SQLITE: &str = concat!(
+    "DELETE FROM Jobs WHERE done_at IS NOT NULL \
+     AND done_at < CAST(strftime('%s', 'now') AS INTEGER) - $1 AND ",
+    finished_for_good!()
+);
 /// The same in apalis's PostgreSQL schema.
-const PURGE_POSTGRES: &str = "DELETE FROM apalis.jobs WHERE done_at IS NOT NULL \
-     AND done_at < now() - make_interval(secs => $1) \
-     AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))";
+const PURGE_POSTGRES: &str = concat!(
+    "DELETE FROM apalis.jobs WHERE done_at IS NOT NULL \
+     AND done_at < now() - make_interval(secs => $1) AND ",
+    finished_for_good!()
+);
 
 impl JobQueue {
     /// Removes queue entries of jobs that finished more than `older_than`
