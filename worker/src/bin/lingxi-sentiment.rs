@@ -699,7 +699,7 @@ fn cross_validate(c: &sentiment::Corpus, o: &TrainOptions, k: u64) -> (f64, f64)
             o,
             &spec,
         );
-        let (lin, _) = sentiment::fit_recipe(&ffit, &yfit, o, &spec);
+        let (lin, _) = sentiment::fit_recipe(ffit, &yfit, o, &spec);
         for (&i, zi) in test.iter().zip(lin.logits(&all.select(&test))) {
             z[i] = zi;
         }

@@ -199,7 +199,7 @@ pub fn featurize(rows: &[Labelled], embeddings: Matrix, spec: &FeatureSpec) -> t
 /// regression, or over Naive-Bayes weighted n-grams folded back into the
 /// weights.
 pub fn fit_recipe(
-    f: &train::Features,
+    f: train::Features,
     y: &[u8],
     opts: &TrainOptions,
     spec: &FeatureSpec,
@@ -210,7 +210,7 @@ pub fn fit_recipe(
             let (lin, fit) = train::fit(&f.reweighted(&r), y, &opts.config);
             (lin.scale_ngrams(&r), fit)
         }
-        None => train::fit(f, y, &opts.config),
+        None => train::fit(&f, y, &opts.config),
     }
 }
 
@@ -264,7 +264,7 @@ pub fn kept_rows(
             continue;
         }
         let y_rest: Vec<u8> = rest.iter().map(|&i| y[i]).collect();
-        let (lin, _) = fit_recipe(&f.select(&rest), &y_rest, opts, spec);
+        let (lin, _) = fit_recipe(f.select(&rest), &y_rest, opts, spec);
         for (&i, z) in test.iter().zip(lin.logits(&f.select(&test))) {
             let p = train::sigmoid(z);
             p_own[i] = if y[i] == 1 { p } else { 1.0 - p };
@@ -305,7 +305,7 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
         opts,
         &spec,
     );
-    let (raw, fit) = fit_recipe(&f_fit, &y_fit, opts, &spec);
+    let (raw, fit) = fit_recipe(f_fit, &y_fit, opts, &spec);
     let z_va = raw.logits(&va);
     let platt = train::fit_platt(&z_va, &y_va);
     let lin = raw.fold(&platt);

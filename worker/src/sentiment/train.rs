@@ -31,25 +31,15 @@ impl Features {
     }
 
     /// The same features with every n-gram value multiplied by its
-    /// bucket's factor (see [`nb_ratios`]).
-    pub fn reweighted(&self, factor: &[f32]) -> Features {
-        Features {
-            emb: self.emb.clone(),
-            ngrams: self
-                .ngrams
-                .iter()
-                .map(|s| Sparse {
-                    idx: s.idx.clone(),
-                    val: s
-                        .idx
-                        .iter()
-                        .zip(&s.val)
-                        .map(|(&j, &v)| v * factor[j as usize])
-                        .collect(),
-                })
-                .collect(),
-            buckets: self.buckets,
+    /// bucket's factor (see [`nb_ratios`]); in place, the embeddings are
+    /// not copied.
+    pub fn reweighted(mut self, factor: &[f32]) -> Features {
+        for s in &mut self.ngrams {
+            for (&j, v) in s.idx.iter().zip(s.val.iter_mut()) {
+                *v *= factor[j as usize];
+            }
         }
+        self
     }
 }
 
@@ -685,7 +675,7 @@ mod tests {
         assert!(r[2..5].iter().all(|v| v.abs() < 0.2), "{r:?}");
         // Training on reweighted features and folding the ratios back
         // gives the same logits as applying the weights to them.
-        let g = f.reweighted(&r);
+        let g = f.clone().reweighted(&r);
         let (lin, _) = fit(&g, &y, &TrainConfig::default());
         let folded = lin.clone().scale_ngrams(&r);
         for (a, b) in lin.logits(&g).iter().zip(folded.logits(&f)) {
