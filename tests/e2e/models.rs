@@ -255,7 +255,7 @@ async fn missing_models_give_a_clear_start_up_error() {
 /// A database from an earlier release has that release's built-in head
 /// active. Its weights left with that release: on start, this release's
 /// built-in head takes over and the old version stays listed, inactive.
-/// A retrained head (a file) would stay active.
+/// So does a retrained head that the built-in one beats.
 #[tokio::test]
 async fn an_earlier_releases_builtin_head_is_replaced_on_start() {
     const VERSIONS: &str = "{ modelVersions(kind: SENTIMENT) { version active } }";
@@ -289,6 +289,44 @@ async fn an_earlier_releases_builtin_head_is_replaced_on_start() {
             .any(|m| m["version"] == old && m["active"] == false),
         "{list:?}"
     );
+
+    // A retrained head that the built-in one beats on the validation split
+    // gives way too (the rule retraining follows); its file need not exist.
+    let n = s
+        .sql_exec(&format!(
+            "UPDATE model_version SET active = (version = '{old}'), \
+             path = CASE WHEN version = '{old}' THEN '/gone/retrained.onnx' ELSE path END, \
+             metrics = CASE WHEN version = '{old}' THEN '{{\"balancedAccuracy\": 0.5}}' ELSE metrics END \
+             WHERE kind = 'SENTIMENT'"
+        ))
+        .await;
+    assert_eq!(n, 2);
+    let d = s.gql(VERSIONS, json!({})).await;
+    assert!(
+        d["modelVersions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["version"] == old && m["active"] == true),
+        "{d}"
+    );
+    let _w2 = s.spawn_worker(2);
+    tests::eventually(90, || async {
+        let d = s.gql(VERSIONS, json!({})).await;
+        d["modelVersions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["version"] == shipped.as_str() && m["active"] == true)
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the built-in head was not reactivated; worker log:\n{}",
+            s.worker_log(2)
+        )
+    });
 }
 
 /// RETRAIN_SENTIMENT trains a new head, records it with its metrics and

@@ -77,16 +77,18 @@ impl LoadedModels {
         )
         .await?;
         if let Some(active) = registry::active(db, kind::SENTIMENT).await?
-            && active.path == BUILTIN
             && active.version != shipped.version()
+            && (active.path == BUILTIN
+                || registry::balanced_accuracy(shipped.metrics())
+                    > registry::balanced_accuracy(&active.metrics))
         {
-            // The head built into an earlier release: its weights are gone
-            // with it, and this release's own head replaces it. A retrained
-            // head (a file) stays active.
+            // An earlier release's built-in head (its weights left with that
+            // release), or a retrained head that this release's built-in one
+            // beats on the same validation split: the rule retraining follows.
             tracing::info!(
                 from = %active.version,
                 to = shipped.version(),
-                "the built-in sentiment head of an earlier release is replaced by this release's"
+                "this release's built-in sentiment head replaces the active one"
             );
             registry::activate(db, builtin.id).await?;
         }

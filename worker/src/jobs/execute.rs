@@ -332,11 +332,7 @@ async fn retrain_sentiment(ctx: &JobContext, progress: &Progress) -> Result<Valu
             .map_err(|e| JobError::Transient(e.into()))?
             .map_err(JobError::Transient)?;
     progress.set(0.95).await?;
-    let score = |v: &Value| {
-        v.get("balancedAccuracy")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0)
-    };
+    let score = registry::balanced_accuracy;
     let previous = registry::active(&ctx.db, registry::kind::SENTIMENT).await?;
     let sha = crate::ml::manifest::sha256_bytes(trained.head.onnx_bytes());
     let path = trained.onnx_path.to_string_lossy().into_owned();
