@@ -76,27 +76,29 @@ impl LoadedModels {
             true,
         )
         .await?;
-        if let Some(active) = registry::active(db, kind::SENTIMENT).await?
-            && active.version != shipped.version()
-            && (active.path == BUILTIN
+        let mut active = registry::active(db, kind::SENTIMENT).await?;
+        if let Some(a) = &active
+            && a.version != shipped.version()
+            && (a.path == BUILTIN
                 || registry::balanced_accuracy(shipped.metrics())
-                    > registry::balanced_accuracy(&active.metrics))
+                    > registry::balanced_accuracy(&a.metrics))
         {
             // An earlier release's built-in head (its weights left with that
             // release), or a retrained head that this release's built-in one
             // beats on the same validation split: the rule retraining follows.
             tracing::info!(
-                from = %active.version,
+                from = %a.version,
                 to = shipped.version(),
                 "this release's built-in sentiment head replaces the active one"
             );
             registry::activate(db, builtin.id).await?;
+            active = Some(builtin);
         }
-        if let Some(active) = registry::active(db, kind::SENTIMENT).await?
+        if let Some(active) = active
             && active.version != self.head().version()
         {
             let head = if active.path == BUILTIN {
-                Head::shipped()
+                shipped
             } else {
                 let onnx = std::path::PathBuf::from(&active.path);
                 Head::from_files(&onnx, &onnx.with_extension("json")).with_context(|| {

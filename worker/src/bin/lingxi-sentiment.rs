@@ -429,8 +429,17 @@ fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The head's scores of [`sentiment::neutral::PROBES`].
-fn probe_scores(head: &Head, models: &Models) -> anyhow::Result<Vec<f32>> {
+/// How the head scores [`sentiment::neutral::PROBES`].
+struct Probes {
+    scores: Vec<f32>,
+    /// How many the head labels NEUTRAL.
+    in_band: usize,
+    min: f32,
+    median: f32,
+    max: f32,
+}
+
+fn probe_scores(head: &Head, models: &Models) -> anyhow::Result<Probes> {
     let texts: Vec<String> = sentiment::neutral::PROBES
         .iter()
         .map(|s| (*s).to_owned())
@@ -439,24 +448,34 @@ fn probe_scores(head: &Head, models: &Models) -> anyhow::Result<Vec<f32>> {
         EmbeddingPrefix::Query => models.embed_queries(&texts)?,
         EmbeddingPrefix::Passage => models.embed_passages(&texts)?,
     };
-    head.predict(&texts, &emb)
+    let scores = head.predict(&texts, &emb)?;
+    let mut sorted = scores.clone();
+    sorted.sort_by(f32::total_cmp);
+    Ok(Probes {
+        in_band: scores
+            .iter()
+            .filter(|&&v| head.label(v) == "NEUTRAL")
+            .count(),
+        min: sorted[0],
+        median: sorted[sorted.len() / 2],
+        max: sorted[sorted.len() - 1],
+        scores,
+    })
 }
 
 fn probes(head: &Head, models: &Models) -> anyhow::Result<()> {
     let texts = sentiment::neutral::PROBES;
     let p = probe_scores(head, models)?;
-    let neutral = p.iter().filter(|&&v| head.label(v) == "NEUTRAL").count();
-    let mut sorted = p.clone();
-    sorted.sort_by(f32::total_cmp);
     println!(
-        "neutral probes: {neutral}/{} labelled NEUTRAL; scores min {:.2} median {:.2} max {:.2}",
-        p.len(),
-        sorted[0],
-        sorted[sorted.len() / 2],
-        sorted[sorted.len() - 1]
+        "neutral probes: {}/{} labelled NEUTRAL; scores min {:.2} median {:.2} max {:.2}",
+        p.in_band,
+        texts.len(),
+        p.min,
+        p.median,
+        p.max
     );
     if std::env::var_os("LINGXI_SENTIMENT_VERBOSE").is_some() {
-        for (t, v) in texts.iter().zip(&p) {
+        for (t, v) in texts.iter().zip(&p.scores) {
             println!("  {v:.3} {:<8} {t}", head.label(*v));
         }
     }
@@ -508,13 +527,11 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
             pct(t.validation_hotel.balanced_accuracy)
         );
         let pr = probe_scores(&t.head, &models)?;
-        let mut sorted = pr.clone();
-        sorted.sort_by(f32::total_cmp);
         line.push_str(&format!(
             "| probes {}/{} median {:.2} band {:.2} ",
-            pr.iter().filter(|&&v| t.head.label(v) == "NEUTRAL").count(),
-            pr.len(),
-            sorted[sorted.len() / 2],
+            pr.in_band,
+            pr.scores.len(),
+            pr.median,
             t.head.thresholds().negative_below
         ));
         if let Some(k) = a.cv {
@@ -691,28 +708,22 @@ fn cross_validate(c: &sentiment::Corpus, o: &TrainOptions, k: u64) -> (f64, f64)
         let ftr = all.select(&tr);
         let ytr: Vec<u8> = tr.iter().map(|&i| y[i]).collect();
         let texts: Vec<&str> = tr.iter().map(|&i| c.rows[i].text.as_str()).collect();
-        let kept = sentiment::kept_rows(&ftr, &ytr, &texts, o, &spec);
-        let (ffit, yfit) = sentiment::with_neutral(
-            ftr.select(&kept),
-            kept.iter().map(|&i| ytr[i]).collect(),
-            c,
-            o,
-            &spec,
-        );
-        let (lin, _) = sentiment::fit_recipe(ffit, &yfit, o, &spec);
+        let (lin, _) = sentiment::fit_training(c, &ftr, &ytr, &texts, o, &spec);
         for (&i, zi) in test.iter().zip(lin.logits(&all.select(&test))) {
             z[i] = zi;
         }
     }
     let p: Vec<f32> = z.into_iter().map(train::sigmoid).collect();
-    let hotel: Vec<usize> = (0..c.rows.len())
-        .filter(|&i| corpus::mentions_hotel(&c.rows[i].text))
-        .collect();
-    let ph: Vec<f32> = hotel.iter().map(|&i| p[i]).collect();
-    let yh: Vec<u8> = hotel.iter().map(|&i| y[i]).collect();
+    let hotel = sentiment::hotel_metrics(
+        c.rows
+            .iter()
+            .zip(&p)
+            .zip(&y)
+            .map(|((r, &p), &y)| (r.text.as_str(), p, y)),
+    );
     (
         train::metrics(&p, &y).balanced_accuracy,
-        train::metrics(&ph, &yh).balanced_accuracy,
+        hotel.balanced_accuracy,
     )
 }
 

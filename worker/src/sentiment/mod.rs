@@ -198,7 +198,7 @@ pub fn featurize(rows: &[Labelled], embeddings: Matrix, spec: &FeatureSpec) -> t
 /// Fits the linear model of a recipe on `f`, `y`: plain logistic
 /// regression, or over Naive-Bayes weighted n-grams folded back into the
 /// weights.
-pub fn fit_recipe(
+fn fit_recipe(
     f: train::Features,
     y: &[u8],
     opts: &TrainOptions,
@@ -214,9 +214,42 @@ pub fn fit_recipe(
     }
 }
 
+/// Fits a recipe on training rows `tr` (labels `y`, texts `texts`): the
+/// label-noise filter when asked, the corpus's neutral messages when
+/// asked, then [`fit_recipe`]. What `train_head` and cross-validation both
+/// train with.
+pub fn fit_training(
+    corpus: &Corpus,
+    tr: &train::Features,
+    y: &[u8],
+    texts: &[&str],
+    opts: &TrainOptions,
+    spec: &FeatureSpec,
+) -> (train::Linear, train::FitReport) {
+    let kept = kept_rows(tr, y, texts, opts, spec);
+    let (f, y) = with_neutral(
+        tr.select(&kept),
+        kept.iter().map(|&i| y[i]).collect(),
+        corpus,
+        opts,
+        spec,
+    );
+    fit_recipe(f, &y, opts, spec)
+}
+
+/// Balanced accuracy and the rest over the texts that mention a hotel
+/// ([`corpus::mentions_hotel`]), from `(text, probability, label)`.
+pub fn hotel_metrics<'a>(scored: impl Iterator<Item = (&'a str, f32, u8)>) -> Metrics {
+    let (p, y): (Vec<f32>, Vec<u8>) = scored
+        .filter(|(t, _, _)| corpus::mentions_hotel(t))
+        .map(|(_, p, y)| (p, y))
+        .unzip();
+    train::metrics(&p, &y)
+}
+
 /// Adds the corpus's neutral messages to training features `f`, `y`
 /// (each once per label) when the recipe asks for them.
-pub fn with_neutral(
+fn with_neutral(
     f: train::Features,
     mut y: Vec<u8>,
     corpus: &Corpus,
@@ -242,7 +275,7 @@ const CLEAN_FOLDS: u64 = 4;
 
 /// The rows of `f` to train on: all of them, or with `clean_below`, those
 /// whose out-of-fold probability of their own label reaches it.
-pub fn kept_rows(
+fn kept_rows(
     f: &train::Features,
     y: &[u8],
     texts: &[&str],
@@ -297,15 +330,7 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
         .iter()
         .map(|&i| corpus.rows[i].text.as_str())
         .collect();
-    let kept = kept_rows(&tr, &y_tr, &train_texts, opts, &spec);
-    let (f_fit, y_fit) = with_neutral(
-        tr.select(&kept),
-        kept.iter().map(|&i| y_tr[i]).collect(),
-        corpus,
-        opts,
-        &spec,
-    );
-    let (raw, fit) = fit_recipe(f_fit, &y_fit, opts, &spec);
+    let (raw, fit) = fit_training(corpus, &tr, &y_tr, &train_texts, opts, &spec);
     let z_va = raw.logits(&va);
     let platt = train::fit_platt(&z_va, &y_va);
     let lin = raw.fold(&platt);
@@ -313,13 +338,13 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
     let p_va: Vec<f32> = lin.logits(&va).into_iter().map(train::sigmoid).collect();
     let m_tr = train::metrics(&p_tr, &y_tr);
     let m_va = train::metrics(&p_va, &y_va);
-    let (p_hotel, y_hotel): (Vec<f32>, Vec<u8>) = val_idx
-        .iter()
-        .zip(p_va.iter().zip(&y_va))
-        .filter(|&(&i, _)| corpus::mentions_hotel(&corpus.rows[i].text))
-        .map(|(_, (&p, &y))| (p, y))
-        .unzip();
-    let m_hotel = train::metrics(&p_hotel, &y_hotel);
+    let m_hotel = hotel_metrics(
+        val_idx
+            .iter()
+            .zip(&p_va)
+            .zip(&y_va)
+            .map(|((&i, &p), &y)| (corpus.rows[i].text.as_str(), p, y)),
+    );
     let thresholds = train::choose_thresholds(&p_va, &y_va, opts.band_accuracy);
     let band = train::band_metrics(&p_va, &y_va, &thresholds);
     let band_curve = [0.85, 0.88, 0.9, 0.92, 0.95]
