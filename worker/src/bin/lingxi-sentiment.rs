@@ -289,9 +289,10 @@ fn run(a: Args) -> anyhow::Result<()> {
                 ("train", &t.train),
                 ("validation", &t.validation),
                 ("val. hotel", &t.validation_hotel),
+                ("val. hotel ≥100 chars", &t.validation_long_hotel),
             ] {
                 eprintln!(
-                    "[sentiment] {name:<10} n={:>6} balanced accuracy {} accuracy {} AUC {:.4} log loss {:.4} ECE {:.4}",
+                    "[sentiment] {name:<21} n={:>6} balanced accuracy {} accuracy {} AUC {:.4} log loss {:.4} ECE {:.4}",
                     m.n,
                     pct(m.balanced_accuracy),
                     pct(m.accuracy),
@@ -522,9 +523,10 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
         };
         let t = sentiment::train_head(c, &o, "sweep")?;
         let mut line = format!(
-            "{name:<22} val {} hotel {} ",
+            "{name:<22} val {} hotel {} long {} ",
             pct(t.validation.balanced_accuracy),
-            pct(t.validation_hotel.balanced_accuracy)
+            pct(t.validation_hotel.balanced_accuracy),
+            pct(t.validation_long_hotel.balanced_accuracy)
         );
         let pr = probe_scores(&t.head, &models)?;
         line.push_str(&format!(
@@ -705,10 +707,7 @@ fn cross_validate(c: &sentiment::Corpus, o: &TrainOptions, k: u64) -> (f64, f64)
     let mut z = vec![0f32; c.rows.len()];
     for f in 0..k {
         let (test, tr): (Vec<usize>, Vec<usize>) = (0..c.rows.len()).partition(|&i| fold[i] == f);
-        let ftr = all.select(&tr);
-        let ytr: Vec<u8> = tr.iter().map(|&i| y[i]).collect();
-        let texts: Vec<&str> = tr.iter().map(|&i| c.rows[i].text.as_str()).collect();
-        let (lin, _) = sentiment::fit_training(c, &ftr, &ytr, &texts, o, &spec);
+        let (lin, _) = sentiment::fit_training(c, &all, &tr, o, &spec);
         for (&i, zi) in test.iter().zip(lin.logits(&all.select(&test))) {
             z[i] = zi;
         }

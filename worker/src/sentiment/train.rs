@@ -30,6 +30,14 @@ impl Features {
         }
     }
 
+    /// Appends `other`'s rows.
+    pub fn extend(&mut self, other: &Features) {
+        debug_assert_eq!(self.emb.cols, other.emb.cols);
+        self.emb.data.extend_from_slice(&other.emb.data);
+        self.emb.rows += other.emb.rows;
+        self.ngrams.extend(other.ngrams.iter().cloned());
+    }
+
     /// The same features with every n-gram value multiplied by its
     /// bucket's factor (see [`nb_ratios`]); in place, the embeddings are
     /// not copied.
