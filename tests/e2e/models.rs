@@ -64,12 +64,33 @@ async fn labels_follow_the_heads_band_and_long_reviews_count_their_end() {
     ];
     let d = s.gql(ANALYZE, json!({ "t": texts })).await;
     let r = d["analyzeText"].as_array().unwrap();
-    // The shipped head's band (docs/sentiment.md): NEGATIVE < 0.33 ≤ NEUTRAL ≤ 0.67 < POSITIVE.
+    // The active head's band, as the registry reports it:
+    // NEGATIVE < negativeBelow ≤ NEUTRAL ≤ positiveAbove < POSITIVE.
+    let v = s
+        .gql(
+            "{ modelVersions(kind: SENTIMENT) { active metrics } }",
+            json!({}),
+        )
+        .await;
+    let active = v["modelVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["active"] == true)
+        .expect("an active sentiment head")
+        .clone();
+    let low = active["metrics"]["negativeBelow"].as_f64().unwrap();
+    let high = active["metrics"]["positiveAbove"].as_f64().unwrap();
+    assert!(
+        0.0 < low && low < 0.5 && 0.5 < high && high < 1.0,
+        "{active}"
+    );
     for x in r {
-        let p = x["sentiment"]["score"].as_f64().unwrap();
-        let want = if p < 0.33 {
+        // Scores go through f32 on the way: compare at its precision.
+        let p = x["sentiment"]["score"].as_f64().unwrap() as f32;
+        let want = if p < low as f32 {
             "NEGATIVE"
-        } else if p > 0.67 {
+        } else if p > high as f32 {
             "POSITIVE"
         } else {
             "NEUTRAL"

@@ -9,9 +9,9 @@ use sea_orm::ConnectionTrait;
 use crate::{
     Config,
     analysis::TextModels,
-    ml::{self, manifest},
+    ml,
     registry::{self, NewVersion, kind},
-    sentiment::Head,
+    sentiment::{self, Head},
 };
 
 pub type SharedModels = Arc<LoadedModels>;
@@ -62,25 +62,26 @@ impl LoadedModels {
             true,
         )
         .await?;
-        let shipped = Head::shipped();
-        let shipped_sha = manifest::sha256_bytes(shipped.onnx_bytes());
+        // The description only: the weights are decoded below if another
+        // head is loaded now (at start the built-in one already is).
+        let shipped = Head::shipped_meta();
         let builtin = registry::ensure(
             db,
             NewVersion {
                 kind: kind::SENTIMENT,
-                version: shipped.version(),
+                version: &shipped.version,
                 path: BUILTIN,
-                sha256: &shipped_sha,
-                metrics: shipped.metrics().clone(),
+                sha256: &shipped.onnx.sha256,
+                metrics: sentiment::registry_metrics(&shipped),
             },
             true,
         )
         .await?;
         let mut active = registry::active(db, kind::SENTIMENT).await?;
         if let Some(a) = &active
-            && a.version != shipped.version()
+            && a.version != shipped.version
             && (a.path == BUILTIN
-                || registry::balanced_accuracy(shipped.metrics())
+                || registry::balanced_accuracy(&shipped.metrics)
                     > registry::balanced_accuracy(&a.metrics))
         {
             // An earlier release's built-in head (its weights left with that
@@ -88,7 +89,7 @@ impl LoadedModels {
             // beats on the same validation split: the rule retraining follows.
             tracing::info!(
                 from = %a.version,
-                to = shipped.version(),
+                to = %shipped.version,
                 "this release's built-in sentiment head replaces the active one"
             );
             registry::activate(db, builtin.id).await?;
@@ -98,7 +99,7 @@ impl LoadedModels {
             && active.version != self.head().version()
         {
             let head = if active.path == BUILTIN {
-                shipped
+                Head::shipped()
             } else {
                 let onnx = std::path::PathBuf::from(&active.path);
                 Head::from_files(&onnx, &onnx.with_extension("json")).with_context(|| {

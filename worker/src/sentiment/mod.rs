@@ -608,6 +608,31 @@ impl Head {
         Head::from_bytes(SHIPPED_ONNX.to_vec(), SHIPPED_JSON)
             .expect("the shipped sentiment head is valid (checked by the tests)")
     }
+
+    /// The shipped head's description (version, thresholds, metrics) and
+    /// the sha256 of its ONNX file, without decoding its weights.
+    pub fn shipped_meta() -> HeadMeta {
+        serde_json::from_str(SHIPPED_JSON)
+            .expect("the shipped sentiment head is valid (checked by the tests)")
+    }
+}
+
+/// What the model registry records for a head: its metrics plus the
+/// thresholds of its labels, so `modelVersions` tells what NEUTRAL means
+/// for every version (retrained heads record the same two keys).
+pub fn registry_metrics(meta: &HeadMeta) -> serde_json::Value {
+    let mut m = meta.metrics.clone();
+    if let Some(o) = m.as_object_mut() {
+        o.insert(
+            "negativeBelow".into(),
+            json!(meta.thresholds.negative_below),
+        );
+        o.insert(
+            "positiveAbove".into(),
+            json!(meta.thresholds.positive_above),
+        );
+    }
+    m
 }
 
 #[cfg(test)]
