@@ -295,13 +295,23 @@ async fn an_earlier_releases_builtin_head_is_replaced_on_start() {
     assert_eq!(n, 1);
     // A worker process starting on this database syncs the registry.
     let _w = s.spawn_worker(1);
+    // The new row is listed first and activated by a second statement:
+    // wait for both.
     let list = tests::eventually(90, || async {
         let d = s.gql(VERSIONS, json!({})).await;
         let list = d["modelVersions"].as_array().unwrap().clone();
-        (list.len() == 2).then_some(list)
+        let switched = list
+            .iter()
+            .any(|m| m["version"] == shipped.as_str() && m["active"] == true);
+        (list.len() == 2 && switched).then_some(list)
     })
     .await
-    .unwrap_or_else(|| panic!("no new version listed; worker log:\n{}", s.worker_log(1)));
+    .unwrap_or_else(|| {
+        panic!(
+            "the new built-in head was not listed and activated; worker log:\n{}",
+            s.worker_log(1)
+        )
+    });
     let active: Vec<&Value> = list.iter().filter(|m| m["active"] == true).collect();
     assert_eq!(active.len(), 1, "{list:?}");
     assert_eq!(active[0]["version"], shipped.as_str(), "{list:?}");
