@@ -360,6 +360,33 @@ async fn an_earlier_releases_builtin_head_is_replaced_on_start() {
     });
 }
 
+/// Processes starting together on a database with no versions recorded
+/// (an API and its workers after a fresh install) record each model version
+/// once, with one active version per kind.
+#[tokio::test]
+async fn processes_starting_together_record_each_version_once() {
+    let s = with_models().await;
+    let n = s.sql_exec("DELETE FROM model_version").await;
+    assert_eq!(n, 2, "one embedding and one sentiment version at start");
+    let _workers: Vec<_> = (1..=3).map(|i| s.spawn_worker(i)).collect();
+    for i in 1..=3 {
+        tests::eventually(90, || async {
+            s.worker_log(i).contains("worker started").then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("worker {i} did not start:\n{}", s.worker_log(i)));
+    }
+    let d = s
+        .gql("{ modelVersions { kind version active } }", json!({}))
+        .await;
+    let list = d["modelVersions"].as_array().unwrap();
+    for kind in ["EMBEDDING", "SENTIMENT"] {
+        let rows: Vec<&Value> = list.iter().filter(|m| m["kind"] == kind).collect();
+        assert_eq!(rows.len(), 1, "{kind} recorded once: {list:?}");
+        assert_eq!(rows[0]["active"], true, "{list:?}");
+    }
+}
+
 /// RETRAIN_SENTIMENT trains a new head, records it with its metrics and
 /// promotes it only if it is better than the active one.
 #[tokio::test]

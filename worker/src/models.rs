@@ -4,7 +4,7 @@
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::{
     Config,
@@ -41,7 +41,45 @@ impl LoadedModels {
     ///
     /// # Errors
     /// Database errors, or an active head file that cannot be read.
-    pub async fn sync_registry(&self, db: &impl ConnectionTrait) -> anyhow::Result<()> {
+    pub async fn sync_registry(&self, db: &DatabaseConnection) -> anyhow::Result<()> {
+        let tx = registry::begin_locked(db).await?;
+        let active = self.record_versions(&tx).await?;
+        tx.commit().await?;
+        if let Some(active) = active
+            && active.version != self.head().version()
+        {
+            let head = if active.path == BUILTIN {
+                Head::shipped()
+            } else {
+                let onnx = std::path::PathBuf::from(&active.path);
+                Head::from_files(&onnx, &onnx.with_extension("json")).with_context(|| {
+                    format!("active sentiment head {} cannot be loaded", active.version)
+                })?
+            };
+            tracing::info!(version = head.version(), "sentiment head loaded");
+            self.set_head(head);
+        }
+        let head = self.head();
+        let version = self.embed.embedding_model();
+        if head.spec().embedding_model != version {
+            // Still usable (the variants' embeddings are close), but its calibration
+            // was measured on the other one: retrain to match.
+            tracing::warn!(
+                head = head.version(),
+                trained_on = %head.spec().embedding_model,
+                loaded = %version,
+                "the sentiment head was trained on other embeddings than the loaded model; run RETRAIN_SENTIMENT"
+            );
+        }
+        Ok(())
+    }
+
+    /// Records the installed models (once) and settles which sentiment
+    /// head is active; returns it. Inside the registry's lock.
+    async fn record_versions(
+        &self,
+        db: &impl ConnectionTrait,
+    ) -> anyhow::Result<Option<entity::model_version::Model>> {
         let m = self.embed.manifest();
         let version = self.embed.embedding_model().to_owned();
         let sha = m
@@ -95,32 +133,7 @@ impl LoadedModels {
             registry::activate(db, builtin.id).await?;
             active = Some(builtin);
         }
-        if let Some(active) = active
-            && active.version != self.head().version()
-        {
-            let head = if active.path == BUILTIN {
-                Head::shipped()
-            } else {
-                let onnx = std::path::PathBuf::from(&active.path);
-                Head::from_files(&onnx, &onnx.with_extension("json")).with_context(|| {
-                    format!("active sentiment head {} cannot be loaded", active.version)
-                })?
-            };
-            tracing::info!(version = head.version(), "sentiment head loaded");
-            self.set_head(head);
-        }
-        let head = self.head();
-        if head.spec().embedding_model != version {
-            // Still usable (the variants' embeddings are close), but its calibration
-            // was measured on the other one: retrain to match.
-            tracing::warn!(
-                head = head.version(),
-                trained_on = %head.spec().embedding_model,
-                loaded = %version,
-                "the sentiment head was trained on other embeddings than the loaded model; run RETRAIN_SENTIMENT"
-            );
-        }
-        Ok(())
+        Ok(active)
     }
 }
 

@@ -333,11 +333,14 @@ async fn retrain_sentiment(ctx: &JobContext, progress: &Progress) -> Result<Valu
             .map_err(JobError::Transient)?;
     progress.set(0.95).await?;
     let score = registry::balanced_accuracy;
-    let previous = registry::active(&ctx.db, registry::kind::SENTIMENT).await?;
+    // Compare and promote under the registry's lock: two retrains finishing
+    // together must not both win against the same previous head.
+    let tx = registry::begin_locked(&ctx.db).await?;
+    let previous = registry::active(&tx, registry::kind::SENTIMENT).await?;
     let sha = crate::ml::manifest::sha256_bytes(trained.head.onnx_bytes());
     let path = trained.onnx_path.to_string_lossy().into_owned();
     let row = registry::ensure(
-        &ctx.db,
+        &tx,
         registry::NewVersion {
             kind: registry::kind::SENTIMENT,
             version: &trained.version,
@@ -351,7 +354,10 @@ async fn retrain_sentiment(ctx: &JobContext, progress: &Progress) -> Result<Valu
     let before = previous.as_ref().map_or(0.0, |p| score(&p.metrics));
     let promoted = score(&trained.metrics) > before;
     if promoted {
-        registry::activate(&ctx.db, row.id).await?;
+        registry::activate(&tx, row.id).await?;
+    }
+    tx.commit().await?;
+    if promoted {
         models.set_head(trained.head);
     }
     Ok(serde_json::json!({
