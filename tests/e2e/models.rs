@@ -11,6 +11,23 @@ async fn with_models() -> Server {
     .await
 }
 
+/// The active sentiment version: `{ version active metrics }`.
+async fn active_sentiment(s: &Server) -> Value {
+    let d = s
+        .gql(
+            "{ modelVersions(kind: SENTIMENT) { version active metrics } }",
+            json!({}),
+        )
+        .await;
+    d["modelVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["active"] == true)
+        .expect("an active sentiment head")
+        .clone()
+}
+
 const ANALYZE: &str =
     "query($t: [String!]!) { analyzeText(texts: $t) { text sentiment { label score } keywords } }";
 
@@ -66,19 +83,7 @@ async fn labels_follow_the_heads_band_and_long_reviews_count_their_end() {
     let r = d["analyzeText"].as_array().unwrap();
     // The active head's band, as the registry reports it:
     // NEGATIVE < negativeBelow ≤ NEUTRAL ≤ positiveAbove < POSITIVE.
-    let v = s
-        .gql(
-            "{ modelVersions(kind: SENTIMENT) { active metrics } }",
-            json!({}),
-        )
-        .await;
-    let active = v["modelVersions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["active"] == true)
-        .expect("an active sentiment head")
-        .clone();
+    let active = active_sentiment(&s).await;
     let low = active["metrics"]["negativeBelow"].as_f64().unwrap();
     let high = active["metrics"]["positiveAbove"].as_f64().unwrap();
     assert!(
@@ -392,19 +397,7 @@ async fn processes_starting_together_record_each_version_once() {
 #[tokio::test]
 async fn retraining_records_a_new_version_and_promotes_only_if_better() {
     let s = with_models().await;
-    let before = s
-        .gql(
-            "{ modelVersions(kind: SENTIMENT) { version active metrics } }",
-            json!({}),
-        )
-        .await;
-    let active_before = before["modelVersions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["active"] == true)
-        .unwrap()
-        .clone();
+    let active_before = active_sentiment(&s).await;
     let id = s
         .gql(
             "mutation { enqueueJob(input: { kind: RETRAIN_SENTIMENT }) { id } }",
