@@ -100,8 +100,9 @@ impl LoadedModels {
             true,
         )
         .await?;
-        // The description only: the weights are decoded below if another
-        // head is loaded now (at start the built-in one already is).
+        // The description only: `sync_registry` decodes the weights only if
+        // the built-in head becomes active while another one is in memory
+        // (at start the built-in one already is).
         let shipped = Head::shipped_meta();
         let builtin = registry::ensure(
             db,
