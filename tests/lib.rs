@@ -101,6 +101,85 @@ async fn pg_exec(sql: &str) -> Result<(), sea_orm::DbErr> {
     db.close().await
 }
 
+/// A new, empty database on the suite's backend: its URL and, on
+/// PostgreSQL, its name (drop it with [`drop_pg_database`]).
+async fn new_database(dir: &std::path::Path) -> (String, Option<String>) {
+    if backend() == "postgres" {
+        let name = format!("lingxi_t_{}", uuid::Uuid::new_v4().simple());
+        pg_exec(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("PostgreSQL reachable for LINGXI_TEST_BACKEND=postgres");
+        (format!("{}/{name}", pg_base()), Some(name))
+    } else {
+        (
+            format!("sqlite://{}?mode=rwc", dir.join("lingxi.db").display()),
+            None,
+        )
+    }
+}
+
+/// Drops a test database; callable from `Drop` inside the test's runtime
+/// (it uses a thread with its own).
+fn drop_pg_database(name: String) {
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(pg_exec(&format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+    })
+    .join();
+}
+
+/// A database no process has opened yet, on the suite's backend, for what
+/// happens when processes start on it together. Dropped with it.
+pub struct FreshDatabase {
+    pub url: String,
+    pg_db: Option<String>,
+    pub dir: tempfile::TempDir,
+}
+
+impl FreshDatabase {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, pg_db) = new_database(dir.path()).await;
+        Self { url, pg_db, dir }
+    }
+
+    /// Starts a `worker` process on it, without models; its output goes
+    /// to `worker-N.log`. Killed when dropped.
+    pub fn spawn_worker(&self, n: usize) -> WorkerProcess {
+        let log = std::fs::File::create(self.dir.path().join(format!("worker-{n}.log"))).unwrap();
+        let child = Command::new(bin("worker"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("LINGXI_DATA_DIR", self.dir.path().join(format!("data-{n}")))
+            .env("LINGXI_DATABASE_URL", &self.url)
+            .env("LINGXI_MODELS", "off")
+            .env("RUST_LOG", "worker=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start worker");
+        WorkerProcess(child)
+    }
+
+    pub fn worker_log(&self, n: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("worker-{n}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_db.take() {
+            drop_pg_database(name);
+        }
+    }
+}
+
 impl Server {
     pub async fn start() -> Self {
         Self::start_with(Options::default()).await
@@ -108,21 +187,7 @@ impl Server {
 
     pub async fn start_with(opts: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (database_url, pg_db) = if backend() == "postgres" {
-            let name = format!("lingxi_t_{}", uuid::Uuid::new_v4().simple());
-            pg_exec(&format!("CREATE DATABASE {name}"))
-                .await
-                .expect("PostgreSQL reachable for LINGXI_TEST_BACKEND=postgres");
-            (format!("{}/{name}", pg_base()), Some(name))
-        } else {
-            (
-                format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("lingxi.db").display()
-                ),
-                None,
-            )
-        };
+        let (database_url, pg_db) = new_database(dir.path()).await;
         let mut cmd = Command::new(api_bin());
         cmd.args(&opts.args)
             .env_clear()
@@ -470,17 +535,7 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(name) = self.pg_db.take() {
-            // Drop runs inside the test's runtime: use a thread with its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(pg_exec(&format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-            })
-            .join();
+            drop_pg_database(name);
         }
     }
 }

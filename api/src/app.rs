@@ -2,8 +2,6 @@
 //! then serve until SIGTERM/SIGINT with the in-process worker alongside.
 use std::{sync::Arc, time::Instant};
 
-use anyhow::Context as _;
-use migration::MigratorTrait;
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
@@ -29,9 +27,7 @@ impl App {
     /// Unreachable database, failed migration, invalid configuration.
     pub async fn build(cfg: worker::Config, with_worker: bool) -> anyhow::Result<Self> {
         let db = worker::config::connect(&cfg).await?;
-        migration::Migrator::up(&db, None)
-            .await
-            .context("database migration failed")?;
+        worker::config::migrate(&db).await?;
         let default_name = if cfg.demo {
             demo::BRAND
         } else {

@@ -191,6 +191,47 @@ pub async fn connect(cfg: &Config) -> anyhow::Result<sea_orm::DatabaseConnection
     Ok(db)
 }
 
+/// Starts a write transaction that holds `key` for itself: on PostgreSQL a
+/// transaction-scoped advisory lock (other processes asking for the same
+/// key wait until it commits), on SQLite the database's write lock
+/// ([`begin_write`]).
+///
+/// # Errors
+/// Database errors.
+pub async fn begin_exclusive(
+    db: &sea_orm::DatabaseConnection,
+    key: i64,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    let tx = begin_write(db).await?;
+    if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
+        tx.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({key})"))
+            .await?;
+    }
+    Ok(tx)
+}
+
+/// Advisory-lock key of the schema migrations ("lingxi:migrate").
+const MIGRATION_LOCK: i64 = 0x6c78_6d69_0001;
+
+/// Brings the schema up to date, in one transaction under a lock: an API
+/// and its workers starting together on a fresh database would otherwise
+/// run the same DDL at once, and all but one fail (PostgreSQL: duplicate
+/// type; SQLite: duplicate migration record). The others wait, then find
+/// nothing to do.
+///
+/// # Errors
+/// Database errors, a failed migration (nothing of it is kept).
+pub async fn migrate(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
+    use migration::MigratorTrait;
+    let tx = begin_exclusive(db, MIGRATION_LOCK).await?;
+    migration::Migrator::up(&tx, None)
+        .await
+        .context("database migration failed")?;
+    tx.commit().await.context("database migration failed")?;
+    Ok(())
+}
+
 /// Starts a transaction that will write. On SQLite it takes the write lock
 /// up front (`BEGIN IMMEDIATE`): a deferred transaction that reads first
 /// fails at once with "database is locked" when another connection wrote

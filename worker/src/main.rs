@@ -1,6 +1,4 @@
 //! `worker`: background workers only, for scale-out next to stateless `api --no-worker` processes.
-use anyhow::Context;
-use migration::MigratorTrait;
 use tokio::sync::watch;
 
 #[tokio::main]
@@ -9,9 +7,7 @@ async fn main() -> anyhow::Result<()> {
     worker::config::init_tracing(&cfg);
     let db = worker::config::connect(&cfg).await?;
     // The api normally migrates; a worker started first must not run on an old schema.
-    migration::Migrator::up(&db, None)
-        .await
-        .context("database migration failed")?;
+    worker::config::migrate(&db).await?;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;

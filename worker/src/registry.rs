@@ -85,11 +85,10 @@ pub async fn active(
         .await
 }
 
-/// Opens a write transaction that holds the registry for itself: on
-/// PostgreSQL a transaction-scoped advisory lock, on SQLite the
-/// `BEGIN IMMEDIATE` write lock. Processes starting together (an API and
-/// several workers on a fresh database) would otherwise each record the
-/// same version, and a reader could see a kind with no active version
+/// Opens a write transaction that holds the registry for itself
+/// ([`crate::config::begin_exclusive`]). Processes starting together (an
+/// API and several workers on a fresh database) would otherwise each record
+/// the same version, and a reader could see a kind with no active version
 /// between `activate`'s two statements.
 ///
 /// # Errors
@@ -97,12 +96,7 @@ pub async fn active(
 pub async fn begin_locked(
     db: &sea_orm::DatabaseConnection,
 ) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
-    let tx = crate::config::begin_write(db).await?;
-    if tx.get_database_backend() == sea_orm::DbBackend::Postgres {
-        tx.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({REGISTRY_LOCK})"))
-            .await?;
-    }
-    Ok(tx)
+    crate::config::begin_exclusive(db, REGISTRY_LOCK).await
 }
 
 /// The advisory-lock key of the registry ("lingxi:model_version").

@@ -39,6 +39,8 @@ pub const POLL: Duration = Duration::from_millis(300);
 const HEARTBEAT: Duration = Duration::from_secs(2);
 const MISSED_HEARTBEATS: usize = 3;
 const BATCH: usize = 4;
+/// Retries of the SQLite queue set-up (≈ 5.5 s in all).
+const SETUP_RETRIES: u64 = 10;
 /// Redis replies slower than this are errors (the client's default, 500 ms,
 /// would stop a worker on one slow reply).
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,9 +78,19 @@ impl JobQueue {
                 .max_connections(4)
                 .connect_with(opts)
                 .await?;
-            SqliteStorage::setup(&pool)
-                .await
-                .context("job queue set-up (SQLite)")?;
+            // sqlx takes no migration lock on SQLite: processes starting
+            // together on one file race on apalis's migrations. The loser's
+            // migration rolls back; once the winner has recorded it, a retry
+            // finds nothing to do.
+            let mut attempt = 0u64;
+            while let Err(e) = SqliteStorage::setup(&pool).await {
+                attempt += 1;
+                if attempt > SETUP_RETRIES {
+                    return Err(e).context("job queue set-up (SQLite)");
+                }
+                tracing::debug!(attempt, error = %e, "job queue set-up raced another process; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
             let config = apalis_sqlite::Config::default()
                 .queue(queue)
                 .heartbeat_interval(HEARTBEAT)
