@@ -170,6 +170,49 @@ impl FreshDatabase {
     pub fn worker_log(&self, n: usize) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("worker-{n}.log"))).unwrap_or_default()
     }
+
+    /// Starts an `api` process on it (admin key [`ADMIN_KEY`], no models, no
+    /// demo, no in-process workers); its stdout and stderr go to `api-N.log`.
+    pub fn spawn_api(&self, n: usize) -> WorkerProcess {
+        let log = std::fs::File::create(self.dir.path().join(format!("api-{n}.log"))).unwrap();
+        let child = Command::new(api_bin())
+            .arg("--no-worker")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("LINGXI_HTTP_ADDR", "127.0.0.1:0")
+            .env(
+                "LINGXI_DATA_DIR",
+                self.dir.path().join(format!("api-data-{n}")),
+            )
+            .env("LINGXI_DATABASE_URL", &self.url)
+            .env("LINGXI_ADMIN_KEY", ADMIN_KEY)
+            .env("LINGXI_DEMO", "0")
+            .env("LINGXI_MODELS", "off")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start api");
+        WorkerProcess(child)
+    }
+
+    pub fn api_log(&self, n: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("api-{n}.log"))).unwrap_or_default()
+    }
+
+    /// The number of rows `sql` (a `SELECT COUNT(*) …`) counts.
+    pub async fn count(&self, sql: &str) -> i64 {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = sea_orm::Database::connect(&self.url).await.unwrap();
+        let row = db
+            .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .unwrap();
+        let n = row.try_get_by_index::<i64>(0).unwrap();
+        db.close().await.unwrap();
+        n
+    }
 }
 
 impl Drop for FreshDatabase {

@@ -22,6 +22,9 @@ pub struct App {
     pub generated_admin_key: Option<String>,
 }
 
+/// Advisory-lock key of the first-start bootstrap ("lingxi:bootstrap").
+const BOOTSTRAP_LOCK: i64 = 0x6c78_626f_0001;
+
 impl App {
     /// # Errors
     /// Unreachable database, failed migration, invalid configuration.
@@ -33,9 +36,14 @@ impl App {
         } else {
             "Default account"
         };
-        let boot = auth::bootstrap(&db, cfg.admin_key.as_deref(), default_name)
+        // One process at a time: APIs starting together on an empty database
+        // would each create an account, and all but one fail on the admin
+        // key's unique hash.
+        let tx = worker::config::begin_exclusive(&db, BOOTSTRAP_LOCK).await?;
+        let boot = auth::bootstrap(&tx, cfg.admin_key.as_deref(), default_name)
             .await
             .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
+        tx.commit().await?;
         if cfg.demo && boot.first_start {
             let started = Instant::now();
             let stats = demo::seed(&db, boot.account.id)
