@@ -133,6 +133,58 @@ fn drop_pg_database(name: String) {
     .join();
 }
 
+/// Starts a `worker` process in test directory `dir` on `database_url`
+/// with the models directory and `env` on top; its output goes to
+/// `worker-N.log` there. Killed when dropped.
+fn spawn_worker_in(
+    dir: &std::path::Path,
+    n: usize,
+    database_url: &str,
+    env: &[(String, String)],
+) -> WorkerProcess {
+    let log = std::fs::File::create(dir.join(format!("worker-{n}.log"))).unwrap();
+    let child = Command::new(bin("worker"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("LINGXI_DATABASE_URL", database_url)
+        .env("LINGXI_MODELS_DIR", models_dir())
+        .env("RUST_LOG", "worker=debug")
+        .envs(env.iter().cloned())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start worker");
+    WorkerProcess(child)
+}
+
+/// A log file of a test directory, empty when missing.
+fn read_log(dir: &std::path::Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+}
+
+/// Waits until every process's log (by number, from 1) shows `started`,
+/// then checks that none has exited; panics with the log otherwise.
+pub async fn all_started(
+    procs: &mut [WorkerProcess],
+    log: impl Fn(usize) -> String,
+    started: &str,
+) {
+    for i in 1..=procs.len() {
+        eventually(90, || async { log(i).contains(started).then_some(()) })
+            .await
+            .unwrap_or_else(|| panic!("process {i} did not start:\n{}", log(i)));
+    }
+    for (i, p) in procs.iter_mut().enumerate() {
+        assert!(
+            p.try_wait().unwrap().is_none(),
+            "process {} exited:\n{}",
+            i + 1,
+            log(i + 1)
+        );
+    }
+}
+
 /// A database no process has opened yet, on the suite's backend, for what
 /// happens when processes start on it together. Dropped with it.
 pub struct FreshDatabase {
@@ -151,24 +203,18 @@ impl FreshDatabase {
     /// Starts a `worker` process on it, without models; its output goes
     /// to `worker-N.log`. Killed when dropped.
     pub fn spawn_worker(&self, n: usize) -> WorkerProcess {
-        let log = std::fs::File::create(self.dir.path().join(format!("worker-{n}.log"))).unwrap();
-        let child = Command::new(bin("worker"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("LINGXI_DATA_DIR", self.dir.path().join(format!("data-{n}")))
-            .env("LINGXI_DATABASE_URL", &self.url)
-            .env("LINGXI_MODELS", "off")
-            .env("RUST_LOG", "worker=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start worker");
-        WorkerProcess(child)
+        let env = [
+            (
+                "LINGXI_DATA_DIR".to_owned(),
+                format!("{}/data-{n}", self.dir.path().display()),
+            ),
+            ("LINGXI_MODELS".to_owned(), "off".to_owned()),
+        ];
+        spawn_worker_in(self.dir.path(), n, &self.url, &env)
     }
 
     pub fn worker_log(&self, n: usize) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("worker-{n}.log"))).unwrap_or_default()
+        read_log(self.dir.path(), &format!("worker-{n}.log"))
     }
 
     /// Starts an `api` process on it (admin key [`ADMIN_KEY`], no models, no
@@ -197,7 +243,7 @@ impl FreshDatabase {
     }
 
     pub fn api_log(&self, n: usize) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("api-{n}.log"))).unwrap_or_default()
+        read_log(self.dir.path(), &format!("api-{n}.log"))
     }
 
     /// The number of rows `sql` (a `SELECT COUNT(*) …`) counts.
@@ -300,25 +346,16 @@ impl Server {
     /// environment: queue, search); its output goes to `worker-N.log` in the
     /// test's directory. It is killed when dropped.
     pub fn spawn_worker(&self, n: usize) -> WorkerProcess {
-        let log = std::fs::File::create(self.dir.path().join(format!("worker-{n}.log"))).unwrap();
-        let child = Command::new(bin("worker"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("LINGXI_DATA_DIR", self.dir.path().join("data"))
-            .env("LINGXI_DATABASE_URL", &self.database_url)
-            .env("LINGXI_MODELS_DIR", models_dir())
-            .env("RUST_LOG", "worker=debug")
-            .envs(self.extra_env.clone())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start worker");
-        WorkerProcess(child)
+        let mut env = vec![(
+            "LINGXI_DATA_DIR".to_owned(),
+            format!("{}/data", self.dir.path().display()),
+        )];
+        env.extend(self.extra_env.iter().cloned());
+        spawn_worker_in(self.dir.path(), n, &self.database_url, &env)
     }
 
     pub fn worker_log(&self, n: usize) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("worker-{n}.log"))).unwrap_or_default()
+        read_log(self.dir.path(), &format!("worker-{n}.log"))
     }
 
     pub fn pid(&self) -> u32 {

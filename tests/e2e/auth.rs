@@ -184,21 +184,7 @@ async fn wechat_settings_are_validated_and_secrets_never_read_back() {
 async fn apis_starting_together_on_an_empty_database_bootstrap_it_once() {
     let db = tests::FreshDatabase::new().await;
     let mut apis: Vec<_> = (1..=3).map(|i| db.spawn_api(i)).collect();
-    for i in 1..=3 {
-        tests::eventually(90, || async {
-            db.api_log(i).contains("Lingxi listening on").then_some(())
-        })
-        .await
-        .unwrap_or_else(|| panic!("api {i} did not start:\n{}", db.api_log(i)));
-    }
-    for (i, a) in apis.iter_mut().enumerate() {
-        assert!(
-            a.try_wait().unwrap().is_none(),
-            "api {} exited:\n{}",
-            i + 1,
-            db.api_log(i + 1)
-        );
-    }
+    tests::all_started(&mut apis, |i| db.api_log(i), "Lingxi listening on").await;
     assert_eq!(db.count("SELECT COUNT(*) FROM account").await, 1);
     assert_eq!(
         db.count("SELECT COUNT(*) FROM api_key WHERE operator")

@@ -547,19 +547,5 @@ async fn with_the_queue_in_redis_finished_entries_are_purged() {
 async fn workers_starting_together_on_a_fresh_database_all_start() {
     let db = tests::FreshDatabase::new().await;
     let mut workers: Vec<_> = (1..=3).map(|i| db.spawn_worker(i)).collect();
-    for i in 1..=3 {
-        tests::eventually(90, || async {
-            db.worker_log(i).contains("worker started").then_some(())
-        })
-        .await
-        .unwrap_or_else(|| panic!("worker {i} did not start:\n{}", db.worker_log(i)));
-    }
-    for (i, w) in workers.iter_mut().enumerate() {
-        assert!(
-            w.try_wait().unwrap().is_none(),
-            "worker {} exited:\n{}",
-            i + 1,
-            db.worker_log(i + 1)
-        );
-    }
+    tests::all_started(&mut workers, |i| db.worker_log(i), "worker started").await;
 }

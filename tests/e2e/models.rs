@@ -373,14 +373,8 @@ async fn processes_starting_together_record_each_version_once() {
     let s = with_models().await;
     let n = s.sql_exec("DELETE FROM model_version").await;
     assert_eq!(n, 2, "one embedding and one sentiment version at start");
-    let _workers: Vec<_> = (1..=3).map(|i| s.spawn_worker(i)).collect();
-    for i in 1..=3 {
-        tests::eventually(90, || async {
-            s.worker_log(i).contains("worker started").then_some(())
-        })
-        .await
-        .unwrap_or_else(|| panic!("worker {i} did not start:\n{}", s.worker_log(i)));
-    }
+    let mut workers: Vec<_> = (1..=3).map(|i| s.spawn_worker(i)).collect();
+    tests::all_started(&mut workers, |i| s.worker_log(i), "worker started").await;
     let d = s
         .gql("{ modelVersions { kind version active } }", json!({}))
         .await;
