@@ -386,6 +386,28 @@ async fn processes_starting_together_record_each_version_once() {
     }
 }
 
+/// A built-in head recorded by an earlier build of this release with other
+/// metrics (before its band was part of them) gets its JSON's on the next start.
+#[tokio::test]
+async fn the_builtin_heads_recorded_metrics_follow_its_json() {
+    let s = with_models().await;
+    let n = s
+        .sql_exec(
+            "UPDATE model_version SET metrics = '{\"balancedAccuracy\": 0.86}' \
+             WHERE kind = 'SENTIMENT' AND path = 'builtin'",
+        )
+        .await;
+    assert_eq!(n, 1);
+    assert!(active_sentiment(&s).await["metrics"]["negativeBelow"].is_null());
+    let mut workers = vec![s.spawn_worker(1)];
+    tests::all_started(&mut workers, |i| s.worker_log(i), "worker started").await;
+    let active = active_sentiment(&s).await;
+    let m = &active["metrics"];
+    assert!(m["negativeBelow"].as_f64().unwrap() < 0.5, "{active}");
+    assert!(m["positiveAbove"].as_f64().unwrap() > 0.5, "{active}");
+    assert_ne!(m["balancedAccuracy"].as_f64().unwrap(), 0.86, "{active}");
+}
+
 /// RETRAIN_SENTIMENT trains a new head, records it with its metrics and
 /// promotes it only if it is better than the active one.
 #[tokio::test]

@@ -68,6 +68,20 @@ pub async fn ensure(
     .await
 }
 
+/// Replaces a version's recorded metrics; returns the updated row.
+///
+/// # Errors
+/// Database errors.
+pub async fn set_metrics(
+    db: &impl ConnectionTrait,
+    v: model_version::Model,
+    metrics: Value,
+) -> Result<model_version::Model, sea_orm::DbErr> {
+    let mut row: model_version::ActiveModel = v.into();
+    row.metrics = Set(metrics);
+    row.update(db).await
+}
+
 /// The active platform-wide version of `kind`.
 ///
 /// # Errors
