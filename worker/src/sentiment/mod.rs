@@ -230,27 +230,28 @@ pub fn fit_training(
     opts: &TrainOptions,
     spec: &FeatureSpec,
 ) -> (train::Linear, train::FitReport) {
-    let tr = all.select(train_idx);
-    let y: Vec<u8> = train_idx.iter().map(|&i| corpus.rows[i].label).collect();
-    let texts: Vec<&str> = train_idx
-        .iter()
-        .map(|&i| corpus.rows[i].text.as_str())
-        .collect();
-    let kept = kept_rows(&tr, &y, &texts, opts, spec);
-    let f = tr.select(&kept);
-    let y: Vec<u8> = kept.iter().map(|&i| y[i]).collect();
-    let (f, y) = with_neutral(f, y, corpus, opts, spec);
+    let kept = kept_rows(corpus, all, train_idx, opts, spec);
+    let y: Vec<u8> = kept.iter().map(|&i| corpus.rows[i].label).collect();
+    let (f, y) = with_neutral(all.select(&kept), y, corpus, opts, spec);
     fit_recipe(f, &y, opts, spec)
 }
 
-/// Balanced accuracy and the rest over the texts that mention a hotel
-/// ([`corpus::mentions_hotel`]), from `(text, probability, label)`.
-pub fn hotel_metrics<'a>(scored: impl Iterator<Item = (&'a str, f32, u8)>) -> Metrics {
-    let (p, y): (Vec<f32>, Vec<u8>) = scored
-        .filter(|(t, _, _)| corpus::mentions_hotel(t))
-        .map(|(_, p, y)| (p, y))
-        .unzip();
-    train::metrics(&p, &y)
+/// Metrics over the texts that mention a hotel ([`corpus::mentions_hotel`])
+/// and over those of them with at least [`LONG_CHARS`] characters, from
+/// `(text, probability, label)`.
+pub fn hotel_metrics<'a>(
+    scored: impl Iterator<Item = (&'a str, f32, u8)> + Clone,
+) -> (Metrics, Metrics) {
+    let metrics = |it: &mut dyn Iterator<Item = (&'a str, f32, u8)>| {
+        let (p, y): (Vec<f32>, Vec<u8>) = it
+            .filter(|(t, _, _)| corpus::mentions_hotel(t))
+            .map(|(_, p, y)| (p, y))
+            .unzip();
+        train::metrics(&p, &y)
+    };
+    let hotel = metrics(&mut scored.clone());
+    let long = metrics(&mut scored.filter(|(t, _, _)| t.chars().count() >= LONG_CHARS));
+    (hotel, long)
 }
 
 /// Adds the corpus's neutral messages to training features `f`, `y`
@@ -277,22 +278,25 @@ fn with_neutral(
 /// Folds of the label-noise filter.
 const CLEAN_FOLDS: u64 = 4;
 
-/// The rows of `f` to train on: all of them, or with `clean_below`, those
-/// whose out-of-fold probability of their own label reaches it.
+/// The corpus rows of `train_idx` to train on: all of them, or with
+/// `clean_below`, those whose out-of-fold probability of their own label
+/// reaches it.
 fn kept_rows(
-    f: &train::Features,
-    y: &[u8],
-    texts: &[&str],
+    corpus: &Corpus,
+    all_rows: &train::Features,
+    train_idx: &[usize],
     opts: &TrainOptions,
     spec: &FeatureSpec,
 ) -> Vec<usize> {
-    let all: Vec<usize> = (0..y.len()).collect();
     let Some(tau) = opts.clean_below else {
-        return all;
+        return train_idx.to_vec();
     };
-    let fold: Vec<u64> = texts
+    let f = all_rows.select(train_idx);
+    let y: Vec<u8> = train_idx.iter().map(|&i| corpus.rows[i].label).collect();
+    let all: Vec<usize> = (0..y.len()).collect();
+    let fold: Vec<u64> = train_idx
         .iter()
-        .map(|t| features::fnv1a64(&[b"clean:", t.as_bytes()]) % CLEAN_FOLDS)
+        .map(|&i| features::fnv1a64(&[b"clean:", corpus.rows[i].text.as_bytes()]) % CLEAN_FOLDS)
         .collect();
     let mut p_own = vec![1f32; y.len()];
     for k in 0..CLEAN_FOLDS {
@@ -309,6 +313,7 @@ fn kept_rows(
     }
     all.into_iter()
         .filter(|&i| f64::from(p_own[i]) >= tau)
+        .map(|i| train_idx[i])
         .collect()
 }
 
@@ -338,20 +343,12 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
     let p_va: Vec<f32> = lin.logits(&va).into_iter().map(train::sigmoid).collect();
     let m_tr = train::metrics(&p_tr, &y_tr);
     let m_va = train::metrics(&p_va, &y_va);
-    let m_hotel = hotel_metrics(
+    let (m_hotel, m_long_hotel) = hotel_metrics(
         val_idx
             .iter()
             .zip(&p_va)
             .zip(&y_va)
             .map(|((&i, &p), &y)| (corpus.rows[i].text.as_str(), p, y)),
-    );
-    let m_long_hotel = hotel_metrics(
-        val_idx
-            .iter()
-            .zip(&p_va)
-            .zip(&y_va)
-            .map(|((&i, &p), &y)| (corpus.rows[i].text.as_str(), p, y))
-            .filter(|(t, _, _)| t.chars().count() >= LONG_CHARS),
     );
     let thresholds = train::choose_thresholds(&p_va, &y_va, opts.band_accuracy);
     let band = train::band_metrics(&p_va, &y_va, &thresholds);
