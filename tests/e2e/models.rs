@@ -67,6 +67,32 @@ async fn sentiment_points_the_right_way_on_obvious_chinese_texts() {
 }
 
 #[tokio::test]
+async fn emoji_and_sticker_codes_carry_sentiment() {
+    let s = with_models().await;
+    let texts = [
+        "[强]",
+        "[发怒]",
+        "😭😭",
+        "好的",
+        "好的[强]",
+        "好的[流泪]",
+        "客服不理人，退货流程拖了一个月，气死我了[哈哈]",
+    ];
+    let d = s.gql(ANALYZE, json!({ "t": texts })).await;
+    let r = d["analyzeText"].as_array().unwrap();
+    let score = |i: usize| r[i]["sentiment"]["score"].as_f64().unwrap();
+    // A message that is only a sticker or emoji gets its polarity.
+    assert_eq!(r[0]["sentiment"]["label"], "POSITIVE", "{r:?}");
+    assert_eq!(r[1]["sentiment"]["label"], "NEGATIVE", "{r:?}");
+    assert_eq!(r[2]["sentiment"]["label"], "NEGATIVE", "{r:?}");
+    // The same words read warmer with [强] and colder with [流泪].
+    assert!(score(4) > score(3) + 0.1, "{r:?}");
+    assert!(score(5) < score(3) - 0.1, "{r:?}");
+    // One opposite sticker does not overturn a clear complaint.
+    assert!(score(6) < 0.5, "{r:?}");
+}
+
+#[tokio::test]
 async fn labels_follow_the_heads_band_and_long_reviews_count_their_end() {
     let s = with_models().await;
     let praise = "房间干净，服务热情。".repeat(80);

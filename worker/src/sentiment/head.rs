@@ -10,8 +10,8 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use super::features::{self, FeatureSpec, Sparse};
-use super::runtime;
 use super::train::{Linear, Platt, Thresholds, sigmoid};
+use super::{emoji, runtime};
 use crate::ml::onnx::{Attr, DataType, Dim, Graph, ModelProto};
 
 /// Format of the head JSON (and graph) this build writes. Format 1 heads
@@ -404,13 +404,18 @@ impl Head {
     /// its embedding (computed with the prefix in [`Head::spec`]). Runs
     /// the ONNX graph on ONNX Runtime when this process has an environment
     /// for it (see [`super::runtime`]), else the Rust reference (same
-    /// numbers within 1e-5).
+    /// numbers within 1e-5), then takes the texts' emoji into account
+    /// ([`super::emoji`]: the head never saw them).
     pub fn predict(&self, texts: &[String], embeddings: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
-        if runtime::environment().is_some() {
-            self.predict_onnx(texts, embeddings)
+        let mut p = if runtime::environment().is_some() {
+            self.predict_onnx(texts, embeddings)?
         } else {
-            self.predict_reference(texts, embeddings)
+            self.predict_reference(texts, embeddings)?
+        };
+        for (p, t) in p.iter_mut().zip(texts) {
+            *p = emoji::adjust(t, *p);
         }
+        Ok(p)
     }
 
     /// True when [`Head::predict`] runs on ONNX Runtime in this process.

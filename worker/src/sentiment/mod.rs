@@ -11,6 +11,7 @@
 //! `lingxi-sentiment train|eval|predict` drives it; docs/sentiment.md has
 //! the method, the thresholds and the measured numbers.
 pub mod corpus;
+pub mod emoji;
 pub mod features;
 mod head;
 pub mod neutral;
@@ -480,7 +481,7 @@ pub struct SetReport {
     pub groups: Vec<(String, Metrics)>,
 }
 
-/// Scores `rows` with `head`, embedding them with `models` (cached under
+/// Scores `rows` with `head` as [`Head::predict`] would, embedding them with `models` (cached under
 /// `cache_dir` when given).
 pub fn score(
     head: &Head,
@@ -492,11 +493,14 @@ pub fn score(
     let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
     let emb = corpus::embed_cached(models, head.spec().embedding_prefix, &texts, cache, label)?;
     let f = featurize(rows, emb, head.spec());
+    // What `Head::predict` gives (emoji included), batched over the
+    // featurised matrix.
     Ok(head
         .linear()
         .logits(&f)
         .into_iter()
-        .map(train::sigmoid)
+        .zip(&texts)
+        .map(|(z, t)| train::sigmoid(z + emoji::logit_shift(t)))
         .collect())
 }
 
