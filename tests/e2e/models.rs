@@ -451,7 +451,7 @@ async fn retraining_records_a_new_version_and_promotes_only_if_better() {
     assert_eq!(j["status"], "SUCCEEDED", "{j}");
     let after = s
         .gql(
-            "{ modelVersions(kind: SENTIMENT) { version active metrics } }",
+            "{ modelVersions(kind: SENTIMENT) { version active metrics sha256 } }",
             json!({}),
         )
         .await;
@@ -461,6 +461,14 @@ async fn retraining_records_a_new_version_and_promotes_only_if_better() {
         .iter()
         .find(|m| m["version"] == j["result"]["version"])
         .unwrap();
+    // The registry's checksum is the written head's.
+    let file = s.dir.path().join(format!(
+        "data/models/sentiment/{}.onnx",
+        new["version"].as_str().unwrap()
+    ));
+    let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    use sha2::Digest;
+    assert_eq!(new["sha256"], hex::encode(sha2::Sha256::digest(&bytes)));
     let better = new["metrics"]["balancedAccuracy"].as_f64().unwrap()
         > active_before["metrics"]["balancedAccuracy"]
             .as_f64()

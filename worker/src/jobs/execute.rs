@@ -337,7 +337,8 @@ async fn retrain_sentiment(ctx: &JobContext, progress: &Progress) -> Result<Valu
     // together must not both win against the same previous head.
     let tx = registry::begin_locked(&ctx.db).await?;
     let previous = registry::active(&tx, registry::kind::SENTIMENT).await?;
-    let sha = crate::ml::manifest::sha256_bytes(trained.head.onnx_bytes());
+    // Computed when the head was built (`Head::from_linear`).
+    let sha = trained.head.meta().onnx.sha256.clone();
     let path = trained.onnx_path.to_string_lossy().into_owned();
     let row = registry::ensure(
         &tx,
