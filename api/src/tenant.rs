@@ -35,6 +35,7 @@ owned!(
     content_variant => "content variant",
     delivery => "delivery",
     job_run => "job",
+    job_schedule => "job schedule",
 );
 
 /// `SELECT … WHERE account_id = ?`

@@ -13,6 +13,7 @@ pub mod content_variant;
 pub mod delivery;
 pub mod event;
 pub mod job_run;
+pub mod job_schedule;
 pub mod member;
 pub mod message;
 pub mod model_version;

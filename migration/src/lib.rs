@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_create_core_tables;
 mod m20261127_000002_job_scheduling;
 mod m20261130_000003_member_history_indexes;
+mod m20261130_000004_job_schedules;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_create_core_tables::Migration),
             Box::new(m20261127_000002_job_scheduling::Migration),
             Box::new(m20261130_000003_member_history_indexes::Migration),
+            Box::new(m20261130_000004_job_schedules::Migration),
         ]
     }
 }

@@ -12,6 +12,7 @@ mod imports;
 mod jobs;
 mod members;
 mod models;
+mod schedules;
 mod schema;
 mod search;
 mod segments;

@@ -49,6 +49,9 @@ pub struct Config {
     /// `LINGXI_SEARCH_IDLE_SECS`: an account's embedded segment index (and the memory of
     /// its decoded columns) is closed after this long without a query or write (default 900).
     pub search_idle: Duration,
+    /// `LINGXI_SCHEDULE_MIN_SECS`: recurring jobs may not fire more often than this
+    /// (default 60).
+    pub schedule_min_gap_secs: i64,
     /// `LINGXI_LOG_FORMAT`: `pretty` (default) or `json`.
     pub log_json: bool,
     /// `LINGXI_MAX_DEPTH` / `LINGXI_MAX_COMPLEXITY`: GraphQL query limits.
@@ -140,6 +143,7 @@ impl Config {
                 "LINGXI_QUEUE_KEEP_FINISHED_SECS",
                 86_400,
             )?),
+            schedule_min_gap_secs: parse("LINGXI_SCHEDULE_MIN_SECS", 60i64)?.max(1),
             log_json: matches!(var("LINGXI_LOG_FORMAT").as_deref(), Some("json")),
             max_depth: parse("LINGXI_MAX_DEPTH", 16)?,
             max_complexity: parse("LINGXI_MAX_COMPLEXITY", 10_000)?,

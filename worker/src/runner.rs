@@ -1,5 +1,5 @@
 //! The worker: apalis workers on the job queue, plus the tick loop for
-//! time-driven work (campaign schedule, nightly jobs). Runs until the
+//! time-driven work (campaign schedule, recurring and nightly jobs). Runs until the
 //! shutdown signal; a job in flight finishes first (up to a timeout).
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use crate::{
         JobQueue,
         execute::{JobContext, handle},
         queue::POLL,
-        schedule,
+        recurring, schedule,
     },
     models::SharedModels,
 };
@@ -160,6 +160,11 @@ async fn tick_loop(
                     Ok(0) => {}
                     Ok(n) => tracing::info!(moved = n, "campaign schedule applied"),
                     Err(e) => tracing::warn!(error = %e, "campaign tick failed"),
+                }
+                match recurring::run_due(&db, &queue).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(queued = n, "recurring jobs queued"),
+                    Err(e) => tracing::warn!(error = %e, "recurring job scan failed"),
                 }
                 if nightly.due() {
                     match schedule::ensure_nightly(&db, &queue).await {

@@ -46,7 +46,7 @@ impl From<JobKind> for jobs::JobKind {
     }
 }
 
-fn kind_of(s: &str) -> Option<JobKind> {
+pub(super) fn kind_of(s: &str) -> Option<JobKind> {
     match jobs::JobKind::parse(s)? {
         jobs::JobKind::AnalyzeTexts => Some(JobKind::AnalyzeTexts),
         jobs::JobKind::BuildPersonas => Some(JobKind::BuildPersonas),

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod loaders;
 pub mod models;
 pub mod preview;
+pub mod schedules;
 pub mod segments;
 pub mod subscriptions;
 
@@ -27,6 +28,7 @@ pub struct QueryRoot(
     audiences::AudiencesQuery,
     segments::SegmentsQuery,
     jobs::JobsQuery,
+    schedules::SchedulesQuery,
     analysis::AnalysisQuery,
     models::ModelsQuery,
 );
@@ -41,6 +43,7 @@ pub struct MutationRoot(
     imports::ImportsMutation,
     segments::SegmentsMutation,
     jobs::JobsMutation,
+    schedules::SchedulesMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, subscriptions::SubscriptionRoot>;

@@ -101,6 +101,15 @@ pub fn validate(kind: JobKind, params: &Value) -> Result<(), EnqueueError> {
     Ok(())
 }
 
+/// Params as stored: absent params are an empty object.
+pub fn stored_params(params: Value) -> Value {
+    if params.is_null() {
+        Value::Object(Default::default())
+    } else {
+        params
+    }
+}
+
 pub struct NewJob {
     pub account_id: Uuid,
     pub kind: JobKind,
@@ -151,11 +160,7 @@ pub async fn enqueue(
         account_id: Set(job.account_id),
         kind: Set(job.kind.as_str().to_owned()),
         status: Set(status::QUEUED.to_owned()),
-        params: Set(if job.params.is_null() {
-            Value::Object(Default::default())
-        } else {
-            job.params
-        }),
+        params: Set(stored_params(job.params)),
         result: Set(None),
         error: Set(None),
         progress: Set(0.0),

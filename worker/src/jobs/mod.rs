@@ -8,6 +8,7 @@
 pub mod enqueue;
 pub mod execute;
 pub mod queue;
+pub mod recurring;
 pub mod schedule;
 
 use serde::{Deserialize, Serialize};

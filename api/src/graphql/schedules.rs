@@ -1,0 +1,293 @@
+//! Recurring jobs: a job kind with params, queued at each time a cron
+//! pattern names (`worker::jobs::recurring` runs them).
+use async_graphql::{Context, ID, InputObject, Json, Object};
+use chrono::{DateTime, Utc};
+use entity::{job_run, job_schedule};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use serde_json::Value;
+use uuid::Uuid;
+use worker::jobs::{self, recurring};
+
+use super::{
+    jobs::{Job, JobKind, kind_of},
+    parse_id, required_text, to_id,
+};
+use crate::{
+    context::ContextExt,
+    error::{AppError, GqlResult, is_unique_violation},
+    tenant,
+};
+
+pub struct JobSchedule(pub job_schedule::Model);
+
+#[Object]
+impl JobSchedule {
+    async fn id(&self) -> ID {
+        to_id(self.0.id)
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn kind(&self) -> Option<JobKind> {
+        kind_of(&self.0.kind)
+    }
+    async fn params(&self) -> Json<Value> {
+        Json(self.0.params.clone())
+    }
+    /// Five fields (minute hour day-of-month month day-of-week; 0 or 7 =
+    /// Sunday), or six with seconds first.
+    async fn cron(&self) -> &str {
+        &self.0.cron
+    }
+    /// The clock the pattern reads, e.g. `+08:00` (China Standard Time).
+    async fn utc_offset(&self) -> String {
+        recurring::format_offset(self.0.utc_offset_minutes)
+    }
+    async fn max_attempts(&self) -> i32 {
+        self.0.max_attempts
+    }
+    async fn enabled(&self) -> bool {
+        self.0.enabled
+    }
+    /// The next occurrence; null while disabled.
+    async fn next_run_at(&self) -> Option<DateTime<Utc>> {
+        self.0.next_run_at
+    }
+    /// The occurrence that queued `lastJob`.
+    async fn last_run_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_run_at
+    }
+    /// The job of the latest occurrence (null before the first, or once purged).
+    async fn last_job(&self, ctx: &Context<'_>) -> GqlResult<Option<Job>> {
+        let Some(id) = self.0.last_job_id else {
+            return Ok(None);
+        };
+        Ok(tenant::scoped::<job_run::Entity>(self.0.account_id)
+            .filter(job_run::Column::Id.eq(id))
+            .one(ctx.db())
+            .await?
+            .map(Job))
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateJobScheduleInput {
+    /// Unique in the account.
+    pub name: String,
+    pub kind: JobKind,
+    /// As for `enqueueJob`.
+    pub params: Option<Json<Value>>,
+    /// e.g. `0 3 * * *` (03:00 daily), `30 9 * * MON`, `0 */6 * * *`.
+    pub cron: String,
+    /// Default `+08:00` (China Standard Time).
+    pub utc_offset: Option<String>,
+    /// Attempts per occurrence before FAILED (1–10, default 3).
+    pub max_attempts: Option<i32>,
+    /// Default true.
+    pub enabled: Option<bool>,
+}
+
+/// Only the fields given change.
+#[derive(InputObject)]
+pub struct UpdateJobScheduleInput {
+    pub name: Option<String>,
+    pub params: Option<Json<Value>>,
+    pub cron: Option<String>,
+    pub utc_offset: Option<String>,
+    pub max_attempts: Option<i32>,
+    pub enabled: Option<bool>,
+}
+
+/// A schedule's settings, checked; `next_run_at` follows from them.
+struct Checked {
+    cron: String,
+    offset: i32,
+    next_run_at: Option<DateTime<Utc>>,
+}
+
+fn check(
+    ctx: &Context<'_>,
+    cron: &str,
+    offset: Option<&str>,
+    fallback_offset: i32,
+    enabled: bool,
+) -> Result<Checked, AppError> {
+    let offset = match offset {
+        Some(o) => recurring::parse_offset(o)
+            .map_err(|e| AppError::bad_input("input.utcOffset", e.to_string()))?,
+        None => fallback_offset,
+    };
+    let cron = cron.trim().to_owned();
+    let pattern =
+        recurring::parse(&cron).map_err(|e| AppError::bad_input("input.cron", e.to_string()))?;
+    let first = recurring::check_interval(
+        &pattern,
+        offset,
+        Utc::now(),
+        ctx.state().config.schedule_min_gap_secs,
+    )
+    .map_err(|e| AppError::bad_input("input.cron", e.to_string()))?;
+    Ok(Checked {
+        cron,
+        offset,
+        next_run_at: enabled.then_some(first),
+    })
+}
+
+fn check_attempts(m: Option<i32>) -> Result<(), AppError> {
+    match m {
+        Some(m) if !(1..=10).contains(&m) => {
+            Err(AppError::bad_input("input.maxAttempts", "between 1 and 10"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn name_taken(e: sea_orm::DbErr) -> AppError {
+    if is_unique_violation(&e) {
+        AppError::bad_input("input.name", "another schedule has this name / 名称已存在")
+    } else {
+        AppError::Db(e)
+    }
+}
+
+#[derive(Default)]
+pub struct SchedulesQuery;
+
+#[Object]
+impl SchedulesQuery {
+    /// The account's recurring jobs, by name.
+    async fn job_schedules(&self, ctx: &Context<'_>) -> GqlResult<Vec<JobSchedule>> {
+        Ok(tenant::scoped::<job_schedule::Entity>(ctx.tenant()?)
+            .order_by_asc(job_schedule::Column::Name)
+            .all(ctx.db())
+            .await?
+            .into_iter()
+            .map(JobSchedule)
+            .collect())
+    }
+
+    /// One recurring job; null when it does not exist in this account.
+    async fn job_schedule(&self, ctx: &Context<'_>, id: ID) -> GqlResult<Option<JobSchedule>> {
+        let id = parse_id(&id, "id")?;
+        match tenant::get::<job_schedule::Entity>(ctx.db(), ctx.tenant()?, id).await {
+            Ok(s) => Ok(Some(JobSchedule(s))),
+            Err(AppError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct SchedulesMutation;
+
+#[Object]
+impl SchedulesMutation {
+    /// Queues `kind` with `params` at every time `cron` names, from now on.
+    async fn create_job_schedule(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateJobScheduleInput,
+    ) -> GqlResult<JobSchedule> {
+        let account_id = ctx.tenant()?;
+        let name = required_text("input.name", &input.name, 128)?;
+        let params = input.params.map(|p| p.0).unwrap_or(Value::Null);
+        let kind: jobs::JobKind = input.kind.into();
+        jobs::enqueue::validate(kind, &params).map_err(AppError::from)?;
+        check_attempts(input.max_attempts)?;
+        let enabled = input.enabled.unwrap_or(true);
+        let c = check(
+            ctx,
+            &input.cron,
+            input.utc_offset.as_deref(),
+            recurring::CST_MINUTES,
+            enabled,
+        )?;
+        let now = Utc::now();
+        let row = job_schedule::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            account_id: Set(account_id),
+            name: Set(name),
+            kind: Set(kind.as_str().to_owned()),
+            params: Set(jobs::enqueue::stored_params(params)),
+            cron: Set(c.cron),
+            utc_offset_minutes: Set(c.offset),
+            max_attempts: Set(input.max_attempts.unwrap_or(3)),
+            enabled: Set(enabled),
+            next_run_at: Set(c.next_run_at),
+            last_run_at: Set(None),
+            last_job_id: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(ctx.db())
+        .await
+        .map_err(name_taken)?;
+        Ok(JobSchedule(row))
+    }
+
+    /// Changes a recurring job; the next occurrence follows the new
+    /// pattern (or is cleared while disabled).
+    async fn update_job_schedule(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateJobScheduleInput,
+    ) -> GqlResult<JobSchedule> {
+        let id = parse_id(&id, "id")?;
+        let account_id = ctx.tenant()?;
+        let old = tenant::get::<job_schedule::Entity>(ctx.db(), account_id, id).await?;
+        let mut row: job_schedule::ActiveModel = old.clone().into();
+        if let Some(n) = &input.name {
+            row.name = Set(required_text("input.name", n, 128)?);
+        }
+        if let Some(p) = input.params {
+            let kind = jobs::JobKind::parse(&old.kind)
+                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("unknown kind {}", old.kind)))?;
+            jobs::enqueue::validate(kind, &p.0).map_err(AppError::from)?;
+            row.params = Set(jobs::enqueue::stored_params(p.0));
+        }
+        check_attempts(input.max_attempts)?;
+        if let Some(m) = input.max_attempts {
+            row.max_attempts = Set(m);
+        }
+        let enabled = input.enabled.unwrap_or(old.enabled);
+        let timing_unchanged =
+            input.cron.is_none() && input.utc_offset.is_none() && enabled == old.enabled;
+        let c = check(
+            ctx,
+            input.cron.as_deref().unwrap_or(&old.cron),
+            input.utc_offset.as_deref(),
+            old.utc_offset_minutes,
+            enabled,
+        )?;
+        row.cron = Set(c.cron);
+        row.utc_offset_minutes = Set(c.offset);
+        row.enabled = Set(enabled);
+        // An edit of other fields keeps a due occurrence due.
+        if !timing_unchanged {
+            row.next_run_at = Set(c.next_run_at);
+        }
+        row.updated_at = Set(Utc::now());
+        Ok(JobSchedule(row.update(ctx.db()).await.map_err(name_taken)?))
+    }
+
+    /// Deletes a recurring job; jobs it queued already stay.
+    async fn delete_job_schedule(&self, ctx: &Context<'_>, id: ID) -> GqlResult<bool> {
+        let id = parse_id(&id, "id")?;
+        let account_id = ctx.tenant()?;
+        tenant::get::<job_schedule::Entity>(ctx.db(), account_id, id).await?;
+        job_schedule::Entity::delete_many()
+            .filter(job_schedule::Column::AccountId.eq(account_id))
+            .filter(job_schedule::Column::Id.eq(id))
+            .exec(ctx.db())
+            .await?;
+        Ok(true)
+    }
+}

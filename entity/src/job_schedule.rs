@@ -1,0 +1,34 @@
+//! A recurring job: `kind` with `params`, queued at each time `cron` names.
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "job_schedule")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub account_id: Uuid,
+    /// Unique per account.
+    pub name: String,
+    /// A job kind (`ANALYZE_TEXTS`, `BUILD_PERSONAS`, …).
+    pub kind: String,
+    pub params: Json,
+    /// Five fields (minute hour day-of-month month day-of-week), or six
+    /// with seconds first.
+    pub cron: String,
+    /// The clock `cron` reads: minutes east of UTC (480 = China Standard Time).
+    pub utc_offset_minutes: i32,
+    pub max_attempts: i32,
+    pub enabled: bool,
+    /// The next occurrence; null while disabled.
+    pub next_run_at: Option<DateTimeUtc>,
+    /// The occurrence that queued `last_job_id`.
+    pub last_run_at: Option<DateTimeUtc>,
+    pub last_job_id: Option<Uuid>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,201 @@
+//! Recurring jobs (`createJobSchedule` …) over GraphQL.
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tests::{ADMIN_KEY, Options, Server, error_code, eventually};
+
+const CREATE: &str = "mutation($i: CreateJobScheduleInput!) { createJobSchedule(input: $i) { id name kind params cron utcOffset maxAttempts enabled nextRunAt lastRunAt lastJob { id } } }";
+const UPDATE: &str = "mutation($id: ID!, $i: UpdateJobScheduleInput!) { updateJobSchedule(id: $id, input: $i) { id name enabled cron nextRunAt } }";
+const GET: &str = "query($id: ID!) { jobSchedule(id: $id) { name enabled nextRunAt lastRunAt lastJob { id kind status params } } }";
+const LIST: &str = "{ jobSchedules { name } }";
+
+/// A server whose schedules may fire every second, so tests need not wait minutes.
+async fn server() -> Server {
+    Server::start_with(Options {
+        extra_env: vec![("LINGXI_SCHEDULE_MIN_SECS".into(), "1".into())],
+        ..Default::default()
+    })
+    .await
+}
+
+async fn schedule(s: &Server, id: &Value) -> Value {
+    s.gql(GET, json!({ "id": id })).await["jobSchedule"].clone()
+}
+
+async fn jobs_of_kind(s: &Server, kind: &str) -> usize {
+    let d = s
+        .gql(
+            "{ jobs(first: 500) { edges { node { kind } } } }",
+            json!({}),
+        )
+        .await;
+    d["jobs"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"]["kind"] == kind)
+        .count()
+}
+
+#[tokio::test]
+async fn a_recurring_job_runs_at_its_times_until_disabled() {
+    let s = server().await;
+    let created = s
+        .gql(
+            CREATE,
+            json!({ "i": {
+                "name": "每两秒重建画像",
+                "kind": "INDEX_PERSONAS",
+                "params": { "memberIds": [] },
+                "cron": "*/2 * * * * *",
+                "maxAttempts": 2
+            } }),
+        )
+        .await["createJobSchedule"]
+        .clone();
+    assert_eq!(created["utcOffset"], "+08:00", "{created}");
+    assert_eq!(created["enabled"], true);
+    assert!(created["lastJob"].is_null());
+    let id = created["id"].clone();
+    let first_due: chrono::DateTime<chrono::Utc> =
+        created["nextRunAt"].as_str().unwrap().parse().unwrap();
+    assert!(first_due > chrono::Utc::now() - chrono::Duration::seconds(1));
+
+    // It fires: a job of its kind and params is queued and succeeds.
+    let done = eventually(30, || async {
+        let sc = schedule(&s, &id).await;
+        (sc["lastJob"]["status"] == "SUCCEEDED").then_some(sc)
+    })
+    .await
+    .expect("the schedule's job ran");
+    assert_eq!(done["lastJob"]["kind"], "INDEX_PERSONAS", "{done}");
+    assert_eq!(done["lastJob"]["params"], json!({ "memberIds": [] }));
+    let ran_at: chrono::DateTime<chrono::Utc> =
+        done["lastRunAt"].as_str().unwrap().parse().unwrap();
+    let next: chrono::DateTime<chrono::Utc> = done["nextRunAt"].as_str().unwrap().parse().unwrap();
+    assert!(ran_at >= first_due && next > ran_at, "{done}");
+    // And again at later occurrences, once per occurrence.
+    let first_job = done["lastJob"]["id"].clone();
+    eventually(30, || async {
+        let sc = schedule(&s, &id).await;
+        (sc["lastJob"]["id"] != first_job).then_some(())
+    })
+    .await
+    .expect("a second occurrence ran");
+    let keys = s
+        .sql_count("SELECT COUNT(*) FROM job_run WHERE schedule_key LIKE 'schedule:%'")
+        .await;
+    let distinct = s
+        .sql_count(
+            "SELECT COUNT(DISTINCT schedule_key) FROM job_run WHERE schedule_key LIKE 'schedule:%'",
+        )
+        .await;
+    assert!(
+        keys >= 2 && keys == distinct,
+        "{keys} jobs, {distinct} occurrences"
+    );
+
+    // Disabled: no next run, and no new jobs.
+    let off = s
+        .gql(UPDATE, json!({ "id": id, "i": { "enabled": false } }))
+        .await["updateJobSchedule"]
+        .clone();
+    assert_eq!(off["enabled"], false);
+    assert!(off["nextRunAt"].is_null(), "{off}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = jobs_of_kind(&s, "INDEX_PERSONAS").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(jobs_of_kind(&s, "INDEX_PERSONAS").await, before);
+
+    // Re-enabled on a daily pattern: the next run is tomorrow's (or today's) 03:00 in China.
+    let daily = s
+        .gql(
+            UPDATE,
+            json!({ "id": id, "i": { "enabled": true, "cron": "0 3 * * *" } }),
+        )
+        .await["updateJobSchedule"]
+        .clone();
+    let at: chrono::DateTime<chrono::Utc> = daily["nextRunAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(at.format("%H:%M:%S").to_string(), "19:00:00", "{daily}");
+    assert!(at > chrono::Utc::now() && at <= chrono::Utc::now() + chrono::Duration::days(1));
+
+    // Deleted: gone from the list, its jobs stay.
+    let del = s
+        .gql(
+            "mutation($id: ID!) { deleteJobSchedule(id: $id) }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(del["deleteJobSchedule"], true);
+    assert_eq!(s.gql(LIST, json!({})).await["jobSchedules"], json!([]));
+    assert!(jobs_of_kind(&s, "INDEX_PERSONAS").await >= 2);
+}
+
+#[tokio::test]
+async fn bad_schedules_are_bad_user_input_and_store_nothing() {
+    let s = Server::start().await;
+    let base = json!({ "name": "nightly", "kind": "BUILD_PERSONAS", "cron": "0 3 * * *" });
+    let with = |k: &str, v: Value| {
+        let mut i = base.clone();
+        i[k] = v;
+        json!({ "i": i })
+    };
+    for (vars, field) in [
+        (with("cron", json!("61 * * * *")), "input.cron"),
+        (with("cron", json!("every day")), "input.cron"),
+        // More often than the default minimum of 60 s.
+        (with("cron", json!("*/10 * * * * *")), "input.cron"),
+        (with("utcOffset", json!("Beijing")), "input.utcOffset"),
+        (
+            with("params", json!({ "colour": "red" })),
+            "input.params.colour",
+        ),
+        (with("maxAttempts", json!(11)), "input.maxAttempts"),
+        (with("name", json!("  ")), "input.name"),
+    ] {
+        let body = s
+            .err_as(Some(ADMIN_KEY), CREATE, vars.clone(), "BAD_USER_INPUT")
+            .await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["field"], field,
+            "{vars}: {body}"
+        );
+    }
+    assert_eq!(s.gql(LIST, json!({})).await["jobSchedules"], json!([]));
+
+    // Names are unique per account.
+    let ok = s.gql(CREATE, json!({ "i": base })).await["createJobSchedule"].clone();
+    assert_eq!(ok["name"], "nightly");
+    let dup = s
+        .err_as(
+            Some(ADMIN_KEY),
+            CREATE,
+            json!({ "i": base }),
+            "BAD_USER_INPUT",
+        )
+        .await;
+    assert_eq!(dup["errors"][0]["extensions"]["field"], "input.name");
+    // A bad update changes nothing.
+    let bad = s
+        .err_as(
+            Some(ADMIN_KEY),
+            UPDATE,
+            json!({ "id": ok["id"], "i": { "cron": "nope", "name": "renamed" } }),
+            "BAD_USER_INPUT",
+        )
+        .await;
+    assert_eq!(error_code(&bad).as_deref(), Some("BAD_USER_INPUT"));
+    let kept = schedule(&s, &ok["id"]).await;
+    assert_eq!(kept["name"], "nightly", "{kept}");
+    assert_eq!(kept["nextRunAt"], ok["nextRunAt"]);
+
+    // Integration keys may not manage schedules; another account does not see them.
+    let integration = s.new_key(ADMIN_KEY, "INTEGRATION").await;
+    s.err_as(Some(&integration), LIST, json!({}), "FORBIDDEN")
+        .await;
+    let (_, other_admin) = s.new_account("别的品牌").await;
+    let theirs = s.ok_as(&other_admin, LIST, json!({})).await;
+    assert_eq!(theirs["jobSchedules"], json!([]));
+    let missing = s.ok_as(&other_admin, GET, json!({ "id": ok["id"] })).await;
+    assert!(missing["jobSchedule"].is_null());
+}

@@ -1,0 +1,284 @@
+//! Recurring jobs: an account's `job_schedule` rows, each a job kind with
+//! params and a cron pattern read on a fixed UTC offset (China Standard
+//! Time by default).
+//!
+//! Every process's scheduler tick calls [`run_due`]. An occurrence is
+//! queued at most once whatever the number of processes: its job carries
+//! the schedule key `schedule:<id>:<occurrence>` (unique in `job_run`) and
+//! the schedule moves to its next occurrence with a compare-and-set on
+//! `next_run_at`. Occurrences missed while no process ran are not replayed
+//! one by one: the schedule runs once when a process comes back, then
+//! follows its pattern from that moment (what a nightly rebuild needs).
+//! apalis-cron's in-memory streams cannot follow schedules that users add
+//! and change at run time, hence this table.
+use std::str::FromStr as _;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use croner::{Cron, parser::CronParser, parser::Seconds};
+use entity::job_schedule;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
+};
+
+use super::{JobKind, JobQueue, enqueue, enqueue::NewJob};
+
+/// The default clock of a schedule: China Standard Time, UTC+8.
+pub const CST_MINUTES: i32 = 8 * 60;
+
+/// Schedules looked at per tick; the rest wait for the next tick.
+const PER_TICK: u64 = 200;
+
+/// Why a pattern or offset was refused; the message is for the user.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ScheduleError {
+    #[error("not a cron pattern: {0}")]
+    Pattern(String),
+    #[error("the pattern never fires")]
+    Never,
+    #[error("fires every {gap} s; at least {min} s apart, please")]
+    TooOften { gap: i64, min: i64 },
+    #[error("expected an offset such as +08:00 or -05:30")]
+    Offset,
+}
+
+/// Parses a five-field pattern (minute hour day-of-month month
+/// day-of-week, POSIX weekdays: 0 or 7 = Sunday) or six fields with
+/// seconds first; names (`MON`, `JAN`) and `@daily`-style aliases work.
+///
+/// # Errors
+/// [`ScheduleError::Pattern`] with the parser's reason.
+pub fn parse(pattern: &str) -> Result<Cron, ScheduleError> {
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .build()
+        .parse(pattern)
+        .map_err(|e| ScheduleError::Pattern(e.to_string()))
+}
+
+/// `+08:00` / `-05:30` / `Z` → minutes east of UTC.
+///
+/// # Errors
+/// [`ScheduleError::Offset`] for anything else, or beyond ±14 h.
+pub fn parse_offset(s: &str) -> Result<i32, ScheduleError> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("z") || s.eq_ignore_ascii_case("utc") {
+        return Ok(0);
+    }
+    let o = FixedOffset::from_str(s).map_err(|_| ScheduleError::Offset)?;
+    let m = o.local_minus_utc() / 60;
+    if m.abs() > 14 * 60 {
+        return Err(ScheduleError::Offset);
+    }
+    Ok(m)
+}
+
+/// `480` → `+08:00`.
+pub fn format_offset(minutes: i32) -> String {
+    let sign = if minutes < 0 { '-' } else { '+' };
+    let m = minutes.abs();
+    format!("{sign}{:02}:{:02}", m / 60, m % 60)
+}
+
+fn clock(offset_minutes: i32) -> FixedOffset {
+    FixedOffset::east_opt(offset_minutes * 60)
+        .unwrap_or_else(|| FixedOffset::east_opt(CST_MINUTES * 60).expect("valid offset"))
+}
+
+/// The first occurrence strictly after `after`.
+pub fn next_after(cron: &Cron, offset_minutes: i32, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    cron.find_next_occurrence(&after.with_timezone(&clock(offset_minutes)), false)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Checks that `cron` fires, and never twice within `min_gap_secs`
+/// (over its next occurrences from `now`).
+///
+/// # Errors
+/// [`ScheduleError::Never`] or [`ScheduleError::TooOften`].
+pub fn check_interval(
+    cron: &Cron,
+    offset_minutes: i32,
+    now: DateTime<Utc>,
+    min_gap_secs: i64,
+) -> Result<DateTime<Utc>, ScheduleError> {
+    let first = next_after(cron, offset_minutes, now).ok_or(ScheduleError::Never)?;
+    let mut prev = first;
+    for _ in 0..8 {
+        let Some(next) = next_after(cron, offset_minutes, prev) else {
+            break;
+        };
+        let gap = (next - prev).num_seconds();
+        if gap < min_gap_secs {
+            return Err(ScheduleError::TooOften {
+                gap,
+                min: min_gap_secs,
+            });
+        }
+        prev = next;
+    }
+    Ok(first)
+}
+
+/// Queues every due occurrence of every enabled schedule and moves each
+/// schedule to its next occurrence. Returns how many jobs this call queued.
+///
+/// # Errors
+/// Database errors of the scan; a schedule that fails is logged and
+/// retried at the next tick.
+pub async fn run_due(db: &DatabaseConnection, queue: &JobQueue) -> anyhow::Result<usize> {
+    let now = Utc::now();
+    let due = job_schedule::Entity::find()
+        .filter(job_schedule::Column::Enabled.eq(true))
+        .filter(job_schedule::Column::NextRunAt.lte(now))
+        .order_by_asc(job_schedule::Column::NextRunAt)
+        .limit(PER_TICK)
+        .all(db)
+        .await?;
+    let mut queued = 0;
+    for s in due {
+        match run_one(db, queue, &s, now).await {
+            Ok(true) => queued += 1,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(schedule_id = %s.id, error = %e, "a recurring job could not be queued")
+            }
+        }
+    }
+    Ok(queued)
+}
+
+async fn run_one(
+    db: &DatabaseConnection,
+    queue: &JobQueue,
+    s: &job_schedule::Model,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let Some(occurrence) = s.next_run_at else {
+        return Ok(false);
+    };
+    let kind =
+        JobKind::parse(&s.kind).ok_or_else(|| anyhow::anyhow!("unknown job kind {:?}", s.kind))?;
+    let job = NewJob {
+        max_attempts: s.max_attempts,
+        schedule_key: Some(format!(
+            "schedule:{}:{}",
+            s.id,
+            occurrence.timestamp_millis()
+        )),
+        ..NewJob::now(s.account_id, kind, s.params.clone())
+    };
+    let row = enqueue(db, queue, job)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The pattern was checked when stored; `None` would mean it can no
+    // longer fire (e.g. a year field in the past): disable it then.
+    let next = parse(&s.cron)
+        .ok()
+        .and_then(|c| next_after(&c, s.utc_offset_minutes, now));
+    let mut update = job_schedule::Entity::update_many()
+        .col_expr(job_schedule::Column::NextRunAt, Expr::value(next))
+        .col_expr(
+            job_schedule::Column::LastRunAt,
+            Expr::value(Some(occurrence)),
+        )
+        .col_expr(job_schedule::Column::UpdatedAt, Expr::value(now));
+    if let Some(r) = &row {
+        update = update.col_expr(job_schedule::Column::LastJobId, Expr::value(Some(r.id)));
+    }
+    if next.is_none() {
+        update = update.col_expr(job_schedule::Column::Enabled, Expr::value(false));
+    }
+    // Only if no other process (or an edit) moved it meanwhile.
+    update
+        .filter(job_schedule::Column::Id.eq(s.id))
+        .filter(job_schedule::Column::NextRunAt.eq(occurrence))
+        .exec(db)
+        .await?;
+    if let Some(r) = &row {
+        tracing::info!(schedule_id = %s.id, job_id = %r.id, kind = kind.as_str(), "recurring job queued");
+    }
+    Ok(row.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
+    }
+
+    #[test]
+    fn five_fields_read_on_china_time_with_posix_weekdays() {
+        let c = parse("0 3 * * *").unwrap();
+        // 20:00 CST on the 27th → 03:00 CST on the 28th = 19:00 UTC on the 27th.
+        let now = utc(2026, 11, 27, 12, 0, 0);
+        assert_eq!(
+            next_after(&c, CST_MINUTES, now),
+            Some(utc(2026, 11, 27, 19, 0, 0))
+        );
+        // 1 = Monday (POSIX), not Sunday as in Quartz: 2026-11-30 is a Monday.
+        let monday = parse("30 9 * * 1").unwrap();
+        assert_eq!(
+            next_after(&monday, CST_MINUTES, now),
+            Some(utc(2026, 11, 30, 1, 30, 0))
+        );
+        assert_eq!(
+            next_after(&parse("30 9 * * MON").unwrap(), CST_MINUTES, now),
+            Some(utc(2026, 11, 30, 1, 30, 0))
+        );
+        // The same pattern on UTC.
+        assert_eq!(next_after(&c, 0, now), Some(utc(2026, 11, 28, 3, 0, 0)));
+        // Strictly after: an occurrence equal to `after` is not returned.
+        let at = utc(2026, 11, 27, 19, 0, 0);
+        assert_eq!(
+            next_after(&c, CST_MINUTES, at),
+            Some(utc(2026, 11, 28, 19, 0, 0))
+        );
+    }
+
+    #[test]
+    fn six_fields_have_seconds_first() {
+        let c = parse("*/10 * * * * *").unwrap();
+        let now = utc(2026, 11, 27, 12, 0, 3);
+        assert_eq!(next_after(&c, 0, now), Some(utc(2026, 11, 27, 12, 0, 10)));
+    }
+
+    #[test]
+    fn bad_patterns_and_offsets_are_refused() {
+        for p in ["", "* * *", "61 * * * *", "* * * * * * * *", "hello"] {
+            assert!(matches!(parse(p), Err(ScheduleError::Pattern(_))), "{p:?}");
+        }
+        assert_eq!(parse_offset("+08:00"), Ok(480));
+        assert_eq!(parse_offset("-05:30"), Ok(-330));
+        assert_eq!(parse_offset("Z"), Ok(0));
+        for o in ["8", "+25:00", "CST", ""] {
+            assert_eq!(parse_offset(o), Err(ScheduleError::Offset), "{o:?}");
+        }
+        assert_eq!(format_offset(480), "+08:00");
+        assert_eq!(format_offset(-330), "-05:30");
+    }
+
+    #[test]
+    fn patterns_firing_too_often_are_refused() {
+        let now = utc(2026, 11, 27, 12, 0, 0);
+        let every_minute = parse("* * * * *").unwrap();
+        assert_eq!(
+            check_interval(&every_minute, 0, now, 60),
+            Ok(utc(2026, 11, 27, 12, 1, 0))
+        );
+        assert_eq!(
+            check_interval(&every_minute, 0, now, 61),
+            Err(ScheduleError::TooOften { gap: 60, min: 61 })
+        );
+        // Irregular gaps count by their shortest.
+        assert!(matches!(
+            check_interval(&parse("0,1 3 * * *").unwrap(), 0, now, 3600),
+            Err(ScheduleError::TooOften { gap: 60, .. })
+        ));
+    }
+}
