@@ -8,7 +8,8 @@
 //! the schedule moves to its next occurrence with a compare-and-set on
 //! `next_run_at`. Occurrences missed while no process ran are not replayed
 //! one by one: the schedule runs once when a process comes back, then
-//! follows its pattern from that moment (what a nightly rebuild needs).
+//! follows its pattern from that moment (what a nightly rebuild needs); a
+//! merely late tick (under a minute) still queues every occurrence.
 //! apalis-cron's in-memory streams cannot follow schedules that users add
 //! and change at run time, hence this table.
 use std::str::FromStr as _;
@@ -90,6 +91,25 @@ pub fn next_after(cron: &Cron, offset_minutes: i32, after: DateTime<Utc>) -> Opt
     cron.find_next_occurrence(&after.with_timezone(&clock(offset_minutes)), false)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// A late tick still queues the occurrence after `occurrence` if it is
+/// less than this overdue; older ones are skipped.
+const CATCH_UP: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// The occurrence to queue after `occurrence`, at `now`: the next one of
+/// the pattern, unless it is more than [`CATCH_UP`] overdue (the process
+/// was down): then the first one after `now`.
+pub fn following(
+    cron: &Cron,
+    offset_minutes: i32,
+    occurrence: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    match next_after(cron, offset_minutes, occurrence) {
+        Some(n) if n >= now - CATCH_UP => Some(n),
+        _ => next_after(cron, offset_minutes, now),
+    }
 }
 
 /// Checks that `cron` fires, and never twice within `min_gap_secs`
@@ -176,7 +196,7 @@ async fn run_one(
     // longer fire (e.g. a year field in the past): disable it then.
     let next = parse(&s.cron)
         .ok()
-        .and_then(|c| next_after(&c, s.utc_offset_minutes, now));
+        .and_then(|c| following(&c, s.utc_offset_minutes, occurrence, now));
     let mut update = job_schedule::Entity::update_many()
         .col_expr(job_schedule::Column::NextRunAt, Expr::value(next))
         .col_expr(
@@ -239,6 +259,21 @@ mod tests {
             next_after(&c, CST_MINUTES, at),
             Some(utc(2026, 11, 28, 19, 0, 0))
         );
+    }
+
+    #[test]
+    fn a_late_tick_catches_up_but_a_long_outage_is_not_replayed() {
+        let c = parse("* * * * *").unwrap();
+        let t = utc(2026, 11, 27, 12, 0, 0);
+        // Handled 5 s late: the next minute is still ahead.
+        let now = t + chrono::TimeDelta::seconds(5);
+        assert_eq!(following(&c, 0, t, now), Some(utc(2026, 11, 27, 12, 1, 0)));
+        // Handled 70 s late: 12:01 is 10 s overdue and still queued.
+        let now = t + chrono::TimeDelta::seconds(70);
+        assert_eq!(following(&c, 0, t, now), Some(utc(2026, 11, 27, 12, 1, 0)));
+        // After an hour down: from now on, no replay of the missed ones.
+        let now = t + chrono::TimeDelta::seconds(3600 + 5);
+        assert_eq!(following(&c, 0, t, now), Some(utc(2026, 11, 27, 13, 1, 0)));
     }
 
     #[test]
