@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use chrono::{Duration, Utc};
-use entity::{campaign, campaign_content, content, segment};
+use entity::{campaign, campaign_content, content, job_schedule, segment};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use sea_orm::{ActiveModelTrait, DatabaseConnection, Set};
 use serde_json::json;
@@ -407,7 +407,51 @@ pub async fn seed(db: &DatabaseConnection, account_id: Uuid) -> AppResult<DemoSt
     .await?
     .accepted;
     seed_campaigns(db, account_id).await?;
+    seed_schedules(db, account_id).await?;
     Ok(stats)
+}
+
+/// Two recurring jobs to look at: a nightly index rebuild (on) and a weekly
+/// retraining (off until someone enables it: it takes minutes of CPU).
+async fn seed_schedules(db: &DatabaseConnection, account_id: Uuid) -> AppResult<()> {
+    use worker::jobs::{JobKind, recurring};
+    let now = Utc::now();
+    for (name, kind, cron, enabled) in [
+        (
+            "每天凌晨四点重建搜索索引",
+            JobKind::IndexPersonas,
+            "0 4 * * *",
+            true,
+        ),
+        (
+            "每周日凌晨重训情感模型",
+            JobKind::RetrainSentiment,
+            "0 2 * * SUN",
+            false,
+        ),
+    ] {
+        let pattern = recurring::parse(cron).map_err(anyhow::Error::from)?;
+        let next = recurring::next_after(&pattern, recurring::CST_MINUTES, now);
+        job_schedule::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            account_id: Set(account_id),
+            name: Set(name.into()),
+            kind: Set(kind.as_str().into()),
+            params: Set(json!({})),
+            cron: Set(cron.into()),
+            utc_offset_minutes: Set(recurring::CST_MINUTES),
+            max_attempts: Set(3),
+            enabled: Set(enabled),
+            next_run_at: Set(next.filter(|_| enabled)),
+            last_run_at: Set(None),
+            last_job_id: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(db)
+        .await?;
+    }
+    Ok(())
 }
 
 /// name, status, objective, channel, content title, body, variants.

@@ -22,13 +22,27 @@ async fn the_demo_brand_is_loaded_on_first_start() {
     let d = s
         .gql(
             "{ viewer { account { name } } members(first: 50) { totalCount edges { node { nickname city age messages { totalCount } } } }
-               campaigns { totalCount edges { node { status contents { variants { text } } } } } segments { totalCount } }",
+               campaigns { totalCount edges { node { status contents { variants { text } } } } } segments { totalCount }
+               jobSchedules { name kind enabled nextRunAt } }",
             json!({}),
         )
         .await;
     assert_eq!(d["members"]["totalCount"], 2000);
     assert_eq!(d["campaigns"]["totalCount"], 3);
     assert_eq!(d["segments"]["totalCount"], 1);
+    // Recurring jobs: one on (with its next run), one off.
+    let schedules = d["jobSchedules"].as_array().unwrap();
+    assert_eq!(schedules.len(), 2, "{schedules:?}");
+    assert!(
+        schedules
+            .iter()
+            .any(|j| j["enabled"] == true && j["nextRunAt"].is_string())
+    );
+    assert!(
+        schedules
+            .iter()
+            .any(|j| j["enabled"] == false && j["nextRunAt"].is_null())
+    );
     let statuses: Vec<&str> = d["campaigns"]["edges"]
         .as_array()
         .unwrap()
