@@ -109,6 +109,22 @@ async fn a_recurring_job_runs_at_its_times_until_disabled() {
     let span = (last - first_due).num_seconds() / 2 + 1;
     assert!(keys >= span, "{keys} jobs for {span} occurrences");
 
+    // Its history, newest first: the latest is `lastJob`.
+    let recent = s
+        .gql(
+            "query($id: ID!) { jobSchedule(id: $id) { lastJob { id } recentJobs(first: 100) { id kind } } }",
+            json!({ "id": id }),
+        )
+        .await["jobSchedule"]
+        .clone();
+    let listed = recent["recentJobs"].as_array().unwrap();
+    assert!(listed.len() as i64 >= keys, "{recent}");
+    assert!(listed.iter().all(|j| j["kind"] == "INDEX_PERSONAS"));
+    assert!(
+        listed.iter().any(|j| j["id"] == recent["lastJob"]["id"]),
+        "{recent}"
+    );
+
     // Disabled: no next run, and no new jobs.
     let off = s
         .gql(UPDATE, json!({ "id": id, "i": { "enabled": false } }))
@@ -202,6 +218,16 @@ async fn bad_schedules_are_bad_user_input_and_store_nothing() {
     let kept = schedule(&s, &ok["id"]).await;
     assert_eq!(kept["name"], "nightly", "{kept}");
     assert_eq!(kept["nextRunAt"], ok["nextRunAt"]);
+
+    let body = s
+        .err_as(
+            Some(ADMIN_KEY),
+            "query($id: ID!) { jobSchedule(id: $id) { recentJobs(first: 0) { id } } }",
+            json!({ "id": ok["id"] }),
+            "BAD_USER_INPUT",
+        )
+        .await;
+    assert_eq!(body["errors"][0]["extensions"]["field"], "first");
 
     // Integration keys may not manage schedules; another account does not see them.
     let integration = s.new_key(ADMIN_KEY, "INTEGRATION").await;

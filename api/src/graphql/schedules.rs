@@ -3,7 +3,9 @@
 use async_graphql::{Context, ID, InputObject, Json, Object};
 use chrono::{DateTime, Utc};
 use entity::{job_run, job_schedule};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 use serde_json::Value;
 use uuid::Uuid;
 use worker::jobs::{self, recurring};
@@ -67,6 +69,23 @@ impl JobSchedule {
             .one(ctx.db())
             .await?
             .map(Job))
+    }
+    /// The jobs its occurrences queued, newest first (1–100, default 10);
+    /// finished ones stay listed as long as `jobs` lists them.
+    async fn recent_jobs(&self, ctx: &Context<'_>, first: Option<i32>) -> GqlResult<Vec<Job>> {
+        let n = first.unwrap_or(10);
+        if !(1..=100).contains(&n) {
+            return Err(AppError::bad_input("first", "between 1 and 100").into());
+        }
+        Ok(tenant::scoped::<job_run::Entity>(self.0.account_id)
+            .filter(job_run::Column::ScheduleKey.starts_with(recurring::key_prefix(self.0.id)))
+            .order_by_desc(job_run::Column::Id)
+            .limit(n as u64)
+            .all(ctx.db())
+            .await?
+            .into_iter()
+            .map(Job)
+            .collect())
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at

@@ -93,6 +93,12 @@ pub fn next_after(cron: &Cron, offset_minutes: i32, after: DateTime<Utc>) -> Opt
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// The start of the schedule key of every job `schedule` queues (the
+/// occurrence's Unix milliseconds follow).
+pub fn key_prefix(schedule: uuid::Uuid) -> String {
+    format!("schedule:{schedule}:")
+}
+
 /// A late tick still queues the occurrence after `occurrence` if it is
 /// less than this overdue; older ones are skipped.
 const CATCH_UP: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
@@ -183,8 +189,8 @@ async fn run_one(
     let job = NewJob {
         max_attempts: s.max_attempts,
         schedule_key: Some(format!(
-            "schedule:{}:{}",
-            s.id,
+            "{}{}",
+            key_prefix(s.id),
             occurrence.timestamp_millis()
         )),
         ..NewJob::now(s.account_id, kind, s.params.clone())
