@@ -67,7 +67,7 @@ async fn sentiment_points_the_right_way_on_obvious_chinese_texts() {
 }
 
 #[tokio::test]
-async fn emoji_and_sticker_codes_carry_sentiment() {
+async fn emoji_stickers_and_slang_carry_sentiment() {
     let s = with_models().await;
     let texts = [
         "[强]",
@@ -77,6 +77,9 @@ async fn emoji_and_sticker_codes_carry_sentiment() {
         "好的[强]",
         "好的[流泪]",
         "客服不理人，退货流程拖了一个月，气死我了[哈哈]",
+        "这家店yyds",
+        "智商税",
+        "再也不会回购了",
     ];
     let d = s.gql(ANALYZE, json!({ "t": texts })).await;
     let r = d["analyzeText"].as_array().unwrap();
@@ -90,6 +93,10 @@ async fn emoji_and_sticker_codes_carry_sentiment() {
     assert!(score(5) < score(3) - 0.1, "{r:?}");
     // One opposite sticker does not overturn a clear complaint.
     assert!(score(6) < 0.5, "{r:?}");
+    // Marketing slang newer than the training corpus; a negation flips it.
+    assert_eq!(r[7]["sentiment"]["label"], "POSITIVE", "{r:?}");
+    assert_eq!(r[8]["sentiment"]["label"], "NEGATIVE", "{r:?}");
+    assert_eq!(r[9]["sentiment"]["label"], "NEGATIVE", "{r:?}");
 }
 
 #[tokio::test]

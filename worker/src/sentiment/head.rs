@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::features::{self, FeatureSpec, Sparse};
 use super::train::{Linear, Platt, Thresholds, sigmoid};
-use super::{emoji, runtime};
+use super::{lexicon, runtime};
 use crate::ml::onnx::{Attr, DataType, Dim, Graph, ModelProto};
 
 /// Format of the head JSON (and graph) this build writes. Format 1 heads
@@ -405,7 +405,7 @@ impl Head {
     /// the ONNX graph on ONNX Runtime when this process has an environment
     /// for it (see [`super::runtime`]), else the Rust reference (same
     /// numbers within 1e-5), then takes the texts' emoji into account
-    /// ([`super::emoji`]: the head never saw them).
+    /// ([`super::lexicon`]: the head never saw them).
     pub fn predict(&self, texts: &[String], embeddings: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
         let mut p = if runtime::environment().is_some() {
             self.predict_onnx(texts, embeddings)?
@@ -413,7 +413,7 @@ impl Head {
             self.predict_reference(texts, embeddings)?
         };
         for (p, t) in p.iter_mut().zip(texts) {
-            *p = emoji::adjust(t, *p);
+            *p = lexicon::adjust(t, *p);
         }
         Ok(p)
     }

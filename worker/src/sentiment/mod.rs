@@ -11,9 +11,9 @@
 //! `lingxi-sentiment train|eval|predict` drives it; docs/sentiment.md has
 //! the method, the thresholds and the measured numbers.
 pub mod corpus;
-pub mod emoji;
 pub mod features;
 mod head;
+pub mod lexicon;
 pub mod neutral;
 pub mod runtime;
 pub mod train;
@@ -500,7 +500,7 @@ pub fn score(
         .logits(&f)
         .into_iter()
         .zip(&texts)
-        .map(|(z, t)| train::sigmoid(z + emoji::logit_shift(t)))
+        .map(|(z, t)| train::sigmoid(z + lexicon::logit_shift(t)))
         .collect())
 }
 

