@@ -26,18 +26,11 @@ async fn schedule(s: &Server, id: &Value) -> Value {
 }
 
 async fn jobs_of_kind(s: &Server, kind: &str) -> usize {
-    let d = s
-        .gql(
-            "{ jobs(first: 500) { edges { node { kind } } } }",
-            json!({}),
-        )
-        .await;
-    d["jobs"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["node"]["kind"] == kind)
-        .count()
+    let q = format!("{{ jobs(first: 500, kind: {kind}) {{ edges {{ node {{ kind }} }} }} }}");
+    let d = s.gql(&q, json!({})).await;
+    let edges = d["jobs"]["edges"].as_array().unwrap();
+    assert!(edges.iter().all(|e| e["node"]["kind"] == kind), "{d}");
+    edges.len()
 }
 
 #[tokio::test]
@@ -46,6 +39,12 @@ async fn a_recurring_job_runs_at_its_times_until_disabled() {
     // A second process with its own scheduler: occurrences must still be queued once.
     let mut worker = [s.spawn_worker(1)];
     tests::all_started(&mut worker, |i| s.worker_log(i), "worker started").await;
+    // A one-off job of another kind, which `jobs(kind:)` must leave out.
+    s.gql(
+        "mutation { enqueueJob(input: { kind: BUILD_PERSONAS }) { id } }",
+        json!({}),
+    )
+    .await;
     let created = s
         .gql(
             CREATE,

@@ -168,7 +168,7 @@ impl JobsQuery {
         }
     }
 
-    /// The account's jobs, newest first.
+    /// The account's jobs, newest first; optionally of one status and kind.
     #[graphql(complexity = "first.unwrap_or(20).clamp(1, 500) as usize * child_complexity + 1")]
     async fn jobs(
         &self,
@@ -176,10 +176,14 @@ impl JobsQuery {
         first: Option<i32>,
         after: Option<String>,
         status: Option<JobStatus>,
+        kind: Option<JobKind>,
     ) -> GqlResult<Conn<Job>> {
         let mut select = tenant::scoped::<job_run::Entity>(ctx.tenant()?);
         if let Some(s) = status {
             select = select.filter(job_run::Column::Status.eq(s.as_str()));
+        }
+        if let Some(k) = kind {
+            select = select.filter(job_run::Column::Kind.eq(jobs::JobKind::from(k).as_str()));
         }
         Ok(paginate(
             ctx.db(),
