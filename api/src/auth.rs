@@ -185,6 +185,9 @@ pub async fn bootstrap(
             true,
         ),
     };
+    if first_start {
+        worker::jobs::recurring::ensure_builtin(db, Some(account.id)).await?;
+    }
     let mut generated_secret = None;
     match configured {
         Some(secret) => {

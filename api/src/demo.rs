@@ -442,6 +442,7 @@ async fn seed_schedules(db: &DatabaseConnection, account_id: Uuid) -> AppResult<
             utc_offset_minutes: Set(recurring::CST_MINUTES),
             max_attempts: Set(3),
             enabled: Set(enabled),
+            builtin: Set(false),
             next_run_at: Set(next.filter(|_| enabled)),
             last_run_at: Set(None),
             last_job_id: Set(None),

@@ -19,6 +19,9 @@ pub struct Model {
     pub utc_offset_minutes: i32,
     pub max_attempts: i32,
     pub enabled: bool,
+    /// Created by the platform for every account (the nightly persona
+    /// rebuild): its timing can change, its name and existence cannot.
+    pub builtin: bool,
     /// The next occurrence; null while disabled.
     pub next_run_at: Option<DateTimeUtc>,
     /// The occurrence that queued `last_job_id`.

@@ -1,4 +1,5 @@
-//! Recurring jobs: a cron schedule per row, owned by an account.
+//! Recurring jobs: a cron schedule per row, owned by an account; `builtin`
+//! rows (the nightly persona rebuild) can be changed or disabled, not deleted.
 #![allow(elided_lifetimes_in_paths)] // MigrationTrait is an async_trait with elided lifetimes
 use sea_orm_migration::prelude::*;
 
@@ -17,6 +18,7 @@ enum JobSchedule {
     UtcOffsetMinutes,
     MaxAttempts,
     Enabled,
+    Builtin,
     NextRunAt,
     LastRunAt,
     LastJobId,
@@ -52,6 +54,12 @@ impl MigrationTrait for Migration {
                 .col(ColumnDef::new(S::UtcOffsetMinutes).integer().not_null())
                 .col(ColumnDef::new(S::MaxAttempts).integer().not_null())
                 .col(ColumnDef::new(S::Enabled).boolean().not_null())
+                .col(
+                    ColumnDef::new(S::Builtin)
+                        .boolean()
+                        .not_null()
+                        .default(false),
+                )
                 .col(ts(S::NextRunAt, true))
                 .col(ts(S::LastRunAt, true))
                 .col(ColumnDef::new(S::LastJobId).uuid().null())

@@ -30,9 +30,9 @@ async fn the_demo_brand_is_loaded_on_first_start() {
     assert_eq!(d["members"]["totalCount"], 2000);
     assert_eq!(d["campaigns"]["totalCount"], 3);
     assert_eq!(d["segments"]["totalCount"], 1);
-    // Recurring jobs: one on (with its next run), one off.
+    // Recurring jobs: the built-in nightly rebuild and two examples, one off.
     let schedules = d["jobSchedules"].as_array().unwrap();
-    assert_eq!(schedules.len(), 2, "{schedules:?}");
+    assert_eq!(schedules.len(), 3, "{schedules:?}");
     assert!(
         schedules
             .iter()

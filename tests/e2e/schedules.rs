@@ -7,7 +7,12 @@ use tests::{ADMIN_KEY, Options, Server, error_code, eventually};
 const CREATE: &str = "mutation($i: CreateJobScheduleInput!) { createJobSchedule(input: $i) { id name kind params cron utcOffset maxAttempts enabled nextRunAt lastRunAt lastJob { id } } }";
 const UPDATE: &str = "mutation($id: ID!, $i: UpdateJobScheduleInput!) { updateJobSchedule(id: $id, input: $i) { id name enabled cron nextRunAt } }";
 const GET: &str = "query($id: ID!) { jobSchedule(id: $id) { name enabled nextRunAt lastRunAt lastJob { id kind status params } } }";
-const LIST: &str = "{ jobSchedules { name } }";
+const LIST: &str = "{ jobSchedules { name builtin } }";
+
+/// What every account has from the start: the built-in nightly rebuild.
+fn only_builtin() -> Value {
+    json!([{ "name": "每晚重建画像", "builtin": true }])
+}
 
 /// A server whose schedules may fire every second, so tests need not wait minutes.
 async fn server() -> Server {
@@ -156,7 +161,7 @@ async fn a_recurring_job_runs_at_its_times_until_disabled() {
         )
         .await;
     assert_eq!(del["deleteJobSchedule"], true);
-    assert_eq!(s.gql(LIST, json!({})).await["jobSchedules"], json!([]));
+    assert_eq!(s.gql(LIST, json!({})).await["jobSchedules"], only_builtin());
     assert!(jobs_of_kind(&s, "INDEX_PERSONAS").await >= 2);
 }
 
@@ -190,7 +195,7 @@ async fn bad_schedules_are_bad_user_input_and_store_nothing() {
             "{vars}: {body}"
         );
     }
-    assert_eq!(s.gql(LIST, json!({})).await["jobSchedules"], json!([]));
+    assert_eq!(s.gql(LIST, json!({})).await["jobSchedules"], only_builtin());
 
     // Names are unique per account.
     let ok = s.gql(CREATE, json!({ "i": base })).await["createJobSchedule"].clone();
@@ -234,7 +239,67 @@ async fn bad_schedules_are_bad_user_input_and_store_nothing() {
         .await;
     let (_, other_admin) = s.new_account("别的品牌").await;
     let theirs = s.ok_as(&other_admin, LIST, json!({})).await;
-    assert_eq!(theirs["jobSchedules"], json!([]));
+    // Only its own built-in one.
+    assert_eq!(theirs["jobSchedules"], only_builtin());
     let missing = s.ok_as(&other_admin, GET, json!({ "id": ok["id"] })).await;
     assert!(missing["jobSchedule"].is_null());
+}
+
+#[tokio::test]
+async fn every_account_has_a_nightly_rebuild_it_can_retime_or_disable_but_not_delete() {
+    let s = Server::start().await;
+    let q = "{ jobSchedules { id name kind cron utcOffset enabled builtin nextRunAt } }";
+    let list = s.gql(q, json!({})).await["jobSchedules"].clone();
+    let nightly = list[0].clone();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(nightly["kind"], "BUILD_PERSONAS");
+    assert_eq!(nightly["cron"], "0 3 * * *");
+    assert_eq!(nightly["utcOffset"], "+08:00");
+    assert_eq!(nightly["enabled"], true);
+    assert_eq!(nightly["builtin"], true);
+    // 03:00 in China is 19:00 UTC, within the next day.
+    let at: chrono::DateTime<chrono::Utc> = nightly["nextRunAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(at.format("%H:%M:%S").to_string(), "19:00:00");
+    assert!(at > chrono::Utc::now() && at <= chrono::Utc::now() + chrono::Duration::days(1));
+    let id = nightly["id"].clone();
+
+    let del = s
+        .err_as(
+            Some(ADMIN_KEY),
+            "mutation($id: ID!) { deleteJobSchedule(id: $id) }",
+            json!({ "id": id }),
+            "BAD_USER_INPUT",
+        )
+        .await;
+    assert_eq!(del["errors"][0]["extensions"]["field"], "id");
+    let rename = s
+        .err_as(
+            Some(ADMIN_KEY),
+            UPDATE,
+            json!({ "id": id, "i": { "name": "别的名字" } }),
+            "BAD_USER_INPUT",
+        )
+        .await;
+    assert_eq!(rename["errors"][0]["extensions"]["field"], "input.name");
+    // Retimed to 05:00, then off.
+    let later = s
+        .gql(UPDATE, json!({ "id": id, "i": { "cron": "0 5 * * *" } }))
+        .await["updateJobSchedule"]
+        .clone();
+    let at: chrono::DateTime<chrono::Utc> = later["nextRunAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(at.format("%H:%M").to_string(), "21:00", "{later}");
+    let off = s
+        .gql(UPDATE, json!({ "id": id, "i": { "enabled": false } }))
+        .await["updateJobSchedule"]
+        .clone();
+    assert!(off["nextRunAt"].is_null(), "{off}");
+    // Still there, still one; a new account gets its own.
+    let list = s.gql(q, json!({})).await["jobSchedules"].clone();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["cron"], "0 5 * * *");
+    let (_, other) = s.new_account("新品牌").await;
+    let theirs = s.ok_as(&other, q, json!({})).await["jobSchedules"].clone();
+    assert_eq!(theirs[0]["cron"], "0 3 * * *", "{theirs}");
+    assert_eq!(theirs[0]["enabled"], true);
+    assert_ne!(theirs[0]["id"], id);
 }

@@ -12,15 +12,16 @@ use crate::{
         JobQueue,
         execute::{JobContext, handle},
         queue::POLL,
-        recurring, schedule,
+        recurring,
     },
     models::SharedModels,
 };
 
 /// How often time-driven campaign moves are checked.
 const TICK: Duration = Duration::from_secs(2);
-/// How often the nightly jobs are made sure of.
-const NIGHTLY_CHECK: Duration = Duration::from_secs(60);
+/// How often every account's built-in recurring jobs are made sure of
+/// (accounts created by this release get them at once; older ones here).
+const BUILTIN_CHECK: Duration = Duration::from_secs(300);
 /// The longest pause between purges of finished queue entries.
 const PURGE_AT_MOST_EVERY: Duration = Duration::from_secs(3600);
 
@@ -150,7 +151,7 @@ async fn tick_loop(
 ) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut nightly = Every::new(NIGHTLY_CHECK);
+    let mut builtin = Every::new(BUILTIN_CHECK);
     // Purge a few times per retention period, at most hourly.
     let mut purge = Every::new((keep_finished / 4).clamp(TICK, PURGE_AT_MOST_EVERY));
     loop {
@@ -166,11 +167,11 @@ async fn tick_loop(
                     Ok(n) => tracing::info!(queued = n, "recurring jobs queued"),
                     Err(e) => tracing::warn!(error = %e, "recurring job scan failed"),
                 }
-                if nightly.due() {
-                    match schedule::ensure_nightly(&db, &queue).await {
+                if builtin.due() {
+                    match recurring::ensure_builtin(&db, None).await {
                         Ok(0) => {}
-                        Ok(n) => tracing::info!(queued = n, "nightly persona rebuilds queued"),
-                        Err(e) => tracing::warn!(error = %e, "nightly scheduling failed"),
+                        Ok(n) => tracing::info!(created = n, "built-in recurring jobs created"),
+                        Err(e) => tracing::warn!(error = %e, "built-in recurring jobs not ensured"),
                     }
                 }
                 if purge.due() {

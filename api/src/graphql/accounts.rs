@@ -228,6 +228,7 @@ impl AccountsMutation {
         .await?;
         let secret = auth::new_secret();
         auth::insert_key(&txn, account.id, "admin", Role::Admin, false, &secret).await?;
+        worker::jobs::recurring::ensure_builtin(&txn, Some(account.id)).await?;
         txn.commit().await?;
         Ok(NewAccount {
             account: Account(account),

@@ -51,6 +51,11 @@ impl JobSchedule {
     async fn enabled(&self) -> bool {
         self.0.enabled
     }
+    /// The platform's own (the nightly persona rebuild): it can be retimed
+    /// or disabled, not renamed or deleted.
+    async fn builtin(&self) -> bool {
+        self.0.builtin
+    }
     /// The next occurrence; null while disabled.
     async fn next_run_at(&self) -> Option<DateTime<Utc>> {
         self.0.next_run_at
@@ -239,6 +244,7 @@ impl SchedulesMutation {
             utc_offset_minutes: Set(c.offset),
             max_attempts: Set(input.max_attempts.unwrap_or(3)),
             enabled: Set(enabled),
+            builtin: Set(false),
             next_run_at: Set(c.next_run_at),
             last_run_at: Set(None),
             last_job_id: Set(None),
@@ -264,7 +270,15 @@ impl SchedulesMutation {
         let old = tenant::get::<job_schedule::Entity>(ctx.db(), account_id, id).await?;
         let mut row: job_schedule::ActiveModel = old.clone().into();
         if let Some(n) = &input.name {
-            row.name = Set(required_text("input.name", n, 128)?);
+            let n = required_text("input.name", n, 128)?;
+            if old.builtin && n != old.name {
+                return Err(AppError::bad_input(
+                    "input.name",
+                    "a built-in schedule keeps its name / 内置计划不能改名",
+                )
+                .into());
+            }
+            row.name = Set(n);
         }
         if let Some(p) = input.params {
             let kind = jobs::JobKind::parse(&old.kind)
@@ -297,11 +311,18 @@ impl SchedulesMutation {
         Ok(JobSchedule(row.update(ctx.db()).await.map_err(name_taken)?))
     }
 
-    /// Deletes a recurring job; jobs it queued already stay.
+    /// Deletes a recurring job (not a built-in one); jobs it queued stay.
     async fn delete_job_schedule(&self, ctx: &Context<'_>, id: ID) -> GqlResult<bool> {
         let id = parse_id(&id, "id")?;
         let account_id = ctx.tenant()?;
-        tenant::get::<job_schedule::Entity>(ctx.db(), account_id, id).await?;
+        let s = tenant::get::<job_schedule::Entity>(ctx.db(), account_id, id).await?;
+        if s.builtin {
+            return Err(AppError::bad_input(
+                "id",
+                "a built-in schedule can be disabled, not deleted / 内置计划只能停用，不能删除",
+            )
+            .into());
+        }
         job_schedule::Entity::delete_many()
             .filter(job_schedule::Column::AccountId.eq(account_id))
             .filter(job_schedule::Column::Id.eq(id))

@@ -11,16 +11,21 @@
 //! follows its pattern from that moment (what a nightly rebuild needs); a
 //! merely late tick (under a minute) still queues every occurrence.
 //! apalis-cron's in-memory streams cannot follow schedules that users add
-//! and change at run time, hence this table.
+//! and change at run time, hence this table. Every account has one built-in
+//! row ([`NIGHTLY`], the nightly persona rebuild), which its users can
+//! retime or disable but not delete.
 use std::str::FromStr as _;
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use croner::{Cron, parser::CronParser, parser::Seconds};
-use entity::job_schedule;
+use entity::{account, job_schedule};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, sea_query::Expr,
 };
+use uuid::Uuid;
 
 use super::{JobKind, JobQueue, enqueue, enqueue::NewJob};
 
@@ -29,6 +34,72 @@ pub const CST_MINUTES: i32 = 8 * 60;
 
 /// Schedules looked at per tick; the rest wait for the next tick.
 const PER_TICK: u64 = 200;
+
+/// The built-in schedule every account gets: name, kind, pattern.
+pub const NIGHTLY: (&str, JobKind, &str) = ("每晚重建画像", JobKind::BuildPersonas, "0 3 * * *");
+
+/// Gives `account` (or every account lacking it) the built-in nightly
+/// persona rebuild, enabled, at 03:00 China Standard Time. Accounts that
+/// have it keep it as they set it. Returns how many were created.
+///
+/// # Errors
+/// Database errors (a row another process created first is not one).
+pub async fn ensure_builtin(
+    db: &impl ConnectionTrait,
+    account: Option<Uuid>,
+) -> Result<usize, sea_orm::DbErr> {
+    let mut accounts = account::Entity::find()
+        .select_only()
+        .column(account::Column::Id);
+    if let Some(a) = account {
+        accounts = accounts.filter(account::Column::Id.eq(a));
+    }
+    let accounts: Vec<Uuid> = accounts.into_tuple().all(db).await?;
+    let mut have = job_schedule::Entity::find()
+        .select_only()
+        .column(job_schedule::Column::AccountId)
+        .filter(job_schedule::Column::Builtin.eq(true));
+    if let Some(a) = account {
+        have = have.filter(job_schedule::Column::AccountId.eq(a));
+    }
+    let have: HashSet<Uuid> = have.into_tuple().all(db).await?.into_iter().collect();
+    let (name, kind, cron) = NIGHTLY;
+    let now = Utc::now();
+    let next = parse(cron)
+        .ok()
+        .and_then(|c| next_after(&c, CST_MINUTES, now));
+    let mut created = 0;
+    for a in accounts.into_iter().filter(|a| !have.contains(a)) {
+        let row = job_schedule::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            account_id: Set(a),
+            name: Set(name.to_owned()),
+            kind: Set(kind.as_str().to_owned()),
+            params: Set(serde_json::json!({})),
+            cron: Set(cron.to_owned()),
+            utc_offset_minutes: Set(CST_MINUTES),
+            max_attempts: Set(3),
+            enabled: Set(true),
+            builtin: Set(true),
+            next_run_at: Set(next),
+            last_run_at: Set(None),
+            last_job_id: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        match row.insert(db).await {
+            Ok(_) => created += 1,
+            // Another process gave it first (unique account and name).
+            Err(e)
+                if matches!(
+                    e.sql_err(),
+                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(created)
+}
 
 /// Why a pattern or offset was refused; the message is for the user.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -95,7 +166,7 @@ pub fn next_after(cron: &Cron, offset_minutes: i32, after: DateTime<Utc>) -> Opt
 
 /// The start of the schedule key of every job `schedule` queues (the
 /// occurrence's Unix milliseconds follow).
-pub fn key_prefix(schedule: uuid::Uuid) -> String {
+pub fn key_prefix(schedule: Uuid) -> String {
     format!("schedule:{schedule}:")
 }
 
@@ -280,6 +351,21 @@ mod tests {
         // After an hour down: from now on, no replay of the missed ones.
         let now = t + chrono::TimeDelta::seconds(3600 + 5);
         assert_eq!(following(&c, 0, t, now), Some(utc(2026, 11, 27, 13, 1, 0)));
+    }
+
+    #[test]
+    fn the_builtin_nightly_runs_at_3am_china_time() {
+        let c = parse(NIGHTLY.2).unwrap();
+        let now = utc(2026, 11, 27, 12, 0, 0); // 20:00 CST
+        assert_eq!(
+            next_after(&c, CST_MINUTES, now),
+            Some(utc(2026, 11, 27, 19, 0, 0))
+        );
+        let early = utc(2026, 11, 27, 18, 0, 0); // 02:00 CST on the 28th
+        assert_eq!(
+            next_after(&c, CST_MINUTES, early),
+            Some(utc(2026, 11, 27, 19, 0, 0))
+        );
     }
 
     #[test]
