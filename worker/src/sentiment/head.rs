@@ -404,8 +404,8 @@ impl Head {
     /// its embedding (computed with the prefix in [`Head::spec`]). Runs
     /// the ONNX graph on ONNX Runtime when this process has an environment
     /// for it (see [`super::runtime`]), else the Rust reference (same
-    /// numbers within 1e-5), then takes the texts' emoji into account
-    /// ([`super::lexicon`]: the head never saw them).
+    /// numbers within 1e-5), then takes the texts' emoji, sticker codes and
+    /// slang into account ([`super::lexicon`]: the head never saw them).
     pub fn predict(&self, texts: &[String], embeddings: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
         let mut p = if runtime::environment().is_some() {
             self.predict_onnx(texts, embeddings)?

@@ -20,13 +20,13 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-/// Logit shift per emoji of clear polarity. Chosen a priori: a lone
-/// emoji in an otherwise neutral message moves it well outside the
+/// Logit shift per lexicon entry. Chosen a priori: a lone entry in an
+/// otherwise neutral message moves it well outside the
 /// NEUTRAL band (σ(1.5) ≈ 0.82), while wording with a clear opposite
 /// verdict (head logit beyond ±3) keeps its label.
-pub const LOGIT_PER_EMOJI: f32 = 1.5;
+pub const LOGIT_PER_ENTRY: f32 = 1.5;
 
-/// At most this many emoji count (net), so `[怒][怒][怒][怒]` weighs like two.
+/// At most this many entries count (net), so `[怒][怒][怒][怒]` weighs like two.
 pub const MAX_NET: i32 = 2;
 
 /// The longest sticker name, in characters (`[社会社会]`, `[让我看看]`).
@@ -303,12 +303,12 @@ fn sticker(s: &str) -> Option<(i8, &str)> {
     Some((*p, &s[end + 1..]))
 }
 
-/// The logit shift for `text`: [`LOGIT_PER_EMOJI`] × its net polarity.
+/// The logit shift for `text`: [`LOGIT_PER_ENTRY`] × its net polarity.
 pub fn logit_shift(text: &str) -> f32 {
-    LOGIT_PER_EMOJI * net_polarity(text) as f32
+    LOGIT_PER_ENTRY * net_polarity(text) as f32
 }
 
-/// `p` (the head's probability) with `text`'s emoji taken into account.
+/// `p` (the head's probability) with `text`'s lexicon entries taken into account.
 pub fn adjust(text: &str, p: f32) -> f32 {
     let shift = logit_shift(text);
     if shift == 0.0 {
@@ -373,7 +373,7 @@ mod tests {
     fn adjust_moves_the_probability_by_the_shift() {
         assert_eq!(adjust("没有表情", 0.4), 0.4);
         let up = adjust("[强]", 0.5);
-        assert!((up - super::super::train::sigmoid(LOGIT_PER_EMOJI)).abs() < 1e-6);
+        assert!((up - super::super::train::sigmoid(LOGIT_PER_ENTRY)).abs() < 1e-6);
         assert!(adjust("[怒]", 0.5) < 0.2);
         // A clear verdict in words outweighs one opposite emoji.
         assert!(adjust("[哈哈]", 0.02) < 0.5);

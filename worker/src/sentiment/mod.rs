@@ -493,7 +493,7 @@ pub fn score(
     let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
     let emb = corpus::embed_cached(models, head.spec().embedding_prefix, &texts, cache, label)?;
     let f = featurize(rows, emb, head.spec());
-    // What `Head::predict` gives (emoji included), batched over the
+    // What `Head::predict` gives (lexical prior included), batched over the
     // featurised matrix.
     Ok(head
         .linear()
