@@ -129,6 +129,34 @@ async fn a_recurring_job_runs_at_its_times_until_disabled() {
         "{recent}"
     );
 
+    // No pile-up: while the latest job has not finished (here: put back to
+    // QUEUED behind the scheduler's back), occurrences are skipped. Twice, in
+    // case a tick queued a job between the check and the first update.
+    let requeue = "UPDATE job_run SET status = 'QUEUED' WHERE schedule_key LIKE 'schedule:%' AND status = 'SUCCEEDED'";
+    s.sql_exec(requeue).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    s.sql_exec(requeue).await;
+    let stuck = schedule(&s, &id).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let later = schedule(&s, &id).await;
+    assert_eq!(later["lastJob"]["id"], stuck["lastJob"]["id"], "{later}");
+    assert_eq!(later["lastJob"]["status"], "QUEUED");
+    assert!(
+        later["nextRunAt"].as_str() > stuck["nextRunAt"].as_str(),
+        "{later}"
+    );
+    // Once it is done, occurrences queue jobs again.
+    s.sql_exec(
+        "UPDATE job_run SET status = 'SUCCEEDED' WHERE schedule_key LIKE 'schedule:%' AND status = 'QUEUED'",
+    )
+    .await;
+    eventually(30, || async {
+        let sc = schedule(&s, &id).await;
+        (sc["lastJob"]["id"] != stuck["lastJob"]["id"]).then_some(())
+    })
+    .await
+    .expect("occurrences queue jobs again");
+
     // Disabled: no next run, and no new jobs.
     let off = s
         .gql(UPDATE, json!({ "id": id, "i": { "enabled": false } }))

@@ -9,7 +9,8 @@
 //! `next_run_at`. Occurrences missed while no process ran are not replayed
 //! one by one: the schedule runs once when a process comes back, then
 //! follows its pattern from that moment (what a nightly rebuild needs); a
-//! merely late tick (under a minute) still queues every occurrence.
+//! merely late tick (under a minute) still queues every occurrence, and an
+//! occurrence whose predecessor's job has not finished is skipped.
 //! apalis-cron's in-memory streams cannot follow schedules that users add
 //! and change at run time, hence this table. Every account has one built-in
 //! row ([`NIGHTLY`], the nightly persona rebuild), which its users can
@@ -20,14 +21,14 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use croner::{Cron, parser::CronParser, parser::Seconds};
-use entity::{account, job_schedule};
+use entity::{account, job_run, job_schedule};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set, sea_query::Expr,
 };
 use uuid::Uuid;
 
-use super::{JobKind, JobQueue, enqueue, enqueue::NewJob};
+use super::{JobKind, JobQueue, enqueue, enqueue::NewJob, status};
 
 /// The default clock of a schedule: China Standard Time, UTC+8.
 pub const CST_MINUTES: i32 = 8 * 60;
@@ -257,6 +258,25 @@ async fn run_one(
     };
     let kind =
         JobKind::parse(&s.kind).ok_or_else(|| anyhow::anyhow!("unknown job kind {:?}", s.kind))?;
+    // The pattern was checked when stored; `None` would mean it can no
+    // longer fire (e.g. a year field in the past): disable it then.
+    let next = parse(&s.cron)
+        .ok()
+        .and_then(|c| following(&c, s.utc_offset_minutes, occurrence, now));
+    // No pile-up: while the previous occurrence's job has not finished,
+    // this occurrence is skipped.
+    if let Some(prev) = s.last_job_id {
+        let busy = job_run::Entity::find_by_id(prev)
+            .filter(job_run::Column::Status.is_in([status::QUEUED, status::RUNNING]))
+            .count(db)
+            .await?
+            > 0;
+        if busy {
+            advance(db, s, occurrence, next, None, now).await?;
+            tracing::info!(schedule_id = %s.id, "the previous job has not finished: occurrence skipped");
+            return Ok(false);
+        }
+    }
     let job = NewJob {
         max_attempts: s.max_attempts,
         schedule_key: Some(format!(
@@ -269,34 +289,44 @@ async fn run_one(
     let row = enqueue(db, queue, job)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    // The pattern was checked when stored; `None` would mean it can no
-    // longer fire (e.g. a year field in the past): disable it then.
-    let next = parse(&s.cron)
-        .ok()
-        .and_then(|c| following(&c, s.utc_offset_minutes, occurrence, now));
+    advance(db, s, occurrence, next, row.as_ref().map(|r| r.id), now).await?;
+    if let Some(r) = &row {
+        tracing::info!(schedule_id = %s.id, job_id = %r.id, kind = kind.as_str(), "recurring job queued");
+    }
+    Ok(row.is_some())
+}
+
+/// Moves `s` from `occurrence` to `next` (disabling it when there is none),
+/// recording `job` as its latest when one was queued; only if no other
+/// process (or an edit) moved it meanwhile.
+async fn advance(
+    db: &DatabaseConnection,
+    s: &job_schedule::Model,
+    occurrence: DateTime<Utc>,
+    next: Option<DateTime<Utc>>,
+    job: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<(), sea_orm::DbErr> {
     let mut update = job_schedule::Entity::update_many()
         .col_expr(job_schedule::Column::NextRunAt, Expr::value(next))
-        .col_expr(
-            job_schedule::Column::LastRunAt,
-            Expr::value(Some(occurrence)),
-        )
         .col_expr(job_schedule::Column::UpdatedAt, Expr::value(now));
-    if let Some(r) = &row {
-        update = update.col_expr(job_schedule::Column::LastJobId, Expr::value(Some(r.id)));
+    if let Some(id) = job {
+        update = update
+            .col_expr(job_schedule::Column::LastJobId, Expr::value(Some(id)))
+            .col_expr(
+                job_schedule::Column::LastRunAt,
+                Expr::value(Some(occurrence)),
+            );
     }
     if next.is_none() {
         update = update.col_expr(job_schedule::Column::Enabled, Expr::value(false));
     }
-    // Only if no other process (or an edit) moved it meanwhile.
     update
         .filter(job_schedule::Column::Id.eq(s.id))
         .filter(job_schedule::Column::NextRunAt.eq(occurrence))
         .exec(db)
         .await?;
-    if let Some(r) = &row {
-        tracing::info!(schedule_id = %s.id, job_id = %r.id, kind = kind.as_str(), "recurring job queued");
-    }
-    Ok(row.is_some())
+    Ok(())
 }
 
 #[cfg(test)]
