@@ -77,6 +77,20 @@ pub fn check<'a>(
     }
 }
 
+/// Jobs that change what every account uses (the shared sentiment head)
+/// are the platform operator's; tenants queue their own work only.
+///
+/// # Errors
+/// `Forbidden` for a platform-wide kind without the operator key.
+pub fn check_job_kind(principal: &Principal, kind: worker::jobs::JobKind) -> Result<(), AppError> {
+    if kind.is_platform_wide() && !principal.operator {
+        return Err(AppError::Forbidden(
+            "queue jobs that change shared models (operator only)",
+        ));
+    }
+    Ok(())
+}
+
 /// The extension that applies [`check`] to every root field.
 pub struct Authorization;
 

@@ -261,6 +261,27 @@ async fn bad_schedules_are_bad_user_input_and_store_nothing() {
         .await;
     assert_eq!(body["errors"][0]["extensions"]["field"], "first");
 
+    // Retraining the shared sentiment head is the operator's, queued or scheduled.
+    let (_, tenant_admin) = s.new_account("租户品牌").await;
+    s.err_as(
+        Some(&tenant_admin),
+        CREATE,
+        json!({ "i": { "name": "重训", "kind": "RETRAIN_SENTIMENT", "cron": "0 2 * * SUN" } }),
+        "FORBIDDEN",
+    )
+    .await;
+    s.err_as(
+        Some(&tenant_admin),
+        "mutation { enqueueJob(input: { kind: RETRAIN_SENTIMENT }) { id } }",
+        json!({}),
+        "FORBIDDEN",
+    )
+    .await;
+    let theirs = s
+        .ok_as(&tenant_admin, "{ jobs { totalCount } }", json!({}))
+        .await;
+    assert_eq!(theirs["jobs"]["totalCount"], 0);
+
     // Integration keys may not manage schedules; another account does not see them.
     let integration = s.new_key(ADMIN_KEY, "INTEGRATION").await;
     s.err_as(Some(&integration), LIST, json!({}), "FORBIDDEN")

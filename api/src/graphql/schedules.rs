@@ -17,7 +17,7 @@ use super::{
 use crate::{
     context::ContextExt,
     error::{AppError, GqlResult, is_unique_violation},
-    tenant,
+    policy, tenant,
 };
 
 pub struct JobSchedule(pub job_schedule::Model);
@@ -223,6 +223,7 @@ impl SchedulesMutation {
         let name = required_text("input.name", &input.name, 128)?;
         let params = input.params.map(|p| p.0).unwrap_or(Value::Null);
         let kind: jobs::JobKind = input.kind.into();
+        policy::check_job_kind(ctx.principal()?, kind)?;
         jobs::enqueue::validate(kind, &params).map_err(AppError::from)?;
         check_attempts(input.max_attempts)?;
         let enabled = input.enabled.unwrap_or(true);
@@ -268,6 +269,9 @@ impl SchedulesMutation {
         let id = parse_id(&id, "id")?;
         let account_id = ctx.tenant()?;
         let old = tenant::get::<job_schedule::Entity>(ctx.db(), account_id, id).await?;
+        if let Some(kind) = jobs::JobKind::parse(&old.kind) {
+            policy::check_job_kind(ctx.principal()?, kind)?;
+        }
         let mut row: job_schedule::ActiveModel = old.clone().into();
         if let Some(n) = &input.name {
             let n = required_text("input.name", n, 128)?;

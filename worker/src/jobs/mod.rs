@@ -56,6 +56,12 @@ impl JobKind {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
+
+    /// Changes what every account uses (the shared sentiment head), so only
+    /// the platform operator may queue it.
+    pub fn is_platform_wide(self) -> bool {
+        matches!(self, JobKind::RetrainSentiment)
+    }
 }
 
 /// Job statuses as stored and shown.
