@@ -29,6 +29,7 @@ pub enum JobKind {
     BuildPersonas,
     /// Retrains the sentiment head on the platform corpus; the new version
     /// becomes active only if its balanced accuracy is higher. No params.
+    /// The head is shared by every account: the platform operator only.
     RetrainSentiment,
     /// Brings the segment search index up to date. Params: `{ memberIds?: [ID] }`;
     /// without ids a full rebuild that readers never see half done.
