@@ -205,6 +205,10 @@ async fn bad_schedules_are_bad_user_input_and_store_nothing() {
     for (vars, field) in [
         (with("cron", json!("61 * * * *")), "input.cron"),
         (with("cron", json!("every day")), "input.cron"),
+        (
+            with("cron", json!(format!("0 3 * * {}", "1,".repeat(200)))),
+            "input.cron",
+        ),
         // More often than the default minimum of 60 s.
         (with("cron", json!("*/10 * * * * *")), "input.cron"),
         (with("utcOffset", json!("Beijing")), "input.utcOffset"),

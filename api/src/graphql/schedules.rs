@@ -148,6 +148,9 @@ fn check(
         None => fallback_offset,
     };
     let cron = cron.trim().to_owned();
+    if cron.chars().count() > 200 {
+        return Err(AppError::bad_input("input.cron", "at most 200 characters"));
+    }
     let pattern =
         recurring::parse(&cron).map_err(|e| AppError::bad_input("input.cron", e.to_string()))?;
     let first = recurring::check_interval(
