@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use chrono::{Duration, Utc};
-use entity::{campaign, campaign_content, content, job_schedule, segment};
+use entity::{campaign, campaign_content, content, segment};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use sea_orm::{ActiveModelTrait, DatabaseConnection, Set};
 use serde_json::json;
@@ -432,23 +432,19 @@ async fn seed_schedules(db: &DatabaseConnection, account_id: Uuid) -> AppResult<
     ] {
         let pattern = recurring::parse(cron).map_err(anyhow::Error::from)?;
         let next = recurring::next_after(&pattern, recurring::CST_MINUTES, now);
-        job_schedule::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            account_id: Set(account_id),
-            name: Set(name.into()),
-            kind: Set(kind.as_str().into()),
-            params: Set(json!({})),
-            cron: Set(cron.into()),
-            utc_offset_minutes: Set(recurring::CST_MINUTES),
-            max_attempts: Set(3),
-            enabled: Set(enabled),
-            builtin: Set(false),
-            next_run_at: Set(next.filter(|_| enabled)),
-            last_run_at: Set(None),
-            last_job_id: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
+        recurring::NewSchedule {
+            account_id,
+            name: name.into(),
+            kind,
+            params: json!({}),
+            cron: cron.into(),
+            utc_offset_minutes: recurring::CST_MINUTES,
+            max_attempts: 3,
+            enabled,
+            builtin: false,
+            next_run_at: next,
         }
+        .row(now)
         .insert(db)
         .await?;
     }

@@ -7,7 +7,6 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::Value;
-use uuid::Uuid;
 use worker::jobs::{self, recurring};
 
 use super::{
@@ -237,24 +236,19 @@ impl SchedulesMutation {
             recurring::CST_MINUTES,
             enabled,
         )?;
-        let now = Utc::now();
-        let row = job_schedule::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            account_id: Set(account_id),
-            name: Set(name),
-            kind: Set(kind.as_str().to_owned()),
-            params: Set(jobs::enqueue::stored_params(params)),
-            cron: Set(c.cron),
-            utc_offset_minutes: Set(c.offset),
-            max_attempts: Set(input.max_attempts.unwrap_or(3)),
-            enabled: Set(enabled),
-            builtin: Set(false),
-            next_run_at: Set(c.next_run_at),
-            last_run_at: Set(None),
-            last_job_id: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
+        let row = recurring::NewSchedule {
+            account_id,
+            name,
+            kind,
+            params,
+            cron: c.cron,
+            utc_offset_minutes: c.offset,
+            max_attempts: input.max_attempts.unwrap_or(3),
+            enabled,
+            builtin: false,
+            next_run_at: c.next_run_at,
         }
+        .row(Utc::now())
         .insert(ctx.db())
         .await
         .map_err(name_taken)?;

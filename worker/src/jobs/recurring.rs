@@ -36,6 +36,44 @@ pub const CST_MINUTES: i32 = 8 * 60;
 /// Schedules looked at per tick; the rest wait for the next tick.
 const PER_TICK: u64 = 200;
 
+/// A schedule to store; [`NewSchedule::row`] fills in the rest.
+pub struct NewSchedule {
+    pub account_id: Uuid,
+    pub name: String,
+    pub kind: JobKind,
+    pub params: serde_json::Value,
+    pub cron: String,
+    pub utc_offset_minutes: i32,
+    pub max_attempts: i32,
+    pub enabled: bool,
+    pub builtin: bool,
+    /// The first occurrence (stored only while enabled).
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
+impl NewSchedule {
+    /// The new row: a fresh id, never run yet.
+    pub fn row(self, now: DateTime<Utc>) -> job_schedule::ActiveModel {
+        job_schedule::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            account_id: Set(self.account_id),
+            name: Set(self.name),
+            kind: Set(self.kind.as_str().to_owned()),
+            params: Set(super::enqueue::stored_params(self.params)),
+            cron: Set(self.cron),
+            utc_offset_minutes: Set(self.utc_offset_minutes),
+            max_attempts: Set(self.max_attempts),
+            enabled: Set(self.enabled),
+            builtin: Set(self.builtin),
+            next_run_at: Set(self.next_run_at.filter(|_| self.enabled)),
+            last_run_at: Set(None),
+            last_job_id: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+    }
+}
+
 /// The built-in schedule every account gets: name, kind, pattern.
 pub const NIGHTLY: (&str, JobKind, &str) = ("每晚重建画像", JobKind::BuildPersonas, "0 3 * * *");
 
@@ -71,23 +109,19 @@ pub async fn ensure_builtin(
         .and_then(|c| next_after(&c, CST_MINUTES, now));
     let mut created = 0;
     for a in accounts.into_iter().filter(|a| !have.contains(a)) {
-        let row = job_schedule::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            account_id: Set(a),
-            name: Set(name.to_owned()),
-            kind: Set(kind.as_str().to_owned()),
-            params: Set(serde_json::json!({})),
-            cron: Set(cron.to_owned()),
-            utc_offset_minutes: Set(CST_MINUTES),
-            max_attempts: Set(3),
-            enabled: Set(true),
-            builtin: Set(true),
-            next_run_at: Set(next),
-            last_run_at: Set(None),
-            last_job_id: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        };
+        let row = NewSchedule {
+            account_id: a,
+            name: name.to_owned(),
+            kind,
+            params: serde_json::json!({}),
+            cron: cron.to_owned(),
+            utc_offset_minutes: CST_MINUTES,
+            max_attempts: 3,
+            enabled: true,
+            builtin: true,
+            next_run_at: next,
+        }
+        .row(now);
         match row.insert(db).await {
             Ok(_) => created += 1,
             // Another process gave it first (unique account and name).
