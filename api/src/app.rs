@@ -78,7 +78,7 @@ impl App {
             .map_err(|e| anyhow::anyhow!("could not queue the demo personas: {e}"))?;
         }
         let refresher =
-            worker::jobs::schedule::Refresher::start(db.clone(), queue.clone(), models.is_some());
+            worker::jobs::refresh::Refresher::start(db.clone(), queue.clone(), models.is_some());
         let state = AppState {
             db,
             queue,

@@ -26,6 +26,13 @@ async fn server() -> Server {
     .await
 }
 
+/// A `DateTime` field of a response.
+fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    v.as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("not a date-time: {v}"))
+}
+
 async fn schedule(s: &Server, id: &Value) -> Value {
     s.gql(GET, json!({ "id": id })).await["jobSchedule"].clone()
 }
@@ -67,8 +74,7 @@ async fn a_recurring_job_runs_at_its_times_until_disabled() {
     assert_eq!(created["enabled"], true);
     assert!(created["lastJob"].is_null());
     let id = created["id"].clone();
-    let first_due: chrono::DateTime<chrono::Utc> =
-        created["nextRunAt"].as_str().unwrap().parse().unwrap();
+    let first_due = time(&created["nextRunAt"]);
     assert!(first_due > chrono::Utc::now() - chrono::Duration::seconds(1));
 
     // It fires: a job of its kind and params is queued and succeeds.
@@ -80,9 +86,8 @@ async fn a_recurring_job_runs_at_its_times_until_disabled() {
     .expect("the schedule's job ran");
     assert_eq!(done["lastJob"]["kind"], "INDEX_PERSONAS", "{done}");
     assert_eq!(done["lastJob"]["params"], json!({ "memberIds": [] }));
-    let ran_at: chrono::DateTime<chrono::Utc> =
-        done["lastRunAt"].as_str().unwrap().parse().unwrap();
-    let next: chrono::DateTime<chrono::Utc> = done["nextRunAt"].as_str().unwrap().parse().unwrap();
+    let ran_at = time(&done["lastRunAt"]);
+    let next = time(&done["nextRunAt"]);
     assert!(ran_at >= first_due && next > ran_at, "{done}");
     // And again at later occurrences, once per occurrence.
     let first_job = done["lastJob"]["id"].clone();
@@ -92,11 +97,7 @@ async fn a_recurring_job_runs_at_its_times_until_disabled() {
     })
     .await
     .expect("a second occurrence ran");
-    let last: chrono::DateTime<chrono::Utc> = schedule(&s, &id).await["lastRunAt"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let last = time(&schedule(&s, &id).await["lastRunAt"]);
     let keys = s
         .sql_count("SELECT COUNT(*) FROM job_run WHERE schedule_key LIKE 'schedule:%'")
         .await;
@@ -142,7 +143,7 @@ async fn a_recurring_job_runs_at_its_times_until_disabled() {
     assert_eq!(later["lastJob"]["id"], stuck["lastJob"]["id"], "{later}");
     assert_eq!(later["lastJob"]["status"], "QUEUED");
     assert!(
-        later["nextRunAt"].as_str() > stuck["nextRunAt"].as_str(),
+        time(&later["nextRunAt"]) > time(&stuck["nextRunAt"]),
         "{later}"
     );
     // Once it is done, occurrences queue jobs again.
@@ -177,7 +178,7 @@ async fn a_recurring_job_runs_at_its_times_until_disabled() {
         )
         .await["updateJobSchedule"]
         .clone();
-    let at: chrono::DateTime<chrono::Utc> = daily["nextRunAt"].as_str().unwrap().parse().unwrap();
+    let at = time(&daily["nextRunAt"]);
     assert_eq!(at.format("%H:%M:%S").to_string(), "19:00:00", "{daily}");
     assert!(at > chrono::Utc::now() && at <= chrono::Utc::now() + chrono::Duration::days(1));
 
@@ -311,7 +312,7 @@ async fn every_account_has_a_nightly_rebuild_it_can_retime_or_disable_but_not_de
     assert_eq!(nightly["enabled"], true);
     assert_eq!(nightly["builtin"], true);
     // 03:00 in China is 19:00 UTC, within the next day.
-    let at: chrono::DateTime<chrono::Utc> = nightly["nextRunAt"].as_str().unwrap().parse().unwrap();
+    let at = time(&nightly["nextRunAt"]);
     assert_eq!(at.format("%H:%M:%S").to_string(), "19:00:00");
     assert!(at > chrono::Utc::now() && at <= chrono::Utc::now() + chrono::Duration::days(1));
     let id = nightly["id"].clone();
@@ -339,7 +340,7 @@ async fn every_account_has_a_nightly_rebuild_it_can_retime_or_disable_but_not_de
         .gql(UPDATE, json!({ "id": id, "i": { "cron": "0 5 * * *" } }))
         .await["updateJobSchedule"]
         .clone();
-    let at: chrono::DateTime<chrono::Utc> = later["nextRunAt"].as_str().unwrap().parse().unwrap();
+    let at = time(&later["nextRunAt"]);
     assert_eq!(at.format("%H:%M").to_string(), "21:00", "{later}");
     let off = s
         .gql(UPDATE, json!({ "id": id, "i": { "enabled": false } }))
@@ -355,4 +356,23 @@ async fn every_account_has_a_nightly_rebuild_it_can_retime_or_disable_but_not_de
     assert_eq!(theirs[0]["cron"], "0 3 * * *", "{theirs}");
     assert_eq!(theirs[0]["enabled"], true);
     assert_ne!(theirs[0]["id"], id);
+}
+
+#[tokio::test]
+async fn accounts_of_an_earlier_release_get_the_nightly_rebuild_at_start() {
+    let s = server().await;
+    let (_, other) = s.new_account("老品牌").await;
+    // As an earlier release left them: no recurring jobs at all.
+    assert_eq!(s.sql_exec("DELETE FROM job_schedule").await, 2);
+    assert_eq!(s.gql(LIST, json!({})).await["jobSchedules"], json!([]));
+    // A process starting on this database (here a worker) migrates and gives
+    // every account its built-in schedule, once.
+    let mut worker = [s.spawn_worker(1)];
+    tests::all_started(&mut worker, |i| s.worker_log(i), "worker started").await;
+    assert_eq!(s.gql(LIST, json!({})).await["jobSchedules"], only_builtin());
+    let theirs = s.ok_as(&other, LIST, json!({})).await;
+    assert_eq!(theirs["jobSchedules"], only_builtin());
+    let mut second = [s.spawn_worker(2)];
+    tests::all_started(&mut second, |i| s.worker_log(i + 1), "worker started").await;
+    assert_eq!(s.sql_count("SELECT COUNT(*) FROM job_schedule").await, 2);
 }

@@ -218,11 +218,12 @@ pub async fn begin_exclusive(
 /// Advisory-lock key of the schema migrations ("lingxi:migrate").
 const MIGRATION_LOCK: i64 = 0x6c78_6d69_0001;
 
-/// Brings the schema up to date, in one transaction under a lock: an API
-/// and its workers starting together on a fresh database would otherwise
-/// run the same DDL at once, and all but one fail (PostgreSQL: duplicate
-/// type; SQLite: duplicate migration record). The others wait, then find
-/// nothing to do.
+/// Brings the schema up to date, and the rows every account must have
+/// (the built-in recurring jobs, for accounts of an earlier release), in
+/// one transaction under a lock: an API and its workers starting together
+/// on a fresh database would otherwise run the same DDL at once, and all
+/// but one fail (PostgreSQL: duplicate type; SQLite: duplicate migration
+/// record). The others wait, then find nothing to do.
 ///
 /// # Errors
 /// Database errors, a failed migration (nothing of it is kept).
@@ -232,7 +233,13 @@ pub async fn migrate(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
     migration::Migrator::up(&tx, None)
         .await
         .context("database migration failed")?;
+    let created = crate::jobs::recurring::ensure_builtin(&tx, None)
+        .await
+        .context("creating the built-in recurring jobs")?;
     tx.commit().await.context("database migration failed")?;
+    if created > 0 {
+        tracing::info!(accounts = created, "built-in recurring jobs created");
+    }
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! The worker: apalis workers on the job queue, plus the tick loop for
-//! time-driven work (campaign schedule, recurring and nightly jobs). Runs until the
+//! time-driven work (campaign schedule, recurring jobs). Runs until the
 //! shutdown signal; a job in flight finishes first (up to a timeout).
 use std::time::Duration;
 
@@ -19,9 +19,6 @@ use crate::{
 
 /// How often time-driven campaign moves are checked.
 const TICK: Duration = Duration::from_secs(2);
-/// How often every account's built-in recurring jobs are made sure of
-/// (accounts created by this release get them at once; older ones here).
-const BUILTIN_CHECK: Duration = Duration::from_secs(300);
 /// The longest pause between purges of finished queue entries.
 const PURGE_AT_MOST_EVERY: Duration = Duration::from_secs(3600);
 
@@ -151,7 +148,6 @@ async fn tick_loop(
 ) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut builtin = Every::new(BUILTIN_CHECK);
     // Purge a few times per retention period, at most hourly.
     let mut purge = Every::new((keep_finished / 4).clamp(TICK, PURGE_AT_MOST_EVERY));
     loop {
@@ -166,13 +162,6 @@ async fn tick_loop(
                     Ok(0) => {}
                     Ok(n) => tracing::info!(queued = n, "recurring jobs queued"),
                     Err(e) => tracing::warn!(error = %e, "recurring job scan failed"),
-                }
-                if builtin.due() {
-                    match recurring::ensure_builtin(&db, None).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(created = n, "built-in recurring jobs created"),
-                        Err(e) => tracing::warn!(error = %e, "built-in recurring jobs not ensured"),
-                    }
                 }
                 if purge.due() {
                     match queue.purge_finished(&db, keep_finished).await {

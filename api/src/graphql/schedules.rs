@@ -266,9 +266,9 @@ impl SchedulesMutation {
         let id = parse_id(&id, "id")?;
         let account_id = ctx.tenant()?;
         let old = tenant::get::<job_schedule::Entity>(ctx.db(), account_id, id).await?;
-        if let Some(kind) = jobs::JobKind::parse(&old.kind) {
-            policy::check_job_kind(ctx.principal()?, kind)?;
-        }
+        let kind = jobs::JobKind::parse(&old.kind)
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("unknown kind {}", old.kind)))?;
+        policy::check_job_kind(ctx.principal()?, kind)?;
         let mut row: job_schedule::ActiveModel = old.clone().into();
         if let Some(n) = &input.name {
             let n = required_text("input.name", n, 128)?;
@@ -282,8 +282,6 @@ impl SchedulesMutation {
             row.name = Set(n);
         }
         if let Some(p) = input.params {
-            let kind = jobs::JobKind::parse(&old.kind)
-                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("unknown kind {}", old.kind)))?;
             jobs::enqueue::validate(kind, &p.0).map_err(AppError::from)?;
             row.params = Set(jobs::enqueue::stored_params(p.0));
         }
@@ -292,20 +290,18 @@ impl SchedulesMutation {
             row.max_attempts = Set(m);
         }
         let enabled = input.enabled.unwrap_or(old.enabled);
-        let timing_unchanged =
-            input.cron.is_none() && input.utc_offset.is_none() && enabled == old.enabled;
-        let c = check(
-            ctx,
-            input.cron.as_deref().unwrap_or(&old.cron),
-            input.utc_offset.as_deref(),
-            old.utc_offset_minutes,
-            enabled,
-        )?;
-        row.cron = Set(c.cron);
-        row.utc_offset_minutes = Set(c.offset);
-        row.enabled = Set(enabled);
-        // An edit of other fields keeps a due occurrence due.
-        if !timing_unchanged {
+        // An edit of other fields keeps the timing, and a due occurrence due.
+        if input.cron.is_some() || input.utc_offset.is_some() || enabled != old.enabled {
+            let c = check(
+                ctx,
+                input.cron.as_deref().unwrap_or(&old.cron),
+                input.utc_offset.as_deref(),
+                old.utc_offset_minutes,
+                enabled,
+            )?;
+            row.cron = Set(c.cron);
+            row.utc_offset_minutes = Set(c.offset);
+            row.enabled = Set(enabled);
             row.next_run_at = Set(c.next_run_at);
         }
         row.updated_at = Set(Utc::now());

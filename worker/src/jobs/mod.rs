@@ -9,7 +9,7 @@ pub mod enqueue;
 pub mod execute;
 pub mod queue;
 pub mod recurring;
-pub mod schedule;
+pub mod refresh;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

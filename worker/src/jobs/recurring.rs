@@ -15,9 +15,8 @@
 //! and change at run time, hence this table. Every account has one built-in
 //! row ([`NIGHTLY`], the nightly persona rebuild), which its users can
 //! retime or disable but not delete.
-use std::str::FromStr as _;
-
 use std::collections::HashSet;
+use std::str::FromStr as _;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use croner::{Cron, parser::CronParser, parser::Seconds};
@@ -79,10 +78,13 @@ pub const NIGHTLY: (&str, JobKind, &str) = ("每晚重建画像", JobKind::Build
 
 /// Gives `account` (or every account lacking it) the built-in nightly
 /// persona rebuild, enabled, at 03:00 China Standard Time. Accounts that
-/// have it keep it as they set it. Returns how many were created.
+/// have it keep it as they set it. Returns how many were created. Called
+/// for a new account where it is created, and for all of them by
+/// [`crate::config::migrate`] under the migration lock, so no two calls
+/// race for one account.
 ///
 /// # Errors
-/// Database errors (a row another process created first is not one).
+/// Database errors.
 pub async fn ensure_builtin(
     db: &impl ConnectionTrait,
     account: Option<Uuid>,
@@ -122,16 +124,8 @@ pub async fn ensure_builtin(
             next_run_at: next,
         }
         .row(now);
-        match row.insert(db).await {
-            Ok(_) => created += 1,
-            // Another process gave it first (unique account and name).
-            Err(e)
-                if matches!(
-                    e.sql_err(),
-                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-                ) => {}
-            Err(e) => return Err(e),
-        }
+        row.insert(db).await?;
+        created += 1;
     }
     Ok(created)
 }
@@ -320,9 +314,7 @@ async fn run_one(
         )),
         ..NewJob::now(s.account_id, kind, s.params.clone())
     };
-    let row = enqueue(db, queue, job)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let row = enqueue(db, queue, job).await?;
     advance(db, s, occurrence, next, row.as_ref().map(|r| r.id), now).await?;
     if let Some(r) = &row {
         tracing::info!(schedule_id = %s.id, job_id = %r.id, kind = kind.as_str(), "recurring job queued");
