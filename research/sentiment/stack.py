@@ -1,0 +1,98 @@
+"""Stacked head over the outputs of lora_top.py (research).
+
+Per fold: NB-weighted binary n-grams (char 1-3-grams, jieba words, word
+pairs; exact vocabulary of the training texts; log-count ratios, alpha 1;
+row L2-normalised, x2) next to an embedding (x3), liblinear logistic
+regression (C = $CC, default 4, balanced). Prints balanced accuracy on all
+texts, the hotel sentences and the hotel lines of >= 100 characters,
+scored out of fold.
+
+  python stack.py RUN_DIR [variant ...]
+  variants: ngrams, frozen, adapted, own (fold head's logit),
+            frozen:emb / adapted:emb (embedding alone)
+"""
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import jieba
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.preprocessing import normalize
+
+HOTEL = re.compile("酒店|宾馆|房间|前台|入住|客房|住宿|携程|服务员|早餐|大堂|床")
+CC = float(os.environ.get("CC", 4))
+jieba.setLogLevel(60)
+
+
+def grams(t):
+    out = []
+    for n in (1, 2, 3):
+        out += ["c" + t[i : i + n] for i in range(len(t) - n + 1)]
+    ws = [w for w in jieba.lcut(t) if w.strip()]
+    out += ["w" + w for w in ws]
+    out += ["p" + a + "\u0001" + b for a, b in zip(ws, ws[1:])]
+    return out
+
+
+def nb_block(docs, y, tr):
+    vec = CountVectorizer(analyzer=lambda d: d, binary=True, min_df=1)
+    vec.fit([docs[i] for i in tr])
+    x = vec.transform(docs).astype(np.float64)
+    xt, yt = x[tr], y[tr]
+    p = np.asarray(xt[yt == 1].sum(0)).ravel() + 1.0
+    q = np.asarray(xt[yt == 0].sum(0)).ravel() + 1.0
+    r = np.log((p / p.sum()) / (q / q.sum()))
+    return normalize(x @ sp.diags(r)) * 2.0
+
+
+def score(name, y, pred, masks):
+    cells = [f"{100 * balanced_accuracy_score(y[m], pred[m]):.1f}" for m in masks]
+    print(f"{name:14s} all {cells[0]}  hotel {cells[1]}  long hotel {cells[2]}", flush=True)
+
+
+def main():
+    d = Path(sys.argv[1])
+    variants = sys.argv[2:] or ["ngrams", "frozen", "adapted"]
+    texts = (d / "texts.txt").read_text(encoding="utf-8").splitlines()
+    y = np.load(d / "y.npy")
+    fold = np.load(d / "fold.npy")
+    folds = int(fold.max()) + 1
+    hotel = np.array([bool(HOTEL.search(t)) for t in texts])
+    long_hotel = hotel & np.array([len(t) >= 100 for t in texts])
+    masks = [np.ones(len(y), bool), hotel, long_hotel]
+    print(f"{len(y)} texts, {hotel.sum()} hotel, {long_hotel.sum()} long hotel", flush=True)
+    need_ng = any(":" not in v and v != "own" for v in variants)
+    docs = [grams(t) for t in texts] if need_ng else None
+    frozen = np.load(d / "frozen.npy")
+    preds = {v: np.zeros(len(y), np.int64) for v in variants}
+    for f in range(folds):
+        tr, te = np.where(fold != f)[0], np.where(fold == f)[0]
+        nb = nb_block(docs, y, tr) if need_ng else None
+        adapted = np.load(d / f"adapted_f{f}.npy") if (d / f"adapted_f{f}.npy").exists() else None
+        for v in variants:
+            if v == "own":
+                preds[v][te] = np.load(d / f"logit_f{f}.npy")[te] > 0
+                continue
+            kind, _, alone = v.partition(":")
+            emb = {"frozen": frozen, "adapted": adapted, "ngrams": None}[kind]
+            if alone:
+                x = sp.csr_matrix(emb * 3.0)
+            elif emb is None:
+                x = nb
+            else:
+                x = sp.hstack([nb, sp.csr_matrix(emb * 3.0)]).tocsr()
+            m = LogisticRegression(C=CC, solver="liblinear", class_weight="balanced", max_iter=1000)
+            m.fit(x[tr], y[tr])
+            preds[v][te] = m.predict(x[te])
+    for v in variants:
+        score(v, y, preds[v], masks)
+
+
+if __name__ == "__main__":
+    main()
