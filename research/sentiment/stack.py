@@ -27,6 +27,7 @@ from sklearn.preprocessing import normalize
 
 HOTEL = re.compile("酒店|宾馆|房间|前台|入住|客房|住宿|携程|服务员|早餐|大堂|床")
 CC = float(os.environ.get("CC", 4))
+EW = float(os.environ.get("EW", 3))
 jieba.setLogLevel(60)
 
 
@@ -82,11 +83,11 @@ def main():
             kind, _, alone = v.partition(":")
             emb = {"frozen": frozen, "adapted": adapted, "ngrams": None}[kind]
             if alone:
-                x = sp.csr_matrix(emb * 3.0)
+                x = sp.csr_matrix(emb * EW)
             elif emb is None:
                 x = nb
             else:
-                x = sp.hstack([nb, sp.csr_matrix(emb * 3.0)]).tocsr()
+                x = sp.hstack([nb, sp.csr_matrix(emb * EW)]).tocsr()
             m = LogisticRegression(C=CC, solver="liblinear", class_weight="balanced", max_iter=1000)
             m.fit(x[tr], y[tr])
             preds[v][te] = m.predict(x[te])
