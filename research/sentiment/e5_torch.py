@@ -63,13 +63,6 @@ class Linear(nn.Module):
             y = y + (x @ self.a) @ self.bb * self.scale
         return y
 
-    def merged(self):
-        """[in, out] weight with the adapter folded in."""
-        w = self.w.clone()
-        if self.rank:
-            w += self.a @ self.bb * self.scale
-        return w
-
 
 class Layer(nn.Module):
     MATS = ("q", "k", "v", "ao", "fi", "fo")
@@ -155,7 +148,7 @@ def check(onnx_path, tokenizer_path, texts):
     w, eps = load(onnx_path)
     enc = Encoder(w, eps).eval()
     tok = Tokenizer.from_file(tokenizer_path)
-    ids, mask = batch_ids(tok, texts, 128)
+    ids, mask = pad(encode_ids(tok, texts, 128))
     with torch.no_grad():
         mine = pool(enc(ids, mask), mask).numpy()
     sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
@@ -172,11 +165,6 @@ def encode_ids(tok, texts, max_len):
             ids = ids[: max_len - 1] + [ids[-1]]
         out.append(ids)
     return out
-
-
-def batch_ids(tok, texts, max_len):
-    rows = encode_ids(tok, texts, max_len)
-    return pad(rows)
 
 
 def pad(rows):

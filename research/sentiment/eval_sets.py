@@ -55,23 +55,16 @@ def read_sets(d, n_shop=6000):
     return sets
 
 
-def embed(w, eps, tok, texts, top=None, cut=8):
+def embed(w, eps, tok, texts, top, cut):
+    """Frozen and adapted embeddings, the layers below `cut` run once."""
     rows = e5.encode_ids(tok, texts, lora_top.MAXLEN)
-    low = e5.Encoder(w, eps, 0, cut).eval()
+    lengths = [len(r) for r in rows]
+    states = lora_top.low_states(w, eps, rows, cut)
     base = e5.Encoder(w, eps, cut, e5.LAYERS, embed=False).eval()
-    out = {"frozen": np.zeros((len(texts), e5.HIDDEN), np.float32)}
-    if top is not None:
-        out["adapted"] = np.zeros_like(out["frozen"])
-    order = sorted(range(len(texts)), key=lambda j: len(rows[j]))
-    with torch.no_grad():
-        for k in range(0, len(order), 64):
-            idx = order[k : k + 64]
-            ids, m = e5.pad([rows[i] for i in idx])
-            h = low(ids, m)
-            out["frozen"][idx] = e5.pool(base(h, m), m).numpy()
-            if top is not None:
-                out["adapted"][idx] = e5.pool(top(h, m), m).numpy()
-    return out
+    return {
+        "frozen": lora_top.embed_all(base, states, lengths),
+        "adapted": lora_top.embed_all(top, states, lengths),
+    }
 
 
 def main():
@@ -83,7 +76,7 @@ def main():
     fold = np.load(run / "fold.npy")
     tr = np.where(fold != f)[0]
     w, eps = e5.load(str(lora_top.graph_path()))
-    tok = Tokenizer.from_file(str(lora_top.MODELS / "e5-small" / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(lora_top.tokenizer_path()))
     sd = torch.load(run / f"adapter_f{f}.pt")
     rank = sd["layers.0.q.a"].shape[1]
     top_n = len({k.split(".")[1] for k in sd if k.startswith("layers.")})
@@ -92,11 +85,12 @@ def main():
     top.load_state_dict({k: v for k, v in sd.items() if not k.startswith("head.")}, strict=False)
     train_emb = {"frozen": np.load(run / "frozen.npy")[tr], "adapted": np.load(run / f"adapted_f{f}.npy")[tr]}
     sets = read_sets(data)
+    train_docs = [stack.grams(texts[i]) for i in tr]
     for name, rows in sets.items():
         et = [t for t, _ in rows]
         ey = np.array([l for _, l in rows])
         emb = embed(w, eps, tok, et, top, cut)
-        docs = [stack.grams(t) for t in [texts[i] for i in tr] + et]
+        docs = train_docs + [stack.grams(t) for t in et]
         yy = np.concatenate([y[tr], ey])
         nb = stack.nb_block(docs, yy, np.arange(len(tr)))
         cells = []

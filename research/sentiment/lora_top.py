@@ -75,6 +75,27 @@ def graph_path():
     return MODELS / man["models"]["e5-small-fp32"]["file"]
 
 
+def tokenizer_path():
+    man = json.loads((MODELS / "manifest.json").read_text())
+    return MODELS / man["models"]["e5-small-tokenizer"]["file"]
+
+
+def low_states(w, eps, rows, cut, size=64):
+    """Hidden states after layer `cut` per text, [len, 384] fp16 (half the
+    memory); they do not change while the layers above are trained."""
+    low = e5.Encoder(w, eps, 0, cut, embed=True).eval()
+    states = [None] * len(rows)
+    order = sorted(range(len(rows)), key=lambda j: len(rows[j]))
+    with torch.no_grad():
+        for k in range(0, len(order), size):
+            idx = order[k : k + size]
+            ids, m = e5.pad([rows[i] for i in idx])
+            h = low(ids, m).numpy().astype(np.float16)
+            for r, i in enumerate(idx):
+                states[i] = h[r, : len(rows[i])]
+    return states
+
+
 def batches(order, lengths, size, rng):
     """Length-bucketed batches: shuffle, sort chunks of 50 batches by
     length, shuffle the batches."""
@@ -197,24 +218,13 @@ def main():
     print(f"{len(texts)} texts, {int(y.sum())} positive", flush=True)
 
     w, eps = e5.load(str(graph_path()))
-    tok = Tokenizer.from_file(str(MODELS / "e5-small" / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(tokenizer_path()))
     rows = e5.encode_ids(tok, texts, MAXLEN)
     lengths = [len(r) for r in rows]
     cut = e5.LAYERS - TOP
 
-    # 1. hidden states below the cut, once (fp16 to halve the memory)
     t0 = time.time()
-    low = e5.Encoder(w, eps, 0, cut, embed=True).eval()
-    states = [None] * len(texts)
-    order = sorted(range(len(texts)), key=lambda j: lengths[j])
-    with torch.no_grad():
-        for k in range(0, len(order), 64):
-            idx = order[k : k + 64]
-            ids, m = e5.pad([rows[i] for i in idx])
-            h = low(ids, m).numpy().astype(np.float16)
-            for r, i in enumerate(idx):
-                states[i] = h[r, : lengths[i]]
-    del low
+    states = low_states(w, eps, rows, cut)
     print(f"low states (layers 0..{cut}) in {time.time() - t0:.0f}s", flush=True)
 
     base_top = e5.Encoder(w, eps, cut, e5.LAYERS, embed=False).eval()

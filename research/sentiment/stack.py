@@ -12,6 +12,7 @@ scored out of fold.
             frozen:emb / adapted:emb (embedding alone)
 """
 
+import math
 import os
 import re
 import sys
@@ -93,6 +94,17 @@ def main():
             preds[v][te] = m.predict(x[te])
     for v in variants:
         score(v, y, preds[v], masks)
+    if "frozen" in preds and "adapted" in preds:
+        paired(y, preds["frozen"], preds["adapted"], long_hotel)
+
+
+def paired(y, a, b, mask):
+    """Exact McNemar test of two classifiers on the same texts."""
+    ra, rb = a[mask] == y[mask], b[mask] == y[mask]
+    only_a, only_b = int((ra & ~rb).sum()), int((rb & ~ra).sum())
+    n, k = only_a + only_b, min(only_a, only_b)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
+    print(f"long hotel: {only_a} right only frozen, {only_b} only adapted, exact McNemar p {p:.4f}")
 
 
 if __name__ == "__main__":
