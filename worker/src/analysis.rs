@@ -24,8 +24,10 @@ pub trait TextModels: Send + Sync {
     fn embed_passages(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>>;
     /// Unit vectors for search phrases and category descriptions.
     fn embed_queries(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>>;
-    /// Probability that each text is positive, from the text and its embedding.
-    fn sentiment(&self, texts: &[String], embeddings: &[Vec<f32>]) -> anyhow::Result<Vec<f32>>;
+    /// Each text's `query: ` embedding (as [`TextModels::embed_queries`])
+    /// and its probability of being positive, in one encoder pass where
+    /// the sentiment head reads the adapter's output of the same graph.
+    fn embed_and_score(&self, texts: &[String]) -> anyhow::Result<(Vec<Vec<f32>>, Vec<f32>)>;
     /// The active sentiment head's version.
     fn sentiment_model(&self) -> String;
     /// POSITIVE / NEUTRAL / NEGATIVE for a probability of positive.
@@ -69,8 +71,7 @@ pub struct Analysis {
 pub fn analyze(models: &dyn TextModels, texts: &[String]) -> anyhow::Result<Vec<Analysis>> {
     // e5's "query: " side: messages are compared symmetrically (personas,
     // lookalikes) and classified (sentiment), both of which e5 trains on queries.
-    let embeddings = models.embed_queries(texts)?;
-    let probs = models.sentiment(texts, &embeddings)?;
+    let (embeddings, probs) = models.embed_and_score(texts)?;
     Ok(texts
         .iter()
         .zip(embeddings)

@@ -9,9 +9,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 use crate::{
     Config,
     analysis::TextModels,
-    ml,
+    ml::{self, Output},
     registry::{self, NewVersion, kind},
-    sentiment::{self, Head},
+    sentiment::{self, EmbeddingPrefix, Head},
 };
 
 pub type SharedModels = Arc<LoadedModels>;
@@ -60,7 +60,10 @@ impl LoadedModels {
             self.set_head(head);
         }
         let head = self.head();
-        let version = self.embed.embedding_model();
+        let version = self
+            .embed
+            .output_model(head.spec().embedding_output)
+            .unwrap_or("none (no sentiment adapter installed)");
         if head.spec().embedding_model != version {
             // Still usable (the variants' embeddings are close), but its calibration
             // was measured on the other one: retrain to match.
@@ -148,8 +151,32 @@ impl TextModels for LoadedModels {
     fn embed_queries(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
         Ok(self.embed.embed_queries(texts)?)
     }
-    fn sentiment(&self, texts: &[String], embeddings: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
-        self.head().predict(texts, embeddings)
+    fn embed_and_score(&self, texts: &[String]) -> anyhow::Result<(Vec<Vec<f32>>, Vec<f32>)> {
+        let head = self.head();
+        let spec = head.spec();
+        let (embeddings, head_input) = if spec.embedding_prefix == EmbeddingPrefix::Query {
+            if spec.embedding_output == Output::Embedding {
+                let e = self.embed.embed_queries(texts)?;
+                (e.clone(), e)
+            } else {
+                let mut both = self.embed.embed_outputs(
+                    texts,
+                    true,
+                    &[Output::Embedding, spec.embedding_output],
+                )?;
+                let head_input = both.pop().unwrap_or_default();
+                (both.pop().unwrap_or_default(), head_input)
+            }
+        } else {
+            let head_input = self
+                .embed
+                .embed_outputs(texts, false, &[spec.embedding_output])?
+                .pop()
+                .unwrap_or_default();
+            (self.embed.embed_queries(texts)?, head_input)
+        };
+        let p = head.predict(texts, &head_input)?;
+        Ok((embeddings, p))
     }
     fn sentiment_model(&self) -> String {
         self.head().version().to_owned()
@@ -173,6 +200,17 @@ pub fn load(cfg: &Config) -> anyhow::Result<Option<SharedModels>> {
     }
     let embed = ml::Models::load(&cfg.models_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let head = Head::shipped();
+    // Models installed by a setup from before the sentiment adapter: say so
+    // now rather than at the first analysis.
+    if embed.output_model(head.spec().embedding_output).is_none() {
+        anyhow::bail!(
+            "{}",
+            ml::ModelError::NotInstalled {
+                dir: cfg.models_dir.clone(),
+                detail: "the e5 graph has no sentiment_embedding output (installed before the sentiment adapter)".into(),
+            }
+        );
+    }
     tracing::info!(
         embedding = embed.embedding_model(),
         sentiment = head.version(),

