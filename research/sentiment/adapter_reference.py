@@ -13,7 +13,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -34,16 +33,8 @@ TEXTS = [
 
 def main(adapter_path, out_path):
     raw = Path(adapter_path).read_bytes()
-    t, meta = lt.read_safetensors(adapter_path)
-    cut, layers = int(meta["first_layer"]), int(meta["layers"])
-    scale = float(meta["alpha"]) / int(meta["rank"])
     w, eps = e5.load(str(lt.graph_path()))
-    for L in range(cut, cut + layers):
-        for m in e5.Layer.MATS:
-            delta = t[f"l{L}.{m}.lora_a"].astype(np.float32) @ t[f"l{L}.{m}.lora_b"].astype(np.float32)
-            w[f"l{L}.{m}.w"] = w[f"l{L}.{m}.w"] + delta * scale
-        for k in ("aln.w", "aln.b", "oln.w", "oln.b"):
-            w[f"l{L}.{k}"] = t[f"l{L}.{k}"]
+    w, _, _ = lt.merge_adapter(adapter_path, w)
     enc = e5.Encoder(w, eps, 0, e5.LAYERS, embed=True).eval()
     tok = lt.Tokenizer.from_file(str(lt.tokenizer_path()))
     items = []

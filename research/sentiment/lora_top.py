@@ -194,10 +194,10 @@ def write_adapter(path, top, head, cut):
     write_safetensors(path, t, meta)
 
 
-def check_adapter(path, w, eps, states, adapted, n=256):
-    """Re-reads the file, merges a·b·alpha/rank into W (as an exporter
-    would), and returns the largest difference to the trained model's
-    embeddings over the first n texts."""
+def merge_adapter(path, w):
+    """The base weights `w` with the adapter file's a·b·alpha/rank added to
+    its layers' matrices and its LayerNorms in place (what the Rust
+    converter does); returns (weights, first layer, layers)."""
     t, meta = read_safetensors(path)
     cut, layers = int(meta["first_layer"]), int(meta["layers"])
     scale = float(meta["alpha"]) / int(meta["rank"])
@@ -208,6 +208,14 @@ def check_adapter(path, w, eps, states, adapted, n=256):
             w2[f"l{L}.{m}.w"] = w[f"l{L}.{m}.w"] + delta * scale
         for k in ("aln.w", "aln.b", "oln.w", "oln.b"):
             w2[f"l{L}.{k}"] = t[f"l{L}.{k}"]
+    return w2, cut, layers
+
+
+def check_adapter(path, w, eps, states, adapted, n=256):
+    """Re-reads the file, merges it into W (as an exporter would), and
+    returns the largest difference to the trained model's embeddings over
+    the first n texts."""
+    w2, cut, layers = merge_adapter(path, w)
     merged = e5.Encoder(w2, eps, cut, cut + layers, embed=False).eval()
     idx = list(range(min(n, len(states))))
     got = embed_all(merged, [states[i] for i in idx], [states[i].shape[0] for i in idx])

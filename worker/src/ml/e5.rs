@@ -29,8 +29,9 @@
 //! same way): the hidden states entering the adapter's first layer also run
 //! through copies of the top layers with the LoRA deltas merged into their
 //! matrices (then quantised like the base ones) and the adapter's
-//! LayerNorms. Asking ONNX Runtime for `sentence_embedding` alone skips
-//! that branch.
+//! LayerNorms. ONNX Runtime 1.32 runs the whole graph whichever outputs a
+//! run asks for (measured, docs/models.md), so the branch costs every run
+//! ≈ 1/3 more; text analysis, the bulk of the encoder's work, needs both.
 
 use super::adapter::{Adapter, AdapterError};
 use super::onnx::{Attr, DataType, Dim, Graph};

@@ -708,8 +708,9 @@ impl Models {
         self.inner.max_tokens
     }
 
-    /// Pads one batch, runs it for the graph outputs `names` (ONNX Runtime
-    /// skips the nodes only other outputs need), returns their rows.
+    /// Pads one batch, runs it, returns the rows of the graph outputs
+    /// `names` (only those are copied out; ONNX Runtime still computes
+    /// every output).
     fn run_batch<'a>(
         &self,
         seqs: impl Iterator<Item = &'a [u32]> + Clone,
