@@ -220,6 +220,30 @@ fn corrupt_or_missing_files_name_make_setup() {
 }
 
 #[test]
+fn a_graph_installed_before_the_adapter_asks_for_make_setup() {
+    let Some(dir) = installed() else { return };
+    let tmp = scratch_copy(&dir, "no-adapter");
+    // The manifest of an older setup: no sentiment output, no branch id.
+    let mut m = ml::manifest::Manifest::read(&tmp).unwrap();
+    let e = m.models.get_mut(ml::manifest::E5_INT8).unwrap();
+    e.outputs.retain(|t| t.name != ml::e5::SENTIMENT_OUTPUT);
+    e.params.remove("sentiment_model");
+    m.write(&tmp).unwrap();
+    let models = Models::load_with(&tmp, &Options::default()).unwrap();
+    assert_eq!(models.sentiment_model(), None);
+    let texts = s(&["好评"]);
+    // e5's own embedding still works; the sentiment branch names the fix
+    assert_eq!(models.embed_queries(&texts).unwrap()[0].len(), 384);
+    let err = models
+        .embed_outputs(&texts, true, &[Output::Sentiment])
+        .unwrap_err();
+    assert!(err.needs_setup(), "{err:?}");
+    assert!(err.to_string().contains("make setup"), "{err}");
+    assert!(err.to_string().contains("sentiment_embedding"), "{err}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
 fn exported_linear_head_runs_in_onnx_runtime() {
     let Some(dir) = installed() else { return };
     let m = load(&dir, EmbeddingVariant::Int8);
