@@ -154,28 +154,22 @@ impl TextModels for LoadedModels {
     fn embed_and_score(&self, texts: &[String]) -> anyhow::Result<(Vec<Vec<f32>>, Vec<f32>)> {
         let head = self.head();
         let spec = head.spec();
-        let (embeddings, head_input) = if spec.embedding_prefix == EmbeddingPrefix::Query {
-            if spec.embedding_output == Output::Embedding {
-                let e = self.embed.embed_queries(texts)?;
-                (e.clone(), e)
-            } else {
-                let mut both = self.embed.embed_outputs(
-                    texts,
-                    true,
-                    &[Output::Embedding, spec.embedding_output],
-                )?;
-                let head_input = both.pop().unwrap_or_default();
-                (both.pop().unwrap_or_default(), head_input)
-            }
-        } else {
-            let head_input = self
-                .embed
-                .embed_outputs(texts, false, &[spec.embedding_output])?
-                .pop()
-                .unwrap_or_default();
-            (self.embed.embed_queries(texts)?, head_input)
+        if spec.embedding_prefix != EmbeddingPrefix::Query {
+            // a head on the other prefix needs a pass of its own
+            let head_input = sentiment::head_input(&self.embed, spec, texts)?;
+            let p = head.predict(texts, &head_input)?;
+            return Ok((self.embed.embed_queries(texts)?, p));
+        }
+        let mut outputs = vec![Output::Embedding];
+        if spec.embedding_output != Output::Embedding {
+            outputs.push(spec.embedding_output);
+        }
+        let mut vectors = self.embed.embed_outputs(texts, true, &outputs)?.into_iter();
+        let embeddings = vectors.next().unwrap_or_default();
+        let p = match vectors.next() {
+            Some(head_input) => head.predict(texts, &head_input)?,
+            None => head.predict(texts, &embeddings)?,
         };
-        let p = head.predict(texts, &head_input)?;
         Ok((embeddings, p))
     }
     fn sentiment_model(&self) -> String {
@@ -202,15 +196,9 @@ pub fn load(cfg: &Config) -> anyhow::Result<Option<SharedModels>> {
     let head = Head::shipped();
     // Models installed by a setup from before the sentiment adapter: say so
     // now rather than at the first analysis.
-    if embed.output_model(head.spec().embedding_output).is_none() {
-        anyhow::bail!(
-            "{}",
-            ml::ModelError::NotInstalled {
-                dir: cfg.models_dir.clone(),
-                detail: "the e5 graph has no sentiment_embedding output (installed before the sentiment adapter)".into(),
-            }
-        );
-    }
+    embed
+        .output_model(head.spec().embedding_output)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(
         embedding = embed.embedding_model(),
         sentiment = head.version(),

@@ -562,10 +562,13 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
                 cv_long.n
             ));
         }
+        // named by the output's model: a head on the adapter's output must
+        // not share a cache file with one on e5's own embedding
+        let model = models.output_model(o.output)?;
         for (set, rows) in &sets {
             let cp = cache
                 .as_ref()
-                .map(|d| corpus::cache_path(d, set, models.embedding_model(), o.prefix));
+                .map(|d| corpus::cache_path(d, set, model, o.prefix));
             let p = sentiment::score(&t.head, &models, rows, cp.as_deref(), set, true)?;
             let r = sentiment::report(set, rows, &p, &t.head.thresholds(), texts.as_ref());
             let unseen = r.unseen.as_ref().map_or(f64::NAN, |u| u.balanced_accuracy);

@@ -129,7 +129,12 @@ impl Adapter {
 
     /// Short name recorded in model ids, e.g. `lora-dc23ead7`.
     pub fn tag(&self) -> String {
-        format!("lora-{}", &self.sha256[..8])
+        tag_of(&self.sha256)
+    }
+
+    /// [`Adapter::tag`] of the shipped adapter, without parsing it.
+    pub fn shipped_tag() -> String {
+        tag_of(&sha256_bytes(SHIPPED))
     }
 
     /// Layers `first_layer..first_layer + layers`.
@@ -190,6 +195,11 @@ impl Adapter {
     }
 }
 
+/// The tag of an adapter with this (hex) sha256.
+pub fn tag_of(sha256: &str) -> String {
+    format!("lora-{}", &sha256[..8])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +254,7 @@ mod tests {
     #[test]
     fn shipped_adapter_covers_the_top_layers() {
         let a = Adapter::shipped().unwrap();
+        assert_eq!(a.tag(), Adapter::shipped_tag());
         assert_eq!(
             a.first_layer + a.layers,
             12,

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
+use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
-use ort::session::{OutputSelector, RunOptions, Session};
 use ort::value::TensorRef;
 use tokenizers::Tokenizer;
 
@@ -471,22 +471,15 @@ impl Models {
     /// "query: " prefix, else "passage: ".
     ///
     /// # Errors
-    /// [`ModelError::NotInstalled`] when asking for [`Output::Sentiment`]
-    /// from a graph without the adapter (installed by an older setup).
+    /// As [`Models::output_model`] for an output the graph lacks.
     pub fn embed_outputs(
         &self,
         texts: &[String],
         query: bool,
         outputs: &[Output],
     ) -> Result<Vec<Vec<Vec<f32>>>, ModelError> {
-        if outputs.contains(&Output::Sentiment) && self.inner.sentiment_model.is_none() {
-            return Err(ModelError::NotInstalled {
-                dir: self.inner.dir.clone(),
-                detail: format!(
-                    "the embedding graph has no {} output (installed before the sentiment adapter)",
-                    e5::SENTIMENT_OUTPUT
-                ),
-            });
+        for &o in outputs {
+            self.output_model(o)?;
         }
         self.embed(texts, if query { "query: " } else { "passage: " }, outputs)
     }
@@ -539,10 +532,21 @@ impl Models {
     }
 
     /// The id of `output`'s vectors.
-    pub fn output_model(&self, output: Output) -> Option<&str> {
+    ///
+    /// # Errors
+    /// [`ModelError::NotInstalled`] (names `make setup`) for
+    /// [`Output::Sentiment`] from a graph without the adapter, i.e. one
+    /// installed by an older setup.
+    pub fn output_model(&self, output: Output) -> Result<&str, ModelError> {
         match output {
-            Output::Embedding => Some(self.embedding_model()),
-            Output::Sentiment => self.sentiment_model(),
+            Output::Embedding => Ok(self.embedding_model()),
+            Output::Sentiment => self.sentiment_model().ok_or_else(|| ModelError::NotInstalled {
+                dir: self.inner.dir.clone(),
+                detail: format!(
+                    "the embedding graph has no {} output (installed before the sentiment adapter)",
+                    e5::SENTIMENT_OUTPUT
+                ),
+            }),
         }
     }
 
@@ -663,29 +667,11 @@ impl Models {
             }
             start = end;
         }
+        let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         Ok(rows
             .into_iter()
             .map(|rows| {
-                let vectors = if seqs.len() == encodings.len() {
-                    rows
-                } else {
-                    let mut parts: Vec<(Vec<Vec<f32>>, Vec<usize>)> =
-                        vec![Default::default(); encodings.len()];
-                    for ((row, seq), &u) in rows.into_iter().zip(&seqs).zip(&owner) {
-                        parts[u].0.push(row);
-                        parts[u].1.push(seq.len());
-                    }
-                    parts
-                        .into_iter()
-                        .map(|(vs, ws)| {
-                            if vs.len() == 1 {
-                                vs.into_iter().next().unwrap_or_default()
-                            } else {
-                                windows::combine(&vs, &ws)
-                            }
-                        })
-                        .collect()
-                };
+                let vectors = combine_windows(rows, &lens, &owner, encodings.len());
                 slots.iter().map(|&s| vectors[s].clone()).collect()
             })
             .collect())
@@ -709,8 +695,9 @@ impl Models {
     }
 
     /// Pads one batch, runs it, returns the rows of the graph outputs
-    /// `names` (only those are copied out; ONNX Runtime still computes
-    /// every output).
+    /// `names`. (ONNX Runtime computes every output of the graph whichever
+    /// are asked for, docs/models.md, so the run asks for none in
+    /// particular.)
     fn run_batch<'a>(
         &self,
         seqs: impl Iterator<Item = &'a [u32]> + Clone,
@@ -728,17 +715,10 @@ impl Models {
         }
         let ids_t = TensorRef::from_array_view(([b, l], input_ids.as_slice())).map_err(rt)?;
         let mask_t = TensorRef::from_array_view(([b, l], mask.as_slice())).map_err(rt)?;
-        let selector = names
-            .iter()
-            .fold(OutputSelector::no_default(), |s, n| s.with(*n));
-        let options = RunOptions::new().map_err(rt)?.with_outputs(selector);
         let mut lease = self.inner.pool.take();
         let session = lease.session.as_mut().expect("leased session");
         let outputs = session
-            .run_with_options(
-                ort::inputs!["input_ids" => ids_t, "attention_mask" => mask_t],
-                &options,
-            )
+            .run(ort::inputs!["input_ids" => ids_t, "attention_mask" => mask_t])
             .map_err(rt)?;
         let dims = self.inner.dims;
         names
@@ -755,6 +735,34 @@ impl Models {
             })
             .collect()
     }
+}
+
+/// Rows per sequence → one vector per text: a text embedded in several
+/// windows (`owner` maps sequence → text) gets their length-weighted mean.
+fn combine_windows(
+    rows: Vec<Vec<f32>>,
+    lens: &[usize],
+    owner: &[usize],
+    texts: usize,
+) -> Vec<Vec<f32>> {
+    if rows.len() == texts {
+        return rows;
+    }
+    let mut parts: Vec<(Vec<Vec<f32>>, Vec<usize>)> = vec![Default::default(); texts];
+    for ((row, &len), &u) in rows.into_iter().zip(lens).zip(owner) {
+        parts[u].0.push(row);
+        parts[u].1.push(len);
+    }
+    parts
+        .into_iter()
+        .map(|(vs, ws)| {
+            if vs.len() == 1 {
+                vs.into_iter().next().unwrap_or_default()
+            } else {
+                windows::combine(&vs, &ws)
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

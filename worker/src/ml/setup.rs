@@ -63,10 +63,10 @@ fn say(msg: &str) {
 /// Recorded in the manifest; a different value makes `setup` reinstall
 /// (a new converter or a new sentiment adapter).
 fn created_by() -> String {
-    let adapter = Adapter::shipped().map_or_else(|e| format!("broken adapter: {e}"), |a| a.tag());
     format!(
-        "lingxi-models {} (converter {CONVERTER_VERSION}, sentiment {adapter})",
-        env!("CARGO_PKG_VERSION")
+        "lingxi-models {} (converter {CONVERTER_VERSION}, sentiment {})",
+        env!("CARGO_PKG_VERSION"),
+        Adapter::shipped_tag()
     )
 }
 
@@ -397,7 +397,7 @@ pub fn compare_with_reference(models: &Models) -> anyhow::Result<VerifyResult> {
 pub fn compare_sentiment_with_reference(models: &Models) -> anyhow::Result<f32> {
     let r: SentimentReference = serde_json::from_str(SENTIMENT_REFERENCE_JSON)
         .context("parsing e5_sentiment_reference.json")?;
-    let tag = format!("+lora-{}", &r.adapter_sha256[..8]);
+    let tag = format!("+{}", super::adapter::tag_of(&r.adapter_sha256));
     let model = models.sentiment_model().unwrap_or("none");
     if !model.ends_with(&tag) {
         bail!("the installed sentiment branch is {model}, the reference is for {tag}");

