@@ -42,8 +42,8 @@ pub type DynModels = Arc<dyn TextModels>;
 /// head is at hand (persona averages in the search index, tests): the
 /// shipped head's (docs/sentiment.md). Analysed texts use the active head's
 /// own thresholds ([`TextModels::label`]), recomputed with each retrain.
-pub const NEGATIVE_BELOW: f32 = 0.36;
-pub const POSITIVE_ABOVE: f32 = 0.64;
+pub const NEGATIVE_BELOW: f32 = 0.37;
+pub const POSITIVE_ABOVE: f32 = 0.63;
 
 pub fn label(p: f32) -> &'static str {
     if p < NEGATIVE_BELOW {
