@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from tokenizers import Tokenizer
@@ -50,12 +49,7 @@ def main():
     print(f"{len(tr)} training texts, {len(te)} held out", flush=True)
     w, eps = e5.load(str(lora_top.graph_path()))
     tok = Tokenizer.from_file(str(lora_top.tokenizer_path()))
-    sd = torch.load(run / "adapter_f0.pt")
-    rank = sd["layers.0.q.a"].shape[1]
-    top_n = len({k.split(".")[1] for k in sd if k.startswith("layers.")})
-    cut = e5.LAYERS - top_n
-    top = e5.Encoder(w, eps, cut, e5.LAYERS, embed=False, rank=rank, train_ln=True).eval()
-    top.load_state_dict({k: v for k, v in sd.items() if not k.startswith("head.")}, strict=False)
+    top, cut = eval_sets.load_adapter(run / "adapter_f0.pt", w, eps)
     emb_all = {"frozen": np.load(run / "frozen.npy"), "adapted": np.load(run / "adapted_f0.npy")}
     train_emb = {k: v[tr] for k, v in emb_all.items()}
     train_docs = [stack.grams(texts[i]) for i in tr]

@@ -67,6 +67,18 @@ def embed(w, eps, tok, texts, top, cut):
     }
 
 
+def load_adapter(path, w, eps):
+    """A fold's adapted top layers from lora_top.py's adapter_f{f}.pt, and
+    the first adapted layer."""
+    sd = torch.load(path)
+    rank = sd["layers.0.q.a"].shape[1]
+    top_n = len({k.split(".")[1] for k in sd if k.startswith("layers.")})
+    cut = e5.LAYERS - top_n
+    top = e5.Encoder(w, eps, cut, e5.LAYERS, embed=False, rank=rank, train_ln=True).eval()
+    top.load_state_dict({k: v for k, v in sd.items() if not k.startswith("head.")}, strict=False)
+    return top, cut
+
+
 def main():
     run = Path(sys.argv[1])
     f = int(sys.argv[2]) if len(sys.argv) > 2 else 0
@@ -77,12 +89,7 @@ def main():
     tr = np.where(fold != f)[0]
     w, eps = e5.load(str(lora_top.graph_path()))
     tok = Tokenizer.from_file(str(lora_top.tokenizer_path()))
-    sd = torch.load(run / f"adapter_f{f}.pt")
-    rank = sd["layers.0.q.a"].shape[1]
-    top_n = len({k.split(".")[1] for k in sd if k.startswith("layers.")})
-    cut = e5.LAYERS - top_n
-    top = e5.Encoder(w, eps, cut, e5.LAYERS, embed=False, rank=rank, train_ln=True).eval()
-    top.load_state_dict({k: v for k, v in sd.items() if not k.startswith("head.")}, strict=False)
+    top, cut = load_adapter(run / f"adapter_f{f}.pt", w, eps)
     train_emb = {"frozen": np.load(run / "frozen.npy")[tr], "adapted": np.load(run / f"adapted_f{f}.npy")[tr]}
     sets = read_sets(data)
     train_docs = [stack.grams(texts[i]) for i in tr]

@@ -67,14 +67,18 @@ def main():
     folds = int(fold.max()) + 1
     hotel = np.array([bool(HOTEL.search(t)) for t in texts])
     long_hotel = hotel & np.array([len(t) >= 100 for t in texts])
-    masks = [np.ones(len(y), bool), hotel, long_hotel]
+    # neutral messages (NEUTRAL= runs, label -1) trained the adapter only
+    labelled = y >= 0
+    hotel &= labelled
+    long_hotel &= labelled
+    masks = [labelled, hotel, long_hotel]
     print(f"{len(y)} texts, {hotel.sum()} hotel, {long_hotel.sum()} long hotel", flush=True)
     need_ng = any(":" not in v and v != "own" for v in variants)
     docs = [grams(t) for t in texts] if need_ng else None
     frozen = np.load(d / "frozen.npy")
     preds = {v: np.zeros(len(y), np.int64) for v in variants}
     for f in range(folds):
-        tr, te = np.where(fold != f)[0], np.where(fold == f)[0]
+        tr, te = np.where((fold != f) & labelled)[0], np.where((fold == f) & labelled)[0]
         nb = nb_block(docs, y, tr) if need_ng else None
         adapted = np.load(d / f"adapted_f{f}.npy") if (d / f"adapted_f{f}.npy").exists() else None
         for v in variants:
