@@ -43,7 +43,7 @@ def main():
     data = Path(sys.argv[2] if len(sys.argv) > 2 else "../shared/data/sentiment")
     texts = (run / "texts.txt").read_text(encoding="utf-8").splitlines()
     y = np.load(run / "y.npy")
-    held = np.array([y[i] >= 0 and lora_top.fnv1a64(t) % 1000 < lora_top.HOLDOUT for i, t in enumerate(texts)])
+    held = lora_top.held_out(texts, int((y >= 0).sum()))  # neutral messages come last
     tr = np.where((y >= 0) & ~held)[0]
     te = np.where(held)[0]
     print(f"{len(tr)} training texts, {len(te)} held out", flush=True)

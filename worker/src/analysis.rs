@@ -1,5 +1,5 @@
 //! Text analysis: sentiment, embedding and keywords per message.
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::Utc;
 use entity::message;
@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     jobs::{JobError, execute::Progress},
+    sentiment::{Head, Thresholds},
     text, vectors,
 };
 
@@ -38,21 +39,18 @@ pub trait TextModels: Send + Sync {
 
 pub type DynModels = Arc<dyn TextModels>;
 
-/// Thresholds on probability-of-positive for the three labels where no
-/// head is at hand (persona averages in the search index, tests): the
-/// shipped head's (docs/sentiment.md). Analysed texts use the active head's
-/// own thresholds ([`TextModels::label`]), recomputed with each retrain.
-pub const NEGATIVE_BELOW: f32 = 0.37;
-pub const POSITIVE_ABOVE: f32 = 0.63;
+/// The band for labels where no head is at hand (persona averages in the
+/// search index, tests): the shipped head's, read from its JSON once.
+/// Analysed texts use the active head's own thresholds
+/// ([`TextModels::label`]), recomputed with each retrain.
+pub fn shipped_thresholds() -> Thresholds {
+    static T: OnceLock<Thresholds> = OnceLock::new();
+    *T.get_or_init(|| Head::shipped_meta().thresholds)
+}
 
+/// POSITIVE / NEUTRAL / NEGATIVE in [`shipped_thresholds`]' band.
 pub fn label(p: f32) -> &'static str {
-    if p < NEGATIVE_BELOW {
-        "NEGATIVE"
-    } else if p > POSITIVE_ABOVE {
-        "POSITIVE"
-    } else {
-        "NEUTRAL"
-    }
+    shipped_thresholds().label(p)
 }
 
 /// One analysed text.

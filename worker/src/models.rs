@@ -196,9 +196,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Option<SharedModels>> {
     let head = Head::shipped();
     // Models installed by a setup from before the sentiment adapter: say so
     // now rather than at the first analysis.
-    embed
-        .output_model(head.spec().embedding_output)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    embed.output_model(head.spec().embedding_output)?;
     tracing::info!(
         embedding = embed.embedding_model(),
         sentiment = head.version(),
