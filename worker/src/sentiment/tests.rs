@@ -300,15 +300,23 @@ fn neutral_messages_pull_their_words_toward_half() {
     }
     c.neutral_embeddings.rows = n;
     let spec = small_opts().spec(&c.embedding_model);
-    let f = featurize(
-        &c.rows[..10],
-        c.embeddings.select(&(0..10).collect::<Vec<_>>()),
-        &spec,
-    );
-    let (g, y) = with_neutral(f, vec![1; 10], &c, &small_opts(), &spec);
-    assert_eq!(g.rows(), 10 + 2 * n);
-    assert_eq!(g.ngrams.len(), g.rows());
-    assert_eq!(y.iter().filter(|&&l| l == 1).count(), 10 + n);
+    // Each message enters `neutral_repeat` times per label.
+    for repeat in [1, 3] {
+        let f = featurize(
+            &c.rows[..10],
+            c.embeddings.select(&(0..10).collect::<Vec<_>>()),
+            &spec,
+        );
+        let opts = TrainOptions {
+            neutral_repeat: repeat,
+            ..small_opts()
+        };
+        let (g, y) = with_neutral(f, vec![1; 10], &c, &opts, &spec);
+        assert_eq!(g.rows(), 10 + 2 * repeat * n);
+        assert_eq!(g.ngrams.len(), g.rows());
+        assert_eq!(y.iter().filter(|&&l| l == 1).count(), 10 + repeat * n);
+        assert_eq!(y.iter().filter(|&&l| l == 0).count(), repeat * n);
+    }
 
     let with = train_head(&c, &small_opts(), "n").unwrap();
     let without = train_head(
