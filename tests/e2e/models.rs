@@ -67,6 +67,37 @@ async fn sentiment_points_the_right_way_on_obvious_chinese_texts() {
 }
 
 #[tokio::test]
+async fn plain_customer_messages_stay_neutral() {
+    use worker::sentiment::neutral::{FRESH_PROBES, PROBES};
+    let s = with_models().await;
+    let texts: Vec<&str> = PROBES.iter().chain(FRESH_PROBES).copied().collect();
+    let d = s.gql(ANALYZE, json!({ "t": texts })).await;
+    let r = d["analyzeText"].as_array().unwrap();
+    assert_eq!(r.len(), texts.len());
+    let neutral: Vec<&str> = r
+        .iter()
+        .filter(|x| x["sentiment"]["label"] == "NEUTRAL")
+        .map(|x| x["text"].as_str().unwrap())
+        .collect();
+    // The shipped head keeps 55 of these 70 hand-written neutral messages
+    // in its band (docs/sentiment.md); the head before it kept 48. A few
+    // may move on another CPU's int8 rounding, not seven.
+    assert!(
+        neutral.len() >= 52,
+        "{} of {} NEUTRAL: {r:?}",
+        neutral.len(),
+        texts.len()
+    );
+    // Plain statements and questions are not called angry: none scores
+    // like a clear complaint.
+    assert!(
+        r.iter()
+            .all(|x| x["sentiment"]["score"].as_f64().unwrap() > 0.15),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
 async fn emoji_stickers_and_slang_carry_sentiment() {
     let s = with_models().await;
     let texts = [
