@@ -29,7 +29,7 @@ use worker::sentiment::{
     self, EmbeddingPrefix, Head, SetReport, TrainOptions, corpus, features::FeatureSpec, train,
 };
 
-const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|sweep|neutral> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [--no-prior] [--neutral-repeat N] [recipe options] [TEXT...|-]";
+const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|sweep|neutral> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [--no-prior] [recipe options] [TEXT...|-]";
 
 #[derive(Default)]
 struct Args {
@@ -428,7 +428,8 @@ fn run(a: Args) -> anyhow::Result<()> {
             anyhow::ensure!(!a.rest.is_empty(), "predict needs TEXT... or -\n{USAGE}");
             // `predict -` scores standard input, one text per line.
             let texts = if a.rest == ["-"] {
-                std::io::read_to_string(std::io::stdin())?
+                std::io::read_to_string(std::io::stdin())
+                    .context("predict -: reading standard input (one UTF-8 text per line)")?
                     .lines()
                     .filter(|l| !l.trim().is_empty())
                     .map(str::to_owned)
@@ -436,6 +437,7 @@ fn run(a: Args) -> anyhow::Result<()> {
             } else {
                 a.rest.clone()
             };
+            anyhow::ensure!(!texts.is_empty(), "predict -: no text on standard input");
             let head = load_head(&a)?;
             let models = Models::load(&models_dir)?;
             let emb = sentiment::head_input(&models, head.spec(), &texts)?;
