@@ -121,6 +121,10 @@ pub fn texts() -> Vec<String> {
 /// docs/sentiment.md).
 pub const ADAPTER_TEXTS: usize = 783;
 
+/// FNV-1a-64 of [`adapter_texts`] joined by newlines (checked by a test).
+#[cfg(test)]
+const ADAPTER_TEXTS_FNV: &str = "2bf5ff3763297f36";
+
 /// The neutral messages the shipped sentiment adapter was trained on
 /// (`lingxi-sentiment neutral --adapter`, for `lora_top.py NEUTRAL=`).
 pub fn adapter_texts() -> Vec<String> {
@@ -490,5 +494,15 @@ mod tests {
         let a = adapter_texts();
         assert_eq!(a.len(), ADAPTER_TEXTS);
         assert_eq!(&t[..a.len()], &a[..]);
+        // …and unchanged in content: the shipped adapter was trained on
+        // exactly these (a change needs a new adapter, docs/sentiment.md).
+        let joined = a.join("\n");
+        assert_eq!(
+            format!(
+                "{:016x}",
+                super::super::features::fnv1a64(&[joined.as_bytes()])
+            ),
+            ADAPTER_TEXTS_FNV
+        );
     }
 }
