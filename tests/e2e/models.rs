@@ -74,20 +74,14 @@ async fn plain_customer_messages_stay_neutral() {
     let d = s.gql(ANALYZE, json!({ "t": texts })).await;
     let r = d["analyzeText"].as_array().unwrap();
     assert_eq!(r.len(), texts.len());
-    let neutral: Vec<&str> = r
+    let neutral = r
         .iter()
         .filter(|x| x["sentiment"]["label"] == "NEUTRAL")
-        .map(|x| x["text"].as_str().unwrap())
-        .collect();
+        .count();
     // The shipped head keeps 55 of these 70 hand-written neutral messages
     // in its band (docs/sentiment.md); the head before it kept 48. A few
     // may move on another CPU's int8 rounding, not seven.
-    assert!(
-        neutral.len() >= 52,
-        "{} of {} NEUTRAL: {r:?}",
-        neutral.len(),
-        texts.len()
-    );
+    assert!(neutral >= 52, "{neutral} of {} NEUTRAL: {r:?}", texts.len());
     // Plain statements and questions are not called angry: none scores
     // like a clear complaint.
     assert!(

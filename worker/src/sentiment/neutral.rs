@@ -107,8 +107,9 @@ fn cross(out: &mut Vec<String>, parts: &[&[&str]]) {
 }
 
 /// The generated neutral messages: distinct, in a fixed order, none of
-/// them a probe. The first [`ADAPTER_TEXTS`] of them are the set the
-/// shipped sentiment adapter was trained on ([`adapter_texts`]).
+/// them a probe. They start with [`adapter_texts`], the 783 the shipped
+/// sentiment adapter was trained on (the templates grew after it was
+/// trained, see docs/sentiment.md).
 pub fn texts() -> Vec<String> {
     let mut out = Vec::new();
     first_templates(&mut out);
@@ -116,17 +117,8 @@ pub fn texts() -> Vec<String> {
     distinct_non_probes(out)
 }
 
-/// How many messages the first templates give: the shipped adapter's
-/// neutral set (the templates grew after it was trained, see
-/// docs/sentiment.md).
-pub const ADAPTER_TEXTS: usize = 783;
-
-/// FNV-1a-64 of [`adapter_texts`] joined by newlines (checked by a test).
-#[cfg(test)]
-const ADAPTER_TEXTS_FNV: &str = "2bf5ff3763297f36";
-
 /// The neutral messages the shipped sentiment adapter was trained on
-/// (`lingxi-sentiment neutral --adapter`, for `lora_top.py NEUTRAL=`).
+/// (`lingxi-sentiment neutral adapter`, for `lora_top.py NEUTRAL=`).
 pub fn adapter_texts() -> Vec<String> {
     let mut out = Vec::new();
     first_templates(&mut out);
@@ -490,9 +482,9 @@ mod tests {
         }
         assert_eq!(t, texts(), "deterministic");
         assert!(t.contains(&"请问我的快递现在在哪里？".to_owned()));
-        // The adapter's set is the start of the list, unchanged in size.
+        // The adapter's set is the start of the list, unchanged in size…
         let a = adapter_texts();
-        assert_eq!(a.len(), ADAPTER_TEXTS);
+        assert_eq!(a.len(), 783);
         assert_eq!(&t[..a.len()], &a[..]);
         // …and unchanged in content: the shipped adapter was trained on
         // exactly these (a change needs a new adapter, docs/sentiment.md).
@@ -500,9 +492,9 @@ mod tests {
         assert_eq!(
             format!(
                 "{:016x}",
-                super::super::features::fnv1a64(&[joined.as_bytes()])
+                crate::sentiment::features::fnv1a64(&[joined.as_bytes()])
             ),
-            ADAPTER_TEXTS_FNV
+            "2bf5ff3763297f36"
         );
     }
 }
