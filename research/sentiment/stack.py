@@ -9,7 +9,12 @@ scored out of fold.
 
   python stack.py RUN_DIR [variant ...]
   variants: ngrams, frozen, adapted, own (fold head's logit),
-            frozen:emb / adapted:emb (embedding alone)
+            frozen:emb / adapted:emb (embedding alone),
+            cat / mean (the adapted embeddings of RUN_DIR and of the runs
+            in $ENSEMBLE, comma-separated run dirs with the same folds and
+            other seeds: side by side, scaled by 1/sqrt(k), or averaged),
+            ownmean (the fold heads' logits averaged over those runs)
+  PAIR=a,b picks the two variants of the McNemar test (default frozen,adapted).
 """
 
 import math
@@ -29,6 +34,7 @@ from sklearn.preprocessing import normalize
 HOTEL = re.compile("酒店|宾馆|房间|前台|入住|客房|住宿|携程|服务员|早餐|大堂|床")
 CC = float(os.environ.get("CC", 4))
 EW = float(os.environ.get("EW", 3))
+ENSEMBLE = [Path(p) for p in os.environ.get("ENSEMBLE", "").split(",") if p]
 jieba.setLogLevel(60)
 
 
@@ -73,7 +79,7 @@ def main():
     long_hotel &= labelled
     masks = [labelled, hotel, long_hotel]
     print(f"{len(y)} texts, {hotel.sum()} hotel, {long_hotel.sum()} long hotel", flush=True)
-    need_ng = any(":" not in v and v != "own" for v in variants)
+    need_ng = any(":" not in v and not v.startswith("own") for v in variants)
     docs = [grams(t) for t in texts] if need_ng else None
     frozen = np.load(d / "frozen.npy")
     preds = {v: np.zeros(len(y), np.int64) for v in variants}
@@ -81,12 +87,24 @@ def main():
         tr, te = np.where((fold != f) & labelled)[0], np.where((fold == f) & labelled)[0]
         nb = nb_block(docs, y, tr) if need_ng else None
         adapted = np.load(d / f"adapted_f{f}.npy") if (d / f"adapted_f{f}.npy").exists() else None
+        runs = [d, *ENSEMBLE]
         for v in variants:
             if v == "own":
                 preds[v][te] = np.load(d / f"logit_f{f}.npy")[te] > 0
                 continue
+            if v == "ownmean":
+                logits = [np.load(r / f"logit_f{f}.npy")[te] for r in runs]
+                preds[v][te] = np.mean(logits, axis=0) > 0
+                continue
             kind, _, alone = v.partition(":")
-            emb = {"frozen": frozen, "adapted": adapted, "ngrams": None}[kind]
+            if kind in ("cat", "mean"):
+                embs = [np.load(r / f"adapted_f{f}.npy") for r in runs]
+                if kind == "cat":
+                    emb = np.hstack(embs) / math.sqrt(len(embs))
+                else:
+                    emb = np.mean(embs, axis=0)
+            else:
+                emb = {"frozen": frozen, "adapted": adapted, "ngrams": None}[kind]
             if alone:
                 x = sp.csr_matrix(emb * EW)
             elif emb is None:
@@ -98,17 +116,18 @@ def main():
             preds[v][te] = m.predict(x[te])
     for v in variants:
         score(v, y, preds[v], masks)
-    if "frozen" in preds and "adapted" in preds:
-        paired(y, preds["frozen"], preds["adapted"], long_hotel)
+    a, _, b = os.environ.get("PAIR", "frozen,adapted").partition(",")
+    if a in preds and b in preds:
+        paired(y, preds[a], preds[b], long_hotel, a, b)
 
 
-def paired(y, a, b, mask):
+def paired(y, a, b, mask, name_a="frozen", name_b="adapted"):
     """Exact McNemar test of two classifiers on the same texts."""
     ra, rb = a[mask] == y[mask], b[mask] == y[mask]
     only_a, only_b = int((ra & ~rb).sum()), int((rb & ~ra).sum())
     n, k = only_a + only_b, min(only_a, only_b)
     p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
-    print(f"long hotel: {only_a} right only frozen, {only_b} only adapted, exact McNemar p {p:.4f}")
+    print(f"long hotel: {only_a} right only {name_a}, {only_b} only {name_b}, exact McNemar p {p:.4f}")
 
 
 if __name__ == "__main__":

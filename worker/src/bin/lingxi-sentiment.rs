@@ -576,12 +576,13 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
         let pr = probe_scores(&t.head, &models, sentiment::neutral::PROBES)?;
         let fresh = probe_scores(&t.head, &models, sentiment::neutral::FRESH_PROBES)?;
         line.push_str(&format!(
-            "| probes {}/{} fresh {}/{} median {:.2} band {:.2} ",
+            "| probes {}/{} fresh {}/{} medians {:.2}/{:.2} band {:.2} ",
             pr.in_band,
             pr.scores.len(),
             fresh.in_band,
             fresh.scores.len(),
             pr.median,
+            fresh.median,
             t.head.thresholds().negative_below
         ));
         if let Some(k) = a.cv {
