@@ -133,13 +133,11 @@ def batches(order, lengths, size, rng):
 
 def stack(states, idx, limit=None):
     """A padded batch of states; `limit` keeps each text's first tokens."""
-    states = [states[i][:limit] for i in idx]
-    idx = range(len(idx))
-    n = max(states[i].shape[0] for i in idx)
-    x = torch.zeros(len(idx), n, e5.HIDDEN)
-    m = torch.zeros(len(idx), n, dtype=torch.long)
-    for r, i in enumerate(idx):
-        s = states[i]
+    rows = [states[i][:limit] for i in idx]
+    n = max(s.shape[0] for s in rows)
+    x = torch.zeros(len(rows), n, e5.HIDDEN)
+    m = torch.zeros(len(rows), n, dtype=torch.long)
+    for r, s in enumerate(rows):
         x[r, : s.shape[0]] = torch.from_numpy(s.astype(np.float32))
         m[r, : s.shape[0]] = 1
     return x, m

@@ -81,28 +81,28 @@ def main():
     print(f"{len(y)} texts, {hotel.sum()} hotel, {long_hotel.sum()} long hotel", flush=True)
     need_ng = any(":" not in v and not v.startswith("own") for v in variants)
     docs = [grams(t) for t in texts] if need_ng else None
+    need_ens = any(v.partition(":")[0] in ("cat", "mean") for v in variants)
     frozen = np.load(d / "frozen.npy")
     preds = {v: np.zeros(len(y), np.int64) for v in variants}
     for f in range(folds):
         tr, te = np.where((fold != f) & labelled)[0], np.where((fold == f) & labelled)[0]
         nb = nb_block(docs, y, tr) if need_ng else None
         adapted = np.load(d / f"adapted_f{f}.npy") if (d / f"adapted_f{f}.npy").exists() else None
-        runs = [d, *ENSEMBLE]
+        # the other runs' adapted embeddings, read once per fold
+        embs = [adapted, *(np.load(r / f"adapted_f{f}.npy") for r in ENSEMBLE)] if need_ens else None
         for v in variants:
             if v == "own":
                 preds[v][te] = np.load(d / f"logit_f{f}.npy")[te] > 0
                 continue
             if v == "ownmean":
-                logits = [np.load(r / f"logit_f{f}.npy")[te] for r in runs]
+                logits = [np.load(r / f"logit_f{f}.npy")[te] for r in [d, *ENSEMBLE]]
                 preds[v][te] = np.mean(logits, axis=0) > 0
                 continue
             kind, _, alone = v.partition(":")
-            if kind in ("cat", "mean"):
-                embs = [np.load(r / f"adapted_f{f}.npy") for r in runs]
-                if kind == "cat":
-                    emb = np.hstack(embs) / math.sqrt(len(embs))
-                else:
-                    emb = np.mean(embs, axis=0)
+            if kind == "cat":
+                emb = np.hstack(embs) / math.sqrt(len(embs))
+            elif kind == "mean":
+                emb = np.mean(embs, axis=0)
             else:
                 emb = {"frozen": frozen, "adapted": adapted, "ngrams": None}[kind]
             if alone:
