@@ -79,8 +79,10 @@ impl App {
         }
         let refresher =
             worker::jobs::refresh::Refresher::start(db.clone(), queue.clone(), models.is_some());
+        let watcher = crate::watch::RowWatcher::new(db.clone(), crate::watch::EVERY);
         let state = AppState {
             db,
+            watcher,
             queue,
             refresher,
             models,

@@ -22,6 +22,8 @@ pub struct AppState {
     pub models: Option<worker::models::SharedModels>,
     /// Persona search (embedded index or Meilisearch).
     pub search: worker::search::Search,
+    /// Change signals for the rows that subscriptions follow.
+    pub watcher: crate::watch::RowWatcher,
     pub config: Arc<worker::Config>,
     pub metrics: Arc<Metrics>,
     pub started: Instant,

@@ -206,10 +206,12 @@ async fn healthz(State(http): State<Http>) -> Response {
 }
 
 async fn metrics(State(http): State<Http>) -> Response {
-    let body = http
-        .state
-        .metrics
-        .render(http.state.started.elapsed().as_secs_f64());
+    let w = &http.state.watcher;
+    let body = http.state.metrics.render(
+        http.state.started.elapsed().as_secs_f64(),
+        w.watched(),
+        w.queries(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -11,5 +11,6 @@ pub mod metrics;
 pub mod policy;
 pub mod service;
 pub mod tenant;
+pub mod watch;
 
 pub use app::App;

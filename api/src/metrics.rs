@@ -40,7 +40,8 @@ impl Metrics {
     }
 
     /// The exposition text for `GET /metrics`.
-    pub fn render(&self, uptime_secs: f64) -> String {
+    /// `watched` and `watch_queries` come from the subscription watcher.
+    pub fn render(&self, uptime_secs: f64, watched: usize, watch_queries: u64) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -94,6 +95,24 @@ impl Metrics {
                 );
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP lingxi_subscription_rows_watched Rows followed by open subscriptions."
+        );
+        let _ = writeln!(out, "# TYPE lingxi_subscription_rows_watched gauge");
+        let _ = writeln!(out, "lingxi_subscription_rows_watched {watched}");
+        let _ = writeln!(
+            out,
+            "# HELP lingxi_subscription_watch_queries_total Database reads by the subscription watcher (one per table and tick, whatever the number of subscribers)."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE lingxi_subscription_watch_queries_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "lingxi_subscription_watch_queries_total {watch_queries}"
+        );
         out
     }
 }

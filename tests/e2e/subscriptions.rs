@@ -76,3 +76,124 @@ async fn campaign_updates_stream_over_websocket() {
         "{next}"
     );
 }
+
+async fn metric(s: &Server, name: &str) -> Option<f64> {
+    let text = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Several subscriptions share the process's one watcher: it follows each
+/// row once, wakes only the subscriptions whose row changed, and forgets
+/// the rows when their subscribers leave.
+#[tokio::test]
+async fn subscriptions_share_one_watcher_and_wake_only_for_their_row() {
+    let s = Server::start().await;
+    let mut ids = Vec::new();
+    for name in ["春季上新", "会员日"] {
+        ids.push(
+            s.gql(
+                "mutation($n: String!) { createCampaign(input: { name: $n }) { id } }",
+                json!({ "n": name }),
+            )
+            .await["createCampaign"]["id"]
+                .clone(),
+        );
+    }
+    let mut req = format!("{}/graphql/ws", s.base.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {ADMIN_KEY}") } }).to_string())).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "connection_ack");
+    // Two subscriptions on the first campaign, one on the second.
+    for (sub, id) in [("a1", &ids[0]), ("a2", &ids[0]), ("b", &ids[1])] {
+        ws.send(Message::text(json!({ "id": sub, "type": "subscribe", "payload": { "query": "subscription($id: ID!) { campaignUpdated(id: $id) { name } }", "variables": { "id": id } } }).to_string())).await.unwrap();
+    }
+    let mut first = Vec::new();
+    for _ in 0..3 {
+        let m = next_json(&mut ws).await;
+        assert_eq!(m["type"], "next", "{m}");
+        first.push(m["id"].as_str().unwrap().to_owned());
+    }
+    first.sort();
+    assert_eq!(
+        first,
+        ["a1", "a2", "b"],
+        "each subscription starts with its row"
+    );
+    assert_eq!(
+        metric(&s, "lingxi_subscription_rows_watched").await,
+        Some(2.0),
+        "two rows followed for three subscriptions"
+    );
+
+    s.gql(
+        "mutation($id: ID!) { updateCampaign(id: $id, input: { name: \"会员日·加场\" }) { id } }",
+        json!({ "id": ids[1] }),
+    )
+    .await;
+    let m = next_json(&mut ws).await;
+    assert_eq!(
+        m["id"], "b",
+        "only the second campaign's subscriber wakes: {m}"
+    );
+    assert_eq!(
+        m["payload"]["data"]["campaignUpdated"]["name"],
+        "会员日·加场"
+    );
+
+    s.gql(
+        "mutation($id: ID!) { updateCampaign(id: $id, input: { name: \"春季上新·二期\" }) { id } }",
+        json!({ "id": ids[0] }),
+    )
+    .await;
+    let mut woke = Vec::new();
+    for _ in 0..2 {
+        let m = next_json(&mut ws).await;
+        assert_eq!(
+            m["payload"]["data"]["campaignUpdated"]["name"], "春季上新·二期",
+            "{m}"
+        );
+        woke.push(m["id"].as_str().unwrap().to_owned());
+    }
+    woke.sort();
+    assert_eq!(
+        woke,
+        ["a1", "a2"],
+        "both subscribers of the first campaign wake"
+    );
+
+    // Completing a row's only subscription forgets that row alone.
+    ws.send(Message::text(
+        json!({ "id": "b", "type": "complete" }).to_string(),
+    ))
+    .await
+    .unwrap();
+    let one = tests::eventually(10, || async {
+        (metric(&s, "lingxi_subscription_rows_watched").await == Some(1.0)).then_some(())
+    })
+    .await;
+    assert!(one.is_some(), "the second campaign is no longer followed");
+    ws.close(None).await.unwrap();
+    let forgotten = tests::eventually(10, || async {
+        (metric(&s, "lingxi_subscription_rows_watched").await == Some(0.0)).then_some(())
+    })
+    .await;
+    assert!(
+        forgotten.is_some(),
+        "a closed connection leaves no watched rows"
+    );
+}

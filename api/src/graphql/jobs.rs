@@ -1,10 +1,8 @@
 //! Background jobs: enqueue, inspect, cancel, and watch them.
-use std::time::Duration;
-
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object};
 use chrono::{DateTime, Utc};
 use entity::job_run;
-use futures::{Stream, StreamExt, stream};
+use futures::Stream;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::Value;
 use worker::jobs::{self, EnqueueError, enqueue::NewJob, status};
@@ -18,6 +16,7 @@ use crate::{
     context::ContextExt,
     error::{AppError, GqlError, GqlResult},
     policy, tenant,
+    watch::{self, Table},
 };
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -256,8 +255,6 @@ impl JobsMutation {
     }
 }
 
-const POLL: Duration = Duration::from_millis(250);
-
 /// Emits the job now and on every change, and ends after a final status.
 pub async fn job_updates(
     ctx: &Context<'_>,
@@ -269,37 +266,31 @@ pub async fn job_updates(
     let id = parse_id(&id, "id").map_err(GqlError::from)?;
     let db = ctx.db().clone();
     let account_id = principal.account_id;
+    // Watch first, so a write before the first read below is not missed.
+    let watch = ctx.state().watcher.watch(Table::JobRun, id);
     tenant::get::<job_run::Entity>(&db, account_id, id)
         .await
         .map_err(GqlError::from)?;
-    type Seen = Option<(String, i64, i32, Option<String>)>;
-    let s = stream::unfold((None::<()>, None as Seen, false), move |(_, last, done)| {
+    let read = move || {
         let db = db.clone();
         async move {
-            if done {
-                return None;
-            }
-            loop {
-                if last.is_some() {
-                    tokio::time::sleep(POLL).await;
-                }
-                match tenant::get::<job_run::Entity>(&db, account_id, id).await {
-                    Ok(j) => {
-                        let key = (
-                            j.status.clone(),
-                            (j.progress * 1000.0) as i64,
-                            j.attempts,
-                            j.error.clone(),
-                        );
-                        if Some(&key) != last.as_ref() {
-                            let fin = status::is_final(&j.status);
-                            return Some((Ok(Job(j)), (None, Some(key), fin)));
-                        }
-                    }
-                    Err(e) => return Some((Err(GqlError::from(e).into()), (None, last, true))),
-                }
-            }
+            tenant::get::<job_run::Entity>(&db, account_id, id)
+                .await
+                .map(Job)
+                .map_err(|e| async_graphql::Error::from(GqlError::from(e)))
         }
-    });
-    Ok(s.boxed())
+    };
+    Ok(watch::follow(
+        watch,
+        read,
+        |j: &Job| {
+            (
+                j.0.status.clone(),
+                (j.0.progress * 1000.0) as i64,
+                j.0.attempts,
+                j.0.error.clone(),
+            )
+        },
+        |j| status::is_final(&j.0.status),
+    ))
 }

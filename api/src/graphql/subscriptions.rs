@@ -1,8 +1,6 @@
 //! Subscriptions over `/graphql/ws` (graphql-transport-ws).
-use std::time::Duration;
-
 use async_graphql::{Context, ID, Subscription};
-use futures::{Stream, StreamExt, stream};
+use futures::Stream;
 
 use super::{campaigns::Campaign, parse_id};
 use crate::{
@@ -10,12 +8,10 @@ use crate::{
     context::ContextExt,
     error::{AppError, GqlError},
     policy, tenant,
+    watch::{self, Table},
 };
 
 pub struct SubscriptionRoot;
-
-/// How often watched rows are re-read; cheap keyed lookups.
-const POLL: Duration = Duration::from_millis(500);
 
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
@@ -42,33 +38,26 @@ impl SubscriptionRoot {
         let id = parse_id(&id, "id").map_err(GqlError::from)?;
         let db = ctx.db().clone();
         let account_id = principal.account_id;
+        // Watch first, so a write before the first read below is not missed.
+        let watch = ctx.state().watcher.watch(Table::Campaign, id);
         // Fail fast on an id that is not ours.
         tenant::get::<entity::campaign::Entity>(&db, account_id, id)
             .await
             .map_err(GqlError::from)?;
-        let s = stream::unfold(None, move |last: Option<chrono::DateTime<chrono::Utc>>| {
+        let read = move || {
             let db = db.clone();
             async move {
-                loop {
-                    if last.is_some() {
-                        tokio::time::sleep(POLL).await;
-                    }
-                    match tenant::get::<entity::campaign::Entity>(&db, account_id, id).await {
-                        Ok(c) if Some(c.updated_at) != last => {
-                            let at = c.updated_at;
-                            return Some((Ok(Campaign(c)), Some(at)));
-                        }
-                        Ok(_) => continue,
-                        Err(e) => return Some((Err(GqlError::from(e).into()), last)),
-                    }
-                }
+                tenant::get::<entity::campaign::Entity>(&db, account_id, id)
+                    .await
+                    .map(Campaign)
+                    .map_err(|e| async_graphql::Error::from(GqlError::from(e)))
             }
-        });
-        // Stop after an error (the campaign was deleted or the DB is gone).
-        Ok(s.scan(false, |failed, item| {
-            let stop = *failed;
-            *failed = item.is_err();
-            async move { (!stop).then_some(item) }
-        }))
+        };
+        Ok(watch::follow(
+            watch,
+            read,
+            |c: &Campaign| c.0.updated_at,
+            |_| false,
+        ))
     }
 }
