@@ -431,14 +431,14 @@ async fn seed_schedules(db: &DatabaseConnection, account_id: Uuid) -> AppResult<
         ),
     ] {
         let pattern = recurring::parse(cron).map_err(anyhow::Error::from)?;
-        let next = recurring::next_after(&pattern, recurring::CST_MINUTES, now);
+        let next = recurring::next_after(&pattern, recurring::Clock::CST, now);
         recurring::NewSchedule {
             account_id,
             name: name.into(),
             kind,
             params: json!({}),
             cron: cron.into(),
-            utc_offset_minutes: recurring::CST_MINUTES,
+            clock: recurring::Clock::CST,
             max_attempts: 3,
             enabled,
             builtin: false,

@@ -15,7 +15,8 @@ pub struct Model {
     /// Five fields (minute hour day-of-month month day-of-week), or six
     /// with seconds first.
     pub cron: String,
-    /// The clock `cron` reads: minutes east of UTC (480 = China Standard Time).
+    /// The clock `cron` reads: minutes east of UTC (480 = China Standard
+    /// Time), unless `time_zone` is set.
     pub utc_offset_minutes: i32,
     pub max_attempts: i32,
     pub enabled: bool,
@@ -29,6 +30,9 @@ pub struct Model {
     pub last_job_id: Option<Uuid>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// An IANA time zone (`Europe/Berlin`) whose wall clock `cron` reads,
+    /// daylight saving included; null: the fixed `utc_offset_minutes`.
+    pub time_zone: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

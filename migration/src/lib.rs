@@ -5,6 +5,7 @@ mod m20261127_000001_create_core_tables;
 mod m20261127_000002_job_scheduling;
 mod m20261130_000003_member_history_indexes;
 mod m20261130_000004_job_schedules;
+mod m20261206_000005_schedule_time_zone;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_job_scheduling::Migration),
             Box::new(m20261130_000003_member_history_indexes::Migration),
             Box::new(m20261130_000004_job_schedules::Migration),
+            Box::new(m20261206_000005_schedule_time_zone::Migration),
         ]
     }
 }

@@ -213,6 +213,16 @@ async fn bad_schedules_are_bad_user_input_and_store_nothing() {
         // More often than the default minimum of 60 s.
         (with("cron", json!("*/10 * * * * *")), "input.cron"),
         (with("utcOffset", json!("Beijing")), "input.utcOffset"),
+        (with("timeZone", json!("Mars/Olympus")), "input.timeZone"),
+        (with("timeZone", json!("+08:00")), "input.timeZone"),
+        (
+            {
+                let mut v = with("timeZone", json!("Europe/Berlin"));
+                v["i"]["utcOffset"] = json!("+01:00");
+                v
+            },
+            "input.timeZone",
+        ),
         (
             with("params", json!({ "colour": "red" })),
             "input.params.colour",
@@ -375,4 +385,84 @@ async fn accounts_of_an_earlier_release_get_the_nightly_rebuild_at_start() {
     let mut second = [s.spawn_worker(2)];
     tests::all_started(&mut second, |i| s.worker_log(i + 1), "worker started").await;
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM job_schedule").await, 2);
+}
+
+/// A schedule on an IANA time zone follows its wall clock through daylight
+/// saving; switching to a fixed offset (or back) moves the next run.
+#[tokio::test]
+async fn a_schedule_on_a_time_zone_keeps_its_local_time() {
+    let s = Server::start().await;
+    let q = "mutation($i: CreateJobScheduleInput!) { createJobSchedule(input: $i) { id cron utcOffset timeZone nextRunAt } }";
+    let created = s
+        .gql(
+            q,
+            json!({ "i": { "name": "柏林早报", "kind": "BUILD_PERSONAS", "cron": "0 9 * * *", "timeZone": "europe/berlin" } }),
+        )
+        .await["createJobSchedule"]
+        .clone();
+    assert_eq!(created["timeZone"], "Europe/Berlin", "{created}");
+    let next = time(&created["nextRunAt"]);
+    let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+    let local = next.with_timezone(&berlin);
+    assert_eq!(
+        local.format("%H:%M").to_string(),
+        "09:00",
+        "09:00 Berlin time whatever the season: {created}"
+    );
+    assert!(next > chrono::Utc::now() && next - chrono::Utc::now() <= chrono::TimeDelta::hours(24));
+    use chrono::Offset as _;
+    let offset_now = chrono::Utc::now()
+        .with_timezone(&berlin)
+        .offset()
+        .fix()
+        .local_minus_utc();
+    let expected = if offset_now == 3600 {
+        "+01:00"
+    } else {
+        "+02:00"
+    };
+    assert_eq!(created["utcOffset"], expected, "today's offset: {created}");
+
+    // To a fixed clock: the zone is dropped and the hour reads on UTC+1.
+    let upd = "mutation($id: ID!, $i: UpdateJobScheduleInput!) { updateJobSchedule(id: $id, input: $i) { utcOffset timeZone nextRunAt } }";
+    let fixed = s
+        .gql(
+            upd,
+            json!({ "id": created["id"], "i": { "utcOffset": "+01:00" } }),
+        )
+        .await["updateJobSchedule"]
+        .clone();
+    assert_eq!(fixed["timeZone"], Value::Null, "{fixed}");
+    assert_eq!(fixed["utcOffset"], "+01:00");
+    assert_eq!(
+        time(&fixed["nextRunAt"]).format("%H:%M").to_string(),
+        "08:00",
+        "09:00 at UTC+1 is 08:00 UTC: {fixed}"
+    );
+    // And back to a zone.
+    let zoned = s
+        .gql(
+            upd,
+            json!({ "id": created["id"], "i": { "timeZone": "America/New_York" } }),
+        )
+        .await["updateJobSchedule"]
+        .clone();
+    assert_eq!(zoned["timeZone"], "America/New_York", "{zoned}");
+    let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
+    assert_eq!(
+        time(&zoned["nextRunAt"])
+            .with_timezone(&ny)
+            .format("%H:%M")
+            .to_string(),
+        "09:00"
+    );
+    // An edit of other fields keeps the zone.
+    let renamed = s
+        .gql(
+            "mutation($id: ID!) { updateJobSchedule(id: $id, input: { name: \"纽约早报\" }) { timeZone } }",
+            json!({ "id": created["id"] }),
+        )
+        .await["updateJobSchedule"]
+        .clone();
+    assert_eq!(renamed["timeZone"], "America/New_York");
 }

@@ -7,7 +7,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde_json::Value;
-use worker::jobs::{self, recurring};
+use worker::jobs::{self, recurring, recurring::Clock};
 
 use super::{
     jobs::{Job, JobKind, kind_of},
@@ -40,9 +40,15 @@ impl JobSchedule {
     async fn cron(&self) -> &str {
         &self.0.cron
     }
-    /// The clock the pattern reads, e.g. `+08:00` (China Standard Time).
+    /// The offset from UTC of the clock the pattern reads, now: e.g.
+    /// `+08:00` (China Standard Time); for a `timeZone`, today's offset.
     async fn utc_offset(&self) -> String {
-        recurring::format_offset(self.0.utc_offset_minutes)
+        recurring::format_offset(Clock::of(&self.0).offset_at(Utc::now()))
+    }
+    /// The IANA time zone whose wall clock the pattern reads, daylight
+    /// saving included; null for a fixed `utcOffset`.
+    async fn time_zone(&self) -> Option<&'static str> {
+        Clock::of(&self.0).time_zone()
     }
     async fn max_attempts(&self) -> i32 {
         self.0.max_attempts
@@ -108,8 +114,13 @@ pub struct CreateJobScheduleInput {
     pub params: Option<Json<Value>>,
     /// e.g. `0 3 * * *` (03:00 daily), `30 9 * * MON`, `0 */6 * * *`.
     pub cron: String,
-    /// Default `+08:00` (China Standard Time).
+    /// A fixed clock, e.g. `-05:00`. Default `+08:00` (China Standard Time).
     pub utc_offset: Option<String>,
+    /// Or an IANA time zone, e.g. `Europe/Berlin`: the pattern then follows
+    /// its wall clock through daylight saving changes (a time the spring
+    /// change skips fires as the clocks jump; one repeated in the autumn
+    /// fires once). Not together with `utcOffset`.
+    pub time_zone: Option<String>,
     /// Attempts per occurrence before FAILED (1–10, default 3).
     pub max_attempts: Option<i32>,
     /// Default true.
@@ -122,7 +133,10 @@ pub struct UpdateJobScheduleInput {
     pub name: Option<String>,
     pub params: Option<Json<Value>>,
     pub cron: Option<String>,
+    /// Switches to this fixed clock.
     pub utc_offset: Option<String>,
+    /// Switches to this IANA time zone.
+    pub time_zone: Option<String>,
     pub max_attempts: Option<i32>,
     pub enabled: Option<bool>,
 }
@@ -130,22 +144,28 @@ pub struct UpdateJobScheduleInput {
 /// A schedule's settings, checked; `next_run_at` follows from them.
 struct Checked {
     cron: String,
-    offset: i32,
+    clock: Clock,
     next_run_at: Option<DateTime<Utc>>,
 }
 
-fn check(
-    ctx: &Context<'_>,
-    cron: &str,
-    offset: Option<&str>,
-    fallback_offset: i32,
-    enabled: bool,
-) -> Result<Checked, AppError> {
-    let offset = match offset {
-        Some(o) => recurring::parse_offset(o)
-            .map_err(|e| AppError::bad_input("input.utcOffset", e.to_string()))?,
-        None => fallback_offset,
-    };
+/// The clock an input names (`utcOffset` or `timeZone`), else `fallback`.
+fn clock_of(offset: Option<&str>, zone: Option<&str>, fallback: Clock) -> Result<Clock, AppError> {
+    match (offset, zone) {
+        (Some(_), Some(_)) => Err(AppError::bad_input(
+            "input.timeZone",
+            "give timeZone or utcOffset, not both / 时区与 UTC 偏移只能选一个",
+        )),
+        (Some(o), None) => recurring::parse_offset(o)
+            .map(Clock::Offset)
+            .map_err(|e| AppError::bad_input("input.utcOffset", e.to_string())),
+        (None, Some(z)) => recurring::parse_time_zone(z)
+            .map(Clock::Zone)
+            .map_err(|e| AppError::bad_input("input.timeZone", e.to_string())),
+        (None, None) => Ok(fallback),
+    }
+}
+
+fn check(ctx: &Context<'_>, cron: &str, clock: Clock, enabled: bool) -> Result<Checked, AppError> {
     let cron = cron.trim().to_owned();
     if cron.chars().count() > 200 {
         return Err(AppError::bad_input("input.cron", "at most 200 characters"));
@@ -154,14 +174,14 @@ fn check(
         recurring::parse(&cron).map_err(|e| AppError::bad_input("input.cron", e.to_string()))?;
     let first = recurring::check_interval(
         &pattern,
-        offset,
+        clock,
         Utc::now(),
         ctx.state().config.schedule_min_gap_secs,
     )
     .map_err(|e| AppError::bad_input("input.cron", e.to_string()))?;
     Ok(Checked {
         cron,
-        offset,
+        clock,
         next_run_at: enabled.then_some(first),
     })
 }
@@ -229,20 +249,19 @@ impl SchedulesMutation {
         jobs::enqueue::validate(kind, &params).map_err(AppError::from)?;
         check_attempts(input.max_attempts)?;
         let enabled = input.enabled.unwrap_or(true);
-        let c = check(
-            ctx,
-            &input.cron,
+        let clock = clock_of(
             input.utc_offset.as_deref(),
-            recurring::CST_MINUTES,
-            enabled,
+            input.time_zone.as_deref(),
+            Clock::CST,
         )?;
+        let c = check(ctx, &input.cron, clock, enabled)?;
         let row = recurring::NewSchedule {
             account_id,
             name,
             kind,
             params,
             cron: c.cron,
-            utc_offset_minutes: c.offset,
+            clock: c.clock,
             max_attempts: input.max_attempts.unwrap_or(3),
             enabled,
             builtin: false,
@@ -291,16 +310,23 @@ impl SchedulesMutation {
         }
         let enabled = input.enabled.unwrap_or(old.enabled);
         // An edit of other fields keeps the timing, and a due occurrence due.
-        if input.cron.is_some() || input.utc_offset.is_some() || enabled != old.enabled {
+        let retimed =
+            input.cron.is_some() || input.utc_offset.is_some() || input.time_zone.is_some();
+        if retimed || enabled != old.enabled {
+            let clock = clock_of(
+                input.utc_offset.as_deref(),
+                input.time_zone.as_deref(),
+                Clock::of(&old),
+            )?;
             let c = check(
                 ctx,
                 input.cron.as_deref().unwrap_or(&old.cron),
-                input.utc_offset.as_deref(),
-                old.utc_offset_minutes,
+                clock,
                 enabled,
             )?;
             row.cron = Set(c.cron);
-            row.utc_offset_minutes = Set(c.offset);
+            row.utc_offset_minutes = Set(c.clock.offset_at(Utc::now()));
+            row.time_zone = Set(c.clock.time_zone().map(str::to_owned));
             row.enabled = Set(enabled);
             row.next_run_at = Set(c.next_run_at);
         }

@@ -1,6 +1,8 @@
 //! Recurring jobs: an account's `job_schedule` rows, each a job kind with
 //! params and a cron pattern read on a fixed UTC offset (China Standard
-//! Time by default).
+//! Time by default) or on an IANA time zone's wall clock, daylight saving
+//! included (croner's rules: a time skipped by the spring change fires as
+//! the clocks jump, a time repeated in the autumn fires once).
 //!
 //! Every process's scheduler tick calls [`run_due`]. An occurrence is
 //! queued at most once whatever the number of processes: its job carries
@@ -18,7 +20,8 @@
 use std::collections::HashSet;
 use std::str::FromStr as _;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset, Offset as _, Utc};
+use chrono_tz::Tz;
 use croner::{Cron, parser::CronParser, parser::Seconds};
 use entity::{account, job_run, job_schedule};
 use sea_orm::{
@@ -42,7 +45,7 @@ pub struct NewSchedule {
     pub kind: JobKind,
     pub params: serde_json::Value,
     pub cron: String,
-    pub utc_offset_minutes: i32,
+    pub clock: Clock,
     pub max_attempts: i32,
     pub enabled: bool,
     pub builtin: bool,
@@ -60,7 +63,8 @@ impl NewSchedule {
             kind: Set(self.kind.as_str().to_owned()),
             params: Set(super::enqueue::stored_params(self.params)),
             cron: Set(self.cron),
-            utc_offset_minutes: Set(self.utc_offset_minutes),
+            utc_offset_minutes: Set(self.clock.offset_at(now)),
+            time_zone: Set(self.clock.time_zone().map(str::to_owned)),
             max_attempts: Set(self.max_attempts),
             enabled: Set(self.enabled),
             builtin: Set(self.builtin),
@@ -108,7 +112,7 @@ pub async fn ensure_builtin(
     let now = Utc::now();
     let next = parse(cron)
         .ok()
-        .and_then(|c| next_after(&c, CST_MINUTES, now));
+        .and_then(|c| next_after(&c, Clock::CST, now));
     let mut created = 0;
     for a in accounts.into_iter().filter(|a| !have.contains(a)) {
         let row = NewSchedule {
@@ -117,7 +121,7 @@ pub async fn ensure_builtin(
             kind,
             params: serde_json::json!({}),
             cron: cron.to_owned(),
-            utc_offset_minutes: CST_MINUTES,
+            clock: Clock::CST,
             max_attempts: 3,
             enabled: true,
             builtin: true,
@@ -141,6 +145,67 @@ pub enum ScheduleError {
     TooOften { gap: i64, min: i64 },
     #[error("expected an offset such as +08:00 or -05:30")]
     Offset,
+    #[error(
+        "unknown time zone {0:?}: expected an IANA name such as Asia/Shanghai or Europe/Berlin"
+    )]
+    TimeZone(String),
+}
+
+/// The wall clock a schedule's pattern reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    /// Minutes east of UTC, all year.
+    Offset(i32),
+    /// An IANA time zone, daylight saving included.
+    Zone(Tz),
+}
+
+impl Clock {
+    /// China Standard Time, the default.
+    pub const CST: Clock = Clock::Offset(CST_MINUTES);
+
+    /// A stored schedule's clock. A zone name the compiled-in tz database
+    /// no longer knows falls back to the offset stored beside it.
+    pub fn of(s: &job_schedule::Model) -> Self {
+        s.time_zone
+            .as_deref()
+            .and_then(|z| z.parse::<Tz>().ok())
+            .map_or(Clock::Offset(s.utc_offset_minutes), Clock::Zone)
+    }
+
+    /// Minutes east of UTC at `at`.
+    pub fn offset_at(&self, at: DateTime<Utc>) -> i32 {
+        match self {
+            Clock::Offset(m) => *m,
+            Clock::Zone(tz) => at.with_timezone(tz).offset().fix().local_minus_utc() / 60,
+        }
+    }
+
+    /// The IANA name, for a zone clock.
+    pub fn time_zone(&self) -> Option<&'static str> {
+        match self {
+            Clock::Offset(_) => None,
+            Clock::Zone(tz) => Some(tz.name()),
+        }
+    }
+}
+
+/// `Europe/Berlin`, `America/New_York`, `UTC` → the zone (exact IANA
+/// spelling; case-insensitive as a courtesy).
+///
+/// # Errors
+/// [`ScheduleError::TimeZone`] for a name the tz database does not have.
+pub fn parse_time_zone(s: &str) -> Result<Tz, ScheduleError> {
+    let s = s.trim();
+    s.parse::<Tz>()
+        .ok()
+        .or_else(|| {
+            chrono_tz::TZ_VARIANTS
+                .iter()
+                .copied()
+                .find(|tz| tz.name().eq_ignore_ascii_case(s))
+        })
+        .ok_or_else(|| ScheduleError::TimeZone(s.chars().take(64).collect()))
 }
 
 /// Parses a five-field pattern (minute hour day-of-month month
@@ -181,16 +246,23 @@ pub fn format_offset(minutes: i32) -> String {
     format!("{sign}{:02}:{:02}", m / 60, m % 60)
 }
 
-fn clock(offset_minutes: i32) -> FixedOffset {
+fn fixed(offset_minutes: i32) -> FixedOffset {
     FixedOffset::east_opt(offset_minutes * 60)
         .unwrap_or_else(|| FixedOffset::east_opt(CST_MINUTES * 60).expect("valid offset"))
 }
 
 /// The first occurrence strictly after `after`.
-pub fn next_after(cron: &Cron, offset_minutes: i32, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    cron.find_next_occurrence(&after.with_timezone(&clock(offset_minutes)), false)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+pub fn next_after(cron: &Cron, clock: Clock, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    match clock {
+        Clock::Offset(m) => cron
+            .find_next_occurrence(&after.with_timezone(&fixed(m)), false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
+        Clock::Zone(tz) => cron
+            .find_next_occurrence(&after.with_timezone(&tz), false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
+    }
 }
 
 /// The start of the schedule key of every job `schedule` queues (the
@@ -208,13 +280,13 @@ const CATCH_UP: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// was down): then the first one after `now`.
 pub fn following(
     cron: &Cron,
-    offset_minutes: i32,
+    clock: Clock,
     occurrence: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    match next_after(cron, offset_minutes, occurrence) {
+    match next_after(cron, clock, occurrence) {
         Some(n) if n >= now - CATCH_UP => Some(n),
-        _ => next_after(cron, offset_minutes, now),
+        _ => next_after(cron, clock, now),
     }
 }
 
@@ -225,14 +297,14 @@ pub fn following(
 /// [`ScheduleError::Never`] or [`ScheduleError::TooOften`].
 pub fn check_interval(
     cron: &Cron,
-    offset_minutes: i32,
+    clock: Clock,
     now: DateTime<Utc>,
     min_gap_secs: i64,
 ) -> Result<DateTime<Utc>, ScheduleError> {
-    let first = next_after(cron, offset_minutes, now).ok_or(ScheduleError::Never)?;
+    let first = next_after(cron, clock, now).ok_or(ScheduleError::Never)?;
     let mut prev = first;
     for _ in 0..8 {
-        let Some(next) = next_after(cron, offset_minutes, prev) else {
+        let Some(next) = next_after(cron, clock, prev) else {
             break;
         };
         let gap = (next - prev).num_seconds();
@@ -290,7 +362,7 @@ async fn run_one(
     // longer fire (e.g. a year field in the past): disable it then.
     let next = parse(&s.cron)
         .ok()
-        .and_then(|c| following(&c, s.utc_offset_minutes, occurrence, now));
+        .and_then(|c| following(&c, Clock::of(s), occurrence, now));
     // No pile-up: while the previous occurrence's job has not finished,
     // this occurrence is skipped.
     if let Some(prev) = s.last_job_id {
@@ -361,6 +433,8 @@ mod tests {
 
     use super::*;
 
+    const UTC0: Clock = Clock::Offset(0);
+
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
     }
@@ -371,25 +445,25 @@ mod tests {
         // 20:00 CST on the 27th → 03:00 CST on the 28th = 19:00 UTC on the 27th.
         let now = utc(2026, 11, 27, 12, 0, 0);
         assert_eq!(
-            next_after(&c, CST_MINUTES, now),
+            next_after(&c, Clock::CST, now),
             Some(utc(2026, 11, 27, 19, 0, 0))
         );
         // 1 = Monday (POSIX), not Sunday as in Quartz: 2026-11-30 is a Monday.
         let monday = parse("30 9 * * 1").unwrap();
         assert_eq!(
-            next_after(&monday, CST_MINUTES, now),
+            next_after(&monday, Clock::CST, now),
             Some(utc(2026, 11, 30, 1, 30, 0))
         );
         assert_eq!(
-            next_after(&parse("30 9 * * MON").unwrap(), CST_MINUTES, now),
+            next_after(&parse("30 9 * * MON").unwrap(), Clock::CST, now),
             Some(utc(2026, 11, 30, 1, 30, 0))
         );
         // The same pattern on UTC.
-        assert_eq!(next_after(&c, 0, now), Some(utc(2026, 11, 28, 3, 0, 0)));
+        assert_eq!(next_after(&c, UTC0, now), Some(utc(2026, 11, 28, 3, 0, 0)));
         // Strictly after: an occurrence equal to `after` is not returned.
         let at = utc(2026, 11, 27, 19, 0, 0);
         assert_eq!(
-            next_after(&c, CST_MINUTES, at),
+            next_after(&c, Clock::CST, at),
             Some(utc(2026, 11, 28, 19, 0, 0))
         );
     }
@@ -400,13 +474,22 @@ mod tests {
         let t = utc(2026, 11, 27, 12, 0, 0);
         // Handled 5 s late: the next minute is still ahead.
         let now = t + chrono::TimeDelta::seconds(5);
-        assert_eq!(following(&c, 0, t, now), Some(utc(2026, 11, 27, 12, 1, 0)));
+        assert_eq!(
+            following(&c, UTC0, t, now),
+            Some(utc(2026, 11, 27, 12, 1, 0))
+        );
         // Handled 70 s late: 12:01 is 10 s overdue and still queued.
         let now = t + chrono::TimeDelta::seconds(70);
-        assert_eq!(following(&c, 0, t, now), Some(utc(2026, 11, 27, 12, 1, 0)));
+        assert_eq!(
+            following(&c, UTC0, t, now),
+            Some(utc(2026, 11, 27, 12, 1, 0))
+        );
         // After an hour down: from now on, no replay of the missed ones.
         let now = t + chrono::TimeDelta::seconds(3600 + 5);
-        assert_eq!(following(&c, 0, t, now), Some(utc(2026, 11, 27, 13, 1, 0)));
+        assert_eq!(
+            following(&c, UTC0, t, now),
+            Some(utc(2026, 11, 27, 13, 1, 0))
+        );
     }
 
     #[test]
@@ -414,12 +497,12 @@ mod tests {
         let c = parse(NIGHTLY.2).unwrap();
         let now = utc(2026, 11, 27, 12, 0, 0); // 20:00 CST
         assert_eq!(
-            next_after(&c, CST_MINUTES, now),
+            next_after(&c, Clock::CST, now),
             Some(utc(2026, 11, 27, 19, 0, 0))
         );
         let early = utc(2026, 11, 27, 18, 0, 0); // 02:00 CST on the 28th
         assert_eq!(
-            next_after(&c, CST_MINUTES, early),
+            next_after(&c, Clock::CST, early),
             Some(utc(2026, 11, 27, 19, 0, 0))
         );
     }
@@ -428,7 +511,10 @@ mod tests {
     fn six_fields_have_seconds_first() {
         let c = parse("*/10 * * * * *").unwrap();
         let now = utc(2026, 11, 27, 12, 0, 3);
-        assert_eq!(next_after(&c, 0, now), Some(utc(2026, 11, 27, 12, 0, 10)));
+        assert_eq!(
+            next_after(&c, UTC0, now),
+            Some(utc(2026, 11, 27, 12, 0, 10))
+        );
     }
 
     #[test]
@@ -451,17 +537,126 @@ mod tests {
         let now = utc(2026, 11, 27, 12, 0, 0);
         let every_minute = parse("* * * * *").unwrap();
         assert_eq!(
-            check_interval(&every_minute, 0, now, 60),
+            check_interval(&every_minute, UTC0, now, 60),
             Ok(utc(2026, 11, 27, 12, 1, 0))
         );
         assert_eq!(
-            check_interval(&every_minute, 0, now, 61),
+            check_interval(&every_minute, UTC0, now, 61),
             Err(ScheduleError::TooOften { gap: 60, min: 61 })
         );
         // Irregular gaps count by their shortest.
         assert!(matches!(
-            check_interval(&parse("0,1 3 * * *").unwrap(), 0, now, 3600),
+            check_interval(&parse("0,1 3 * * *").unwrap(), UTC0, now, 3600),
             Err(ScheduleError::TooOften { gap: 60, .. })
         ));
+    }
+
+    #[test]
+    fn a_time_zone_follows_daylight_saving() {
+        let berlin = parse_time_zone("Europe/Berlin").unwrap();
+        let nine = parse("0 9 * * *").unwrap();
+        // 09:00 in Berlin is 08:00 UTC in winter (CET) and 07:00 UTC in
+        // summer (CEST); the clocks went forward on 2027-03-28.
+        let before = utc(2027, 3, 26, 12, 0, 0);
+        assert_eq!(
+            next_after(&nine, Clock::Zone(berlin), before),
+            Some(utc(2027, 3, 27, 8, 0, 0))
+        );
+        assert_eq!(
+            next_after(&nine, Clock::Zone(berlin), utc(2027, 3, 27, 8, 0, 0)),
+            Some(utc(2027, 3, 28, 7, 0, 0))
+        );
+        // A fixed offset does not move.
+        assert_eq!(
+            next_after(&nine, Clock::Offset(60), utc(2027, 3, 27, 8, 0, 0)),
+            Some(utc(2027, 3, 28, 8, 0, 0))
+        );
+        // 02:30 does not exist in Berlin on 2027-03-28: that night's run is
+        // not lost, it fires as the clocks jump (03:00 CEST = 01:00 UTC).
+        let half_past_two = parse("30 2 * * *").unwrap();
+        assert_eq!(
+            next_after(
+                &half_past_two,
+                Clock::Zone(berlin),
+                utc(2027, 3, 27, 12, 0, 0)
+            ),
+            Some(utc(2027, 3, 28, 1, 0, 0))
+        );
+        // 02:30 happens twice on 2027-10-31 (fall back): it runs once.
+        let first = next_after(
+            &half_past_two,
+            Clock::Zone(berlin),
+            utc(2027, 10, 30, 12, 0, 0),
+        );
+        assert_eq!(first, Some(utc(2027, 10, 31, 0, 30, 0)));
+        assert_eq!(
+            next_after(&half_past_two, Clock::Zone(berlin), first.unwrap()),
+            Some(utc(2027, 11, 1, 1, 30, 0))
+        );
+        assert_eq!(Clock::Zone(berlin).offset_at(before), 60);
+        assert_eq!(Clock::Zone(berlin).offset_at(utc(2027, 7, 1, 0, 0, 0)), 120);
+        assert_eq!(Clock::Zone(berlin).time_zone(), Some("Europe/Berlin"));
+    }
+
+    #[test]
+    fn time_zone_names_are_checked() {
+        assert_eq!(
+            parse_time_zone("Asia/Shanghai").unwrap().name(),
+            "Asia/Shanghai"
+        );
+        assert_eq!(
+            parse_time_zone(" asia/shanghai ").unwrap().name(),
+            "Asia/Shanghai"
+        );
+        assert_eq!(parse_time_zone("UTC").unwrap().name(), "UTC");
+        for bad in ["", "Mars/Olympus", "+08:00", "Beijing"] {
+            assert!(
+                matches!(parse_time_zone(bad), Err(ScheduleError::TimeZone(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stored_schedule_reads_its_zone_or_its_offset() {
+        let now = Utc::now();
+        let mut row = NewSchedule {
+            account_id: Uuid::nil(),
+            name: "n".into(),
+            kind: JobKind::BuildPersonas,
+            params: serde_json::json!({}),
+            cron: "0 3 * * *".into(),
+            clock: Clock::Zone(parse_time_zone("America/New_York").unwrap()),
+            max_attempts: 3,
+            enabled: true,
+            builtin: false,
+            next_run_at: None,
+        }
+        .row(now);
+        let model = |r: &job_schedule::ActiveModel| job_schedule::Model {
+            id: Uuid::nil(),
+            account_id: Uuid::nil(),
+            name: String::new(),
+            kind: String::new(),
+            params: serde_json::json!({}),
+            cron: String::new(),
+            utc_offset_minutes: *r.utc_offset_minutes.as_ref(),
+            max_attempts: 3,
+            enabled: true,
+            builtin: false,
+            next_run_at: None,
+            last_run_at: None,
+            last_job_id: None,
+            created_at: now,
+            updated_at: now,
+            time_zone: r.time_zone.as_ref().clone(),
+        };
+        let m = model(&row);
+        assert_eq!(m.time_zone.as_deref(), Some("America/New_York"));
+        assert!(matches!(Clock::of(&m), Clock::Zone(tz) if tz.name() == "America/New_York"));
+        // An unknown stored zone falls back to the offset beside it.
+        row.time_zone = Set(Some("Atlantis/Capital".into()));
+        row.utc_offset_minutes = Set(-300);
+        assert_eq!(Clock::of(&model(&row)), Clock::Offset(-300));
     }
 }
