@@ -451,6 +451,18 @@ impl Server {
         n
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Polls `job(id)` until it is SUCCEEDED, FAILED or CANCELLED (up to
     /// `secs`); returns the job, or panics with the server log.
     pub async fn wait_job(&self, id: &Value, secs: u64) -> Value {
@@ -618,6 +630,12 @@ impl Drop for Server {
             drop_pg_database(name);
         }
     }
+}
+
+/// The value of one series (`name` or `name{labels}`) in a `/metrics` text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// Polls `f` until it returns `Some`, for up to `secs` seconds.

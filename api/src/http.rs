@@ -206,12 +206,20 @@ async fn healthz(State(http): State<Http>) -> Response {
 }
 
 async fn metrics(State(http): State<Http>) -> Response {
-    let w = &http.state.watcher;
-    let body = http.state.metrics.render(
-        http.state.started.elapsed().as_secs_f64(),
-        w.watched(),
-        w.queries(),
-    );
+    let st = &http.state;
+    let jobs = match worker::jobs::backlog::read(&st.db, chrono::Utc::now()).await {
+        Ok(j) => Some(j),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: the job backlog could not be read");
+            None
+        }
+    };
+    let body = st.metrics.render(&crate::metrics::Scrape {
+        uptime_secs: st.started.elapsed().as_secs_f64(),
+        watched: st.watcher.watched(),
+        watch_queries: st.watcher.queries(),
+        jobs,
+    });
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -8,6 +8,8 @@ use std::{
     },
 };
 
+use worker::jobs::{JobKind, backlog::Backlog};
+
 #[derive(Default)]
 pub struct Metrics {
     http: Mutex<BTreeMap<(String, u16), u64>>,
@@ -40,8 +42,13 @@ impl Metrics {
     }
 
     /// The exposition text for `GET /metrics`.
-    /// `watched` and `watch_queries` come from the subscription watcher.
-    pub fn render(&self, uptime_secs: f64, watched: usize, watch_queries: u64) -> String {
+    pub fn render(&self, scrape: &Scrape) -> String {
+        let Scrape {
+            uptime_secs,
+            watched,
+            watch_queries,
+            jobs,
+        } = scrape;
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -113,6 +120,64 @@ impl Metrics {
             out,
             "lingxi_subscription_watch_queries_total {watch_queries}"
         );
+        render_jobs(&mut out, jobs.as_deref());
         out
+    }
+}
+
+/// What `/metrics` reads from elsewhere when it is scraped.
+pub struct Scrape {
+    pub uptime_secs: f64,
+    /// Rows followed by the subscription watcher.
+    pub watched: usize,
+    /// Queries the watcher has made.
+    pub watch_queries: u64,
+    /// The job backlog of every process; `None` when the database could
+    /// not be read (the rest is still served).
+    pub jobs: Option<Vec<Backlog>>,
+}
+
+/// Every job kind is listed, with zeros, so an alert sees the series.
+fn render_jobs(out: &mut String, jobs: Option<&[Backlog]>) {
+    let _ = writeln!(
+        out,
+        "# HELP lingxi_jobs_up 1 when the job backlog below could be read from the database."
+    );
+    let _ = writeln!(out, "# TYPE lingxi_jobs_up gauge");
+    let _ = writeln!(out, "lingxi_jobs_up {}", u8::from(jobs.is_some()));
+    let Some(jobs) = jobs else {
+        return;
+    };
+    let of = |kind: &str| jobs.iter().find(|b| b.kind == kind);
+    let _ = writeln!(
+        out,
+        "# HELP lingxi_jobs Jobs waiting or running, by kind and status, across every process."
+    );
+    let _ = writeln!(out, "# TYPE lingxi_jobs gauge");
+    for k in JobKind::ALL {
+        let b = of(k.as_str());
+        for (st, n) in [
+            ("QUEUED", b.map_or(0, |b| b.queued)),
+            ("RUNNING", b.map_or(0, |b| b.running)),
+        ] {
+            let _ = writeln!(
+                out,
+                "lingxi_jobs{{kind=\"{}\",status=\"{st}\"}} {n}",
+                k.as_str()
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lingxi_job_oldest_due_seconds How long the oldest QUEUED job whose run time has come has waited (0: none due)."
+    );
+    let _ = writeln!(out, "# TYPE lingxi_job_oldest_due_seconds gauge");
+    for k in JobKind::ALL {
+        let secs = of(k.as_str()).map_or(0.0, |b| b.oldest_due_secs);
+        let _ = writeln!(
+            out,
+            "lingxi_job_oldest_due_seconds{{kind=\"{}\"}} {secs:.3}",
+            k.as_str()
+        );
     }
 }

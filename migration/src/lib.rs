@@ -6,6 +6,7 @@ mod m20261127_000002_job_scheduling;
 mod m20261130_000003_member_history_indexes;
 mod m20261130_000004_job_schedules;
 mod m20261206_000005_schedule_time_zone;
+mod m20261206_000006_job_run_status_index;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000003_member_history_indexes::Migration),
             Box::new(m20261130_000004_job_schedules::Migration),
             Box::new(m20261206_000005_schedule_time_zone::Migration),
+            Box::new(m20261206_000006_job_run_status_index::Migration),
         ]
     }
 }

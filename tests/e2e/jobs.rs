@@ -549,3 +549,62 @@ async fn workers_starting_together_on_a_fresh_database_all_start() {
     let mut workers: Vec<_> = (1..=3).map(|i| db.spawn_worker(i)).collect();
     tests::all_started(&mut workers, |i| db.worker_log(i), "worker started").await;
 }
+
+/// `/metrics` shows the job backlog of every process: waiting and running
+/// jobs per kind, and how long the oldest due one has waited, so a stalled
+/// queue shows as a growing age.
+#[tokio::test]
+async fn metrics_show_the_job_backlog_and_a_stalled_job() {
+    let s = Server::start_with(Options {
+        extra_env: vec![("LINGXI_MODELS".into(), "off".into())],
+        ..Default::default()
+    })
+    .await;
+    const QUEUED: &str = r#"lingxi_jobs{kind="INDEX_PERSONAS",status="QUEUED"}"#;
+    const OLDEST: &str = r#"lingxi_job_oldest_due_seconds{kind="INDEX_PERSONAS"}"#;
+    let m = s.metrics().await;
+    assert_eq!(tests::metric(&m, "lingxi_jobs_up"), Some(1.0), "{m}");
+    assert_eq!(
+        tests::metric(&m, QUEUED),
+        Some(0.0),
+        "every kind is listed: {m}"
+    );
+    assert_eq!(
+        tests::metric(
+            &m,
+            r#"lingxi_jobs{kind="RETRAIN_SENTIMENT",status="RUNNING"}"#
+        ),
+        Some(0.0)
+    );
+
+    // A job for later waits but is not due.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    s.gql(
+        ENQUEUE,
+        json!({ "i": { "kind": "INDEX_PERSONAS", "runAt": later } }),
+    )
+    .await;
+    let m = s.metrics().await;
+    assert_eq!(tests::metric(&m, QUEUED), Some(1.0), "{m}");
+    assert_eq!(tests::metric(&m, OLDEST), Some(0.0), "{m}");
+
+    // A job that ran, put back to QUEUED behind the queue's back: nothing
+    // will deliver it again, as when a queue entry is lost.
+    let id = s
+        .gql(ENQUEUE, json!({ "i": { "kind": "INDEX_PERSONAS" } }))
+        .await["enqueueJob"]["id"]
+        .clone();
+    assert_eq!(s.wait_job(&id, 60).await["status"], "SUCCEEDED");
+    s.sql_exec(
+        "UPDATE job_run SET status = 'QUEUED' WHERE kind = 'INDEX_PERSONAS' AND status = 'SUCCEEDED'",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let m = s.metrics().await;
+    assert_eq!(tests::metric(&m, QUEUED), Some(2.0), "{m}");
+    let waited = tests::metric(&m, OLDEST).unwrap();
+    assert!(
+        (1.0..600.0).contains(&waited),
+        "the stalled job has waited since it was due: {waited}"
+    );
+}

@@ -78,17 +78,7 @@ async fn campaign_updates_stream_over_websocket() {
 }
 
 async fn metric(s: &Server, name: &str) -> Option<f64> {
-    let text = s
-        .client
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    tests::metric(&s.metrics().await, name)
 }
 
 /// Several subscriptions share the process's one watcher: it follows each

@@ -5,6 +5,7 @@
 //! apalis gives durability, delayed delivery and orphan recovery; retries
 //! with backoff and permanent failures are decided here, identically on
 //! every storage.
+pub mod backlog;
 pub mod enqueue;
 pub mod execute;
 pub mod queue;
