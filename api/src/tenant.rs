@@ -58,3 +58,27 @@ where
         .await?
         .ok_or_else(|| AppError::not_found(E::NOUN, id))
 }
+
+/// [`get`] again on every call, mapped by `wrap`, with GraphQL errors: how
+/// a subscription re-reads the row it follows.
+pub fn reader<E, T>(
+    db: sea_orm::DatabaseConnection,
+    account_id: Uuid,
+    id: Uuid,
+    wrap: fn(E::Model) -> T,
+) -> impl Fn() -> futures::future::BoxFuture<'static, async_graphql::Result<T>> + Send + 'static
+where
+    E: Owned,
+    <E::PrimaryKey as PrimaryKeyTrait>::ValueType: From<Uuid>,
+    T: Send + 'static,
+{
+    move || {
+        let db = db.clone();
+        Box::pin(async move {
+            get::<E>(&db, account_id, id)
+                .await
+                .map(wrap)
+                .map_err(|e| crate::error::GqlError::from(e).into())
+        })
+    }
+}

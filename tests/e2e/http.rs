@@ -125,15 +125,7 @@ async fn health_metrics_graphiql_and_unknown_routes() {
     let s = Server::start().await;
     s.gql("{ viewer { role } }", json!({})).await;
     s.gql_as(None, "{ viewer { role } }", json!({})).await;
-    let metrics = s
-        .client
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("lingxi_http_requests_total{route=\"/graphql\",status=\"200\"}"),
         "{metrics}"

@@ -271,18 +271,9 @@ pub async fn job_updates(
     tenant::get::<job_run::Entity>(&db, account_id, id)
         .await
         .map_err(GqlError::from)?;
-    let read = move || {
-        let db = db.clone();
-        async move {
-            tenant::get::<job_run::Entity>(&db, account_id, id)
-                .await
-                .map(Job)
-                .map_err(|e| async_graphql::Error::from(GqlError::from(e)))
-        }
-    };
     Ok(watch::follow(
         watch,
-        read,
+        tenant::reader::<job_run::Entity, _>(db, account_id, id, Job),
         |j: &Job| {
             (
                 j.0.status.clone(),

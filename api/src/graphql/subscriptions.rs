@@ -44,15 +44,7 @@ impl SubscriptionRoot {
         tenant::get::<entity::campaign::Entity>(&db, account_id, id)
             .await
             .map_err(GqlError::from)?;
-        let read = move || {
-            let db = db.clone();
-            async move {
-                tenant::get::<entity::campaign::Entity>(&db, account_id, id)
-                    .await
-                    .map(Campaign)
-                    .map_err(|e| async_graphql::Error::from(GqlError::from(e)))
-            }
-        };
+        let read = tenant::reader::<entity::campaign::Entity, _>(db, account_id, id, Campaign);
         Ok(watch::follow(
             watch,
             read,
