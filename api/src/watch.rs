@@ -212,6 +212,8 @@ where
 }
 
 async fn run(inner: Arc<Inner>) {
+    // Logged when reads start and stop failing, not four times a second.
+    let mut failing = false;
     loop {
         tokio::time::sleep(inner.every).await;
         {
@@ -221,8 +223,16 @@ async fn run(inner: Arc<Inner>) {
                 return;
             }
         }
-        if let Err(e) = tick(&inner).await {
-            tracing::warn!(error = %e, "subscription watcher could not read its rows");
+        match tick(&inner).await {
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "subscription watcher cannot read its rows; retrying");
+            }
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("subscription watcher reads its rows again");
+            }
+            _ => {}
         }
     }
 }
