@@ -54,12 +54,10 @@ fn persona<'a>(d: &'a Value, openid: &str) -> &'a Value {
         .unwrap()["node"]["persona"]
 }
 
-#[tokio::test]
-async fn build_personas_reports_progress_over_the_subscription_and_changes_personas() {
-    let s = Server::start().await;
-    audience(&s).await;
-    let id = s.gql(ENQUEUE, json!({ "i": { "kind": "BUILD_PERSONAS", "runAt": (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339() } })).await["enqueueJob"]["id"].clone();
-
+/// Subscribes to `jobUpdated` for `id` and collects what it reports, in the
+/// background, until the subscription completes (true) or goes quiet for
+/// 120 s (false).
+async fn follow_job(s: &Server, id: &Value) -> tokio::task::JoinHandle<(Vec<Value>, bool)> {
     let url = format!("{}/graphql/ws", s.base.replace("http://", "ws://"));
     let mut req = url.into_client_request().unwrap();
     req.headers_mut().insert(
@@ -69,20 +67,30 @@ async fn build_personas_reports_progress_over_the_subscription_and_changes_perso
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     ws.send(Message::text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {ADMIN_KEY}") } }).to_string())).await.unwrap();
     ws.send(Message::text(json!({ "id": "j", "type": "subscribe", "payload": { "query": "subscription($id: ID!) { jobUpdated(id: $id) { status progress attempts } }", "variables": { "id": id } } }).to_string())).await.unwrap();
-    let mut statuses = Vec::new();
-    let mut completed = false;
-    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
-        let Message::Text(t) = msg else { continue };
-        let v: Value = serde_json::from_str(&t).unwrap();
-        match v["type"].as_str() {
-            Some("next") => statuses.push(v["payload"]["data"]["jobUpdated"].clone()),
-            Some("complete") => {
-                completed = true;
-                break;
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Ok(Some(Ok(msg))) =
+            tokio::time::timeout(Duration::from_secs(120), ws.next()).await
+        {
+            let Message::Text(t) = msg else { continue };
+            let v: Value = serde_json::from_str(&t).unwrap();
+            match v["type"].as_str() {
+                Some("next") => seen.push(v["payload"]["data"]["jobUpdated"].clone()),
+                Some("complete") => return (seen, true),
+                _ => {}
             }
-            _ => {}
         }
-    }
+        (seen, false)
+    })
+}
+
+#[tokio::test]
+async fn build_personas_reports_progress_over_the_subscription_and_changes_personas() {
+    let s = Server::start().await;
+    audience(&s).await;
+    let id = s.gql(ENQUEUE, json!({ "i": { "kind": "BUILD_PERSONAS", "runAt": (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339() } })).await["enqueueJob"]["id"].clone();
+
+    let (statuses, completed) = follow_job(&s, &id).await.await.unwrap();
     assert!(
         completed,
         "the subscription completes after the final status: {statuses:?}"
@@ -361,6 +369,9 @@ async fn killed_worker_job_completes_after_restart(extra_env: Vec<(String, Strin
         .gql(ENQUEUE, json!({ "i": { "kind": "BUILD_PERSONAS" } }))
         .await["enqueueJob"]["id"]
         .clone();
+    // The API process runs no worker: what the subscription reports was
+    // written by the worker processes.
+    let followed = follow_job(&s, &id).await;
 
     let mut w1 = s.spawn_worker(1);
     let running = eventually(60, || async {
@@ -398,6 +409,23 @@ async fn killed_worker_job_completes_after_restart(extra_env: Vec<(String, Strin
     });
     assert_eq!(j["attempts"], 2, "{j}");
     assert_eq!(j["result"]["members"], n);
+    let (seen, completed) = followed.await.unwrap();
+    assert!(completed, "{seen:?}");
+    let first_run = seen
+        .iter()
+        .position(|u| u["status"] == "RUNNING" && u["attempts"] == 1);
+    let second_run = seen
+        .iter()
+        .position(|u| u["status"] == "RUNNING" && u["attempts"] == 2);
+    assert!(
+        matches!((first_run, second_run), (Some(a), Some(b)) if a < b),
+        "the subscription saw both attempts, in order: {seen:?}"
+    );
+    let last = seen.last().unwrap();
+    assert_eq!(
+        (&last["status"], &last["attempts"]),
+        (&json!("SUCCEEDED"), &json!(2))
+    );
     assert_eq!(
         s.sql_count("SELECT COUNT(*) FROM persona").await,
         n as i64,
