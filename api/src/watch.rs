@@ -395,4 +395,24 @@ mod tests {
         watcher.tick().await.unwrap();
         assert_eq!(watcher.queries(), 2, "nothing watched, nothing read");
     }
+
+    #[tokio::test]
+    async fn many_rows_are_read_in_chunks_and_tables_apart() {
+        let db = db().await;
+        let watcher = RowWatcher::new(db, Duration::from_secs(3600));
+        let mut jobs: Vec<Watch> = (0..CHUNK * 2 + 1)
+            .map(|_| watcher.watch(Table::JobRun, Uuid::now_v7()))
+            .collect();
+        let mut campaign = watcher.watch(Table::Campaign, Uuid::now_v7());
+        watcher.tick().await.unwrap();
+        assert_eq!(
+            watcher.queries(),
+            3 + 1,
+            "three chunks of job rows, one of campaigns"
+        );
+        for w in &mut jobs {
+            assert_eq!(w.changed().await, Some(Seen::Gone));
+        }
+        assert_eq!(campaign.changed().await, Some(Seen::Gone));
+    }
 }
