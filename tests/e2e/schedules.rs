@@ -443,7 +443,7 @@ async fn a_schedule_on_a_time_zone_keeps_its_local_time() {
     let zoned = s
         .gql(
             upd,
-            json!({ "id": created["id"], "i": { "timeZone": "America/New_York" } }),
+            json!({ "id": created["id"], "i": { "timeZone": "America/New_York", "cron": "0 9 1 * *" } }),
         )
         .await["updateJobSchedule"]
         .clone();
@@ -456,6 +456,43 @@ async fn a_schedule_on_a_time_zone_keeps_its_local_time() {
             .to_string(),
         "09:00"
     );
+    // Twenty first-of-the-months on New York's clock span both daylight
+    // saving changes, whatever today is: always 09:00 there, two UTC hours.
+    let up = s
+        .gql(
+            "query($id: ID!) { jobSchedule(id: $id) { upcoming(first: 20) } }",
+            json!({ "id": created["id"] }),
+        )
+        .await["jobSchedule"]["upcoming"]
+        .clone();
+    let times: Vec<_> = up.as_array().unwrap().iter().map(time).collect();
+    assert_eq!(times.len(), 20, "{up}");
+    assert_eq!(times[0], time(&zoned["nextRunAt"]));
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{up}");
+    assert!(
+        times
+            .iter()
+            .all(|t| t.with_timezone(&ny).format("%H:%M").to_string() == "09:00"),
+        "{up}"
+    );
+    let utc_hours: std::collections::BTreeSet<_> =
+        times.iter().map(|t| t.format("%H").to_string()).collect();
+    assert_eq!(utc_hours.len(), 2, "EST and EDT: {up}");
+    s.err_as(
+        Some(ADMIN_KEY),
+        "query($id: ID!) { jobSchedule(id: $id) { upcoming(first: 21) } }",
+        json!({ "id": created["id"] }),
+        "BAD_USER_INPUT",
+    )
+    .await;
+    let off = s
+        .gql(
+            "mutation($id: ID!) { updateJobSchedule(id: $id, input: { enabled: false }) { upcoming } }",
+            json!({ "id": created["id"] }),
+        )
+        .await["updateJobSchedule"]["upcoming"]
+        .clone();
+    assert_eq!(off, json!([]), "a disabled schedule has no occurrences");
     // An edit of other fields keeps the zone.
     let renamed = s
         .gql(

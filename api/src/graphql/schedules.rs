@@ -65,6 +65,24 @@ impl JobSchedule {
     async fn next_run_at(&self) -> Option<DateTime<Utc>> {
         self.0.next_run_at
     }
+    /// The next `first` occurrences (1–20, default 5), from `nextRunAt` on,
+    /// on the schedule's clock: a way to check a pattern. Empty while
+    /// disabled.
+    async fn upcoming(&self, first: Option<i32>) -> GqlResult<Vec<DateTime<Utc>>> {
+        let n = first.unwrap_or(5);
+        if !(1..=20).contains(&n) {
+            return Err(AppError::bad_input("first", "between 1 and 20").into());
+        }
+        let (Some(next), Ok(pattern)) = (self.0.next_run_at, recurring::parse(&self.0.cron)) else {
+            return Ok(Vec::new());
+        };
+        let clock = Clock::of(&self.0);
+        Ok(
+            std::iter::successors(Some(next), |t| recurring::next_after(&pattern, clock, *t))
+                .take(n as usize)
+                .collect(),
+        )
+    }
     /// The occurrence that queued `lastJob`.
     async fn last_run_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_run_at
