@@ -451,6 +451,26 @@ impl Server {
         n
     }
 
+    /// A graphql-transport-ws connection to `/graphql/ws` whose
+    /// `connection_init` carries `key` (the answer is left to the caller).
+    pub async fn ws(&self, key: &str) -> Ws {
+        use futures::SinkExt;
+        use tokio_tungstenite::tungstenite::{
+            Message, client::IntoClientRequest, http::HeaderValue,
+        };
+        let mut req = format!("{}/graphql/ws", self.base.replace("http://", "ws://"))
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("graphql-transport-ws"),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {key}") } });
+        ws.send(Message::text(init.to_string())).await.unwrap();
+        ws
+    }
+
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
         self.client
@@ -631,6 +651,10 @@ impl Drop for Server {
         }
     }
 }
+
+/// A client WebSocket to the API ([`Server::ws`]).
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The value of one series (`name` or `name{labels}`) in a `/metrics` text.
 pub fn metric(text: &str, series: &str) -> Option<f64> {

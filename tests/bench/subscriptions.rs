@@ -16,7 +16,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tests::{ADMIN_KEY, Server};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+use tokio_tungstenite::tungstenite::Message;
 
 /// CPU seconds (user + system) the process has used.
 fn cpu_secs(pid: u32) -> f64 {
@@ -86,15 +86,7 @@ async fn main() {
     let t = Instant::now();
     let mut per_campaign = vec![0usize; campaigns];
     for c in 0..conns {
-        let mut req = format!("{}/graphql/ws", s.base.replace("http://", "ws://"))
-            .into_client_request()
-            .unwrap();
-        req.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static("graphql-transport-ws"),
-        );
-        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-        ws.send(Message::text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {ADMIN_KEY}") } }).to_string())).await.unwrap();
+        let mut ws = s.ws(ADMIN_KEY).await;
         for k in (c..subs).step_by(conns) {
             let j = k % campaigns;
             per_campaign[j] += 1;

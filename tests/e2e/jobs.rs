@@ -3,7 +3,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tests::{ADMIN_KEY, Options, RedisQueue, Server, eventually};
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+use tokio_tungstenite::tungstenite::Message;
 
 const ENQUEUE: &str =
     "mutation($i: EnqueueJobInput!) { enqueueJob(input: $i) { id kind status attempts } }";
@@ -58,14 +58,7 @@ fn persona<'a>(d: &'a Value, openid: &str) -> &'a Value {
 /// background, until the subscription completes (true) or goes quiet for
 /// 120 s (false).
 async fn follow_job(s: &Server, id: &Value) -> tokio::task::JoinHandle<(Vec<Value>, bool)> {
-    let url = format!("{}/graphql/ws", s.base.replace("http://", "ws://"));
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws.send(Message::text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {ADMIN_KEY}") } }).to_string())).await.unwrap();
+    let mut ws = s.ws(ADMIN_KEY).await;
     ws.send(Message::text(json!({ "id": "j", "type": "subscribe", "payload": { "query": "subscription($id: ID!) { jobUpdated(id: $id) { status progress attempts } }", "variables": { "id": id } } }).to_string())).await.unwrap();
     tokio::spawn(async move {
         let mut seen = Vec::new();

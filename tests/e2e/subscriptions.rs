@@ -3,7 +3,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tests::{ADMIN_KEY, Server};
-use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+use tokio_tungstenite::tungstenite::Message;
 
 async fn next_json(
     ws: &mut (impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin),
@@ -31,21 +31,8 @@ async fn campaign_updates_stream_over_websocket() {
         )
         .await["createCampaign"]["id"]
         .clone();
-    let url = format!("{}/graphql/ws", s.base.replace("http://", "ws://"));
-    let mut req = url.clone().into_client_request().unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
-    );
-
     // Without a valid key the connection is refused at init.
-    let (mut ws, _) = tokio_tungstenite::connect_async(req.clone()).await.unwrap();
-    ws.send(Message::text(
-        json!({ "type": "connection_init", "payload": { "Authorization": "Bearer lx_wrong" } })
-            .to_string(),
-    ))
-    .await
-    .unwrap();
+    let mut ws = s.ws("lx_wrong").await;
     let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
         .await
         .expect("an answer in time");
@@ -56,8 +43,7 @@ async fn campaign_updates_stream_over_websocket() {
         other => panic!("expected a close frame, got {other:?}"),
     }
 
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws.send(Message::text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {ADMIN_KEY}") } }).to_string())).await.unwrap();
+    let mut ws = s.ws(ADMIN_KEY).await;
     assert_eq!(next_json(&mut ws).await["type"], "connection_ack");
     ws.send(Message::text(json!({ "id": "1", "type": "subscribe", "payload": { "query": "subscription($id: ID!) { campaignUpdated(id: $id) { name status } }", "variables": { "id": id } } }).to_string())).await.unwrap();
     let first = next_json(&mut ws).await;
@@ -98,15 +84,7 @@ async fn subscriptions_share_one_watcher_and_wake_only_for_their_row() {
                 .clone(),
         );
     }
-    let mut req = format!("{}/graphql/ws", s.base.replace("http://", "ws://"))
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        HeaderValue::from_static("graphql-transport-ws"),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws.send(Message::text(json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {ADMIN_KEY}") } }).to_string())).await.unwrap();
+    let mut ws = s.ws(ADMIN_KEY).await;
     assert_eq!(next_json(&mut ws).await["type"], "connection_ack");
     // Two subscriptions on the first campaign, one on the second.
     for (sub, id) in [("a1", &ids[0]), ("a2", &ids[0]), ("b", &ids[1])] {

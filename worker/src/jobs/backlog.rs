@@ -2,6 +2,8 @@
 //! storage differs by deployment; our table does not): how many jobs of
 //! each kind wait or run, and how long the oldest due one has waited. What
 //! an operator alerts on when workers stall or fall behind.
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use entity::job_run;
 use sea_orm::{
@@ -23,7 +25,7 @@ pub struct Backlog {
     pub oldest_due_secs: f64,
 }
 
-/// Every kind with a QUEUED or RUNNING job, by kind name.
+/// Every kind with a QUEUED or RUNNING job, sorted by kind name.
 ///
 /// # Errors
 /// Database errors.
@@ -52,20 +54,14 @@ pub async fn read(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<Vec<B
         .into_tuple()
         .all(db)
         .await?;
-    let mut out: Vec<Backlog> = Vec::new();
+    let mut by_kind: BTreeMap<String, Backlog> = BTreeMap::new();
     for (kind, st, n) in counts {
-        let b = match out.iter_mut().find(|b| b.kind == kind) {
-            Some(b) => b,
-            None => {
-                out.push(Backlog {
-                    kind,
-                    queued: 0,
-                    running: 0,
-                    oldest_due_secs: 0.0,
-                });
-                out.last_mut().expect("just pushed")
-            }
-        };
+        let b = by_kind.entry(kind.clone()).or_insert(Backlog {
+            kind,
+            queued: 0,
+            running: 0,
+            oldest_due_secs: 0.0,
+        });
         if st == status::QUEUED {
             b.queued = n;
         } else {
@@ -73,10 +69,9 @@ pub async fn read(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<Vec<B
         }
     }
     for (kind, at) in oldest {
-        if let (Some(b), Some(at)) = (out.iter_mut().find(|b| b.kind == kind), at) {
+        if let (Some(b), Some(at)) = (by_kind.get_mut(&kind), at) {
             b.oldest_due_secs = ((now - at).num_milliseconds() as f64 / 1000.0).max(0.0);
         }
     }
-    out.sort_by(|a, b| a.kind.cmp(&b.kind));
-    Ok(out)
+    Ok(by_kind.into_values().collect())
 }
