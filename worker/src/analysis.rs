@@ -31,9 +31,10 @@ pub trait TextModels: Send + Sync {
     fn embed_and_score(&self, texts: &[String]) -> anyhow::Result<(Vec<Vec<f32>>, Vec<f32>)>;
     /// The active sentiment head's version.
     fn sentiment_model(&self) -> String;
-    /// POSITIVE / NEUTRAL / NEGATIVE for a probability of positive.
-    fn label(&self, p: f32) -> &'static str {
-        label(p)
+    /// POSITIVE / NEUTRAL / NEGATIVE for `text`'s probability of
+    /// positive (the band depends on the text's length).
+    fn label(&self, p: f32, text: &str) -> &'static str {
+        shipped_thresholds().label_text(p, text)
     }
 }
 
@@ -48,7 +49,8 @@ pub fn shipped_thresholds() -> Thresholds {
     *T.get_or_init(|| Head::shipped_meta().thresholds)
 }
 
-/// POSITIVE / NEUTRAL / NEGATIVE in [`shipped_thresholds`]' band.
+/// POSITIVE / NEUTRAL / NEGATIVE in [`shipped_thresholds`]' band for
+/// scores that are no single text's (a persona's average).
 pub fn label(p: f32) -> &'static str {
     shipped_thresholds().label(p)
 }
@@ -76,7 +78,7 @@ pub fn analyze(models: &dyn TextModels, texts: &[String]) -> anyhow::Result<Vec<
         .zip(probs)
         .map(|((t, e), p)| Analysis {
             sentiment: p,
-            label: models.label(p),
+            label: models.label(p, t),
             keywords: text::keywords(t, 5),
             embedding: e,
         })

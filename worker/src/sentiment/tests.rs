@@ -457,6 +457,16 @@ fn shipped_head_is_valid_and_small() {
     let t = h.thresholds();
     assert!(0.0 < t.negative_below && t.negative_below <= 0.5, "{t:?}");
     assert!(0.5 <= t.positive_above && t.positive_above < 1.0, "{t:?}");
+    // Review-length texts have a band of their own, no wider than the short one's.
+    let long = t.long.expect("the shipped head has a band of long texts");
+    assert_eq!(long.min_chars, 100);
+    assert!(
+        t.negative_below <= long.negative_below
+            && long.negative_below <= 0.5
+            && 0.5 <= long.positive_above
+            && long.positive_above <= t.positive_above,
+        "{t:?}"
+    );
     // Where no head is at hand (persona averages), labels use the shipped head's band.
     assert_eq!(
         crate::analysis::shipped_thresholds(),
@@ -533,6 +543,17 @@ fn the_registry_records_the_band_as_written() {
     assert_eq!(high.to_string(), meta.thresholds.positive_above.to_string());
     assert_eq!(low as f32, meta.thresholds.negative_below);
     assert!(low < high);
+    let long = meta
+        .thresholds
+        .long
+        .expect("the shipped head has a band of long texts");
+    assert_eq!(m["longMinChars"], long.min_chars);
+    for (key, v) in [
+        ("longNegativeBelow", long.negative_below),
+        ("longPositiveAbove", long.positive_above),
+    ] {
+        assert_eq!(m[key].as_f64().unwrap().to_string(), v.to_string(), "{key}");
+    }
     assert_eq!(m["balancedAccuracy"], meta.metrics["balancedAccuracy"]);
     assert_eq!(meta.version, Head::shipped().version());
 }

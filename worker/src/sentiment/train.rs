@@ -503,22 +503,85 @@ pub fn ece(p: &[f32], y: &[u8], bins: usize) -> f64 {
 }
 
 /// The NEUTRAL band: NEGATIVE when `p < negative_below`, POSITIVE when
-/// `p > positive_above`, NEUTRAL otherwise.
+/// `p > positive_above`, NEUTRAL otherwise; texts of at least
+/// `long.min_chars` characters use the `long` band instead.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Thresholds {
     pub negative_below: f32,
     pub positive_above: f32,
+    /// The band of review-length texts. The head is surer of them (more
+    /// words, one verdict), so the rule that sets the band gives them a
+    /// narrower one; heads whose JSON lacks it have one band for all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long: Option<LongBand>,
+}
+
+/// The NEUTRAL band of texts with at least `min_chars` characters.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LongBand {
+    pub min_chars: usize,
+    pub negative_below: f32,
+    pub positive_above: f32,
+}
+
+/// A text's length as the band reads it: characters, white space not counted.
+pub fn text_chars(text: &str) -> usize {
+    text.chars().filter(|c| !c.is_whitespace()).count()
+}
+
+fn band_label(p: f32, negative_below: f32, positive_above: f32) -> &'static str {
+    if p < negative_below {
+        "NEGATIVE"
+    } else if p > positive_above {
+        "POSITIVE"
+    } else {
+        "NEUTRAL"
+    }
 }
 
 impl Thresholds {
+    /// One band for all lengths.
+    pub fn single(negative_below: f32, positive_above: f32) -> Thresholds {
+        Thresholds {
+            negative_below,
+            positive_above,
+            long: None,
+        }
+    }
+
+    /// e.g. `NEGATIVE < 0.35 ≤ NEUTRAL ≤ 0.65 < POSITIVE (≥ 100 chars: 0.50 / 0.50)`.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "NEGATIVE < {:.2} ≤ NEUTRAL ≤ {:.2} < POSITIVE",
+            self.negative_below, self.positive_above
+        );
+        if let Some(l) = self.long {
+            s += &format!(
+                " (≥ {} chars: {:.2} / {:.2})",
+                l.min_chars, l.negative_below, l.positive_above
+            );
+        }
+        s
+    }
+
+    /// The label of a score that is not a text's (e.g. a persona's average):
+    /// the band of short texts.
     pub fn label(&self, p: f32) -> &'static str {
-        if p < self.negative_below {
-            "NEGATIVE"
-        } else if p > self.positive_above {
-            "POSITIVE"
-        } else {
-            "NEUTRAL"
+        band_label(p, self.negative_below, self.positive_above)
+    }
+
+    /// The label of a text's score: the band of its length.
+    pub fn label_text(&self, p: f32, text: &str) -> &'static str {
+        self.label_chars(p, text_chars(text))
+    }
+
+    /// The label of a score of a text of `chars` characters ([`text_chars`]).
+    pub fn label_chars(&self, p: f32, chars: usize) -> &'static str {
+        match self.long {
+            Some(l) if chars >= l.min_chars => band_label(p, l.negative_below, l.positive_above),
+            _ => self.label(p),
         }
     }
 }
@@ -535,17 +598,23 @@ pub struct BandMetrics {
     pub negative_precision: f64,
     /// Balanced accuracy over the texts not labelled NEUTRAL.
     pub balanced_accuracy_outside_band: f64,
+    /// Balanced accuracy of the labels themselves, NEUTRAL counted wrong
+    /// (binary data has no neutral texts): what a reader of the labels sees.
+    #[serde(default)]
+    pub label_balanced_accuracy: f64,
 }
 
-pub fn band_metrics(p: &[f32], y: &[u8], t: &Thresholds) -> BandMetrics {
+/// `chars`: each text's length ([`text_chars`]), which picks its band.
+pub fn band_metrics(p: &[f32], y: &[u8], chars: &[usize], t: &Thresholds) -> BandMetrics {
+    debug_assert_eq!(p.len(), chars.len());
     let cw = class_weights(y);
     let (mut pos_ok, mut pos_bad, mut neg_ok, mut neg_bad) = (0.0, 0.0, 0.0, 0.0);
     let mut neutral = 0usize;
     let mut covered_p = Vec::new();
     let mut covered_y = Vec::new();
-    for (&pi, &l) in p.iter().zip(y) {
+    for ((&pi, &l), &n) in p.iter().zip(y).zip(chars) {
         let w = cw[l as usize];
-        match t.label(pi) {
+        match t.label_chars(pi, n) {
             "POSITIVE" => {
                 if l == 1 {
                     pos_ok += w
@@ -568,35 +637,108 @@ pub fn band_metrics(p: &[f32], y: &[u8], t: &Thresholds) -> BandMetrics {
         covered_p.push(pi);
         covered_y.push(l);
     }
+    // per class: right / all of the class (NEUTRAL counts in the denominator)
+    let total = |class: u8| y.iter().filter(|&&l| l == class).count() as f64 * cw[class as usize];
+    let recall = |ok: f64, class: u8| ok / f64::max(total(class), 1e-12);
+    let present = |class: u8| y.contains(&class);
+    let label_balanced_accuracy = match (present(0), present(1)) {
+        (true, true) => (recall(neg_ok, 0) + recall(pos_ok, 1)) / 2.0,
+        (false, true) => recall(pos_ok, 1),
+        (true, false) => recall(neg_ok, 0),
+        (false, false) => f64::NAN,
+    };
     BandMetrics {
         neutral_share: neutral as f64 / p.len().max(1) as f64,
         positive_precision: pos_ok / f64::max(pos_ok + pos_bad, 1e-12),
         negative_precision: neg_ok / f64::max(neg_ok + neg_bad, 1e-12),
         balanced_accuracy_outside_band: metrics(&covered_p, &covered_y).balanced_accuracy,
+        label_balanced_accuracy,
     }
 }
+
+/// The fewest long validation texts for which the long band is chosen on
+/// its own (the validation split has ≈ 570); with fewer, one band.
+pub const MIN_LONG_TEXTS: usize = 200;
 
 /// Chooses the NEUTRAL band on held-out calibrated scores: the narrowest
 /// band symmetric around 0.5, `[0.5 − δ, 0.5 + δ]` with δ on a 0.01 grid,
 /// outside which the class-balanced accuracy reaches `target`. Symmetric
 /// because the score is a calibrated probability: both thresholds stand
 /// for the same odds (e.g. 0.33 / 0.67 = 2:1 either way).
-pub fn choose_thresholds(p: &[f32], y: &[u8], target: f64) -> Thresholds {
-    for k in 0..=45u16 {
-        // Hundredths, so that the stored thresholds are exactly 0.33, not 0.32999998.
+///
+/// With `long_min_chars` > 0, texts of that length or more get a band of
+/// their own: the narrowest at which they alone reach `target` (reviews
+/// are read for their verdict, and the head reads them best: more words,
+/// one opinion). Then the shorter texts' band is the narrowest at which
+/// the whole set reaches `target`, as one band would have to. One band
+/// when fewer than [`MIN_LONG_TEXTS`] texts are long.
+///
+/// (Choosing both widths together for the fewest NEUTRAL labels overall
+/// does the opposite: the few long texts in the middle are the cheapest
+/// to hide, so it widens their band; see docs/sentiment.md.)
+pub fn choose_thresholds(
+    p: &[f32],
+    y: &[u8],
+    chars: &[usize],
+    long_min_chars: usize,
+    target: f64,
+) -> Thresholds {
+    let is_long = |i: usize| chars[i] >= long_min_chars;
+    let n_long = (0..p.len()).filter(|&i| is_long(i)).count();
+    if long_min_chars == 0 || n_long < MIN_LONG_TEXTS || n_long == p.len() {
+        let (lo, hi) = choose_band(p, y, target);
+        return Thresholds::single(lo, hi);
+    }
+    let (pl, yl): (Vec<f32>, Vec<u8>) = (0..p.len())
+        .filter(|&i| is_long(i))
+        .map(|i| (p[i], y[i]))
+        .unzip();
+    let (long_lo, long_hi) = choose_band(&pl, &yl, target);
+    let long = Some(LongBand {
+        min_chars: long_min_chars,
+        negative_below: long_lo,
+        positive_above: long_hi,
+    });
+    for k in 0..=MAX_HALF_WIDTH {
+        let (lo, hi) = half_width_band(k);
         let t = Thresholds {
-            negative_below: f32::from(50 - k) / 100.0,
-            positive_above: f32::from(50 + k) / 100.0,
+            negative_below: lo,
+            positive_above: hi,
+            long,
         };
-        let b = band_metrics(p, y, &t);
-        if b.balanced_accuracy_outside_band >= target {
+        if band_metrics(p, y, chars, &t).balanced_accuracy_outside_band >= target {
             return t;
         }
     }
+    let (lo, hi) = half_width_band(MAX_HALF_WIDTH);
     Thresholds {
-        negative_below: 0.05,
-        positive_above: 0.95,
+        negative_below: lo,
+        positive_above: hi,
+        long,
     }
+}
+
+/// The widest half-width tried, in hundredths (a band of 0.05 / 0.95).
+const MAX_HALF_WIDTH: u16 = 45;
+
+/// `0.5 ∓ k/100`. Hundredths, so that the stored thresholds are exactly
+/// 0.33, not 0.32999998.
+fn half_width_band(k: u16) -> (f32, f32) {
+    (f32::from(50 - k) / 100.0, f32::from(50 + k) / 100.0)
+}
+
+/// The narrowest symmetric band of [`choose_thresholds`] on one set.
+fn choose_band(p: &[f32], y: &[u8], target: f64) -> (f32, f32) {
+    // one band: lengths do not matter
+    let lengths = vec![0; p.len()];
+    for k in 0..=MAX_HALF_WIDTH {
+        let (lo, hi) = half_width_band(k);
+        let b = band_metrics(p, y, &lengths, &Thresholds::single(lo, hi));
+        if b.balanced_accuracy_outside_band >= target {
+            return (lo, hi);
+        }
+    }
+    half_width_band(MAX_HALF_WIDTH)
 }
 
 /// The deterministic validation split: a text is held out when
@@ -733,19 +875,77 @@ mod tests {
     fn thresholds_and_band() {
         let p = [0.05, 0.1, 0.2, 0.45, 0.55, 0.6, 0.9, 0.95];
         let y = [0, 0, 0, 1, 0, 1, 1, 1];
-        let t = choose_thresholds(&p, &y, 0.99);
+        let chars = [10; 8];
+        let t = choose_thresholds(&p, &y, &chars, 100, 0.99);
+        assert_eq!(t.long, None, "no long texts: one band");
         assert!(t.negative_below <= 0.45 && t.negative_below > 0.2, "{t:?}");
         assert!(
             (t.negative_below + t.positive_above - 1.0).abs() < 1e-6,
             "{t:?}"
         );
-        let b = band_metrics(&p, &y, &t);
+        let b = band_metrics(&p, &y, &chars, &t);
         assert!((b.positive_precision - 1.0).abs() < 1e-12);
         assert!((b.negative_precision - 1.0).abs() < 1e-12);
         assert!(b.neutral_share > 0.0 && b.neutral_share < 0.5);
         assert_eq!(t.label(0.01), "NEGATIVE");
         assert_eq!(t.label(0.5), "NEUTRAL");
         assert_eq!(t.label(0.99), "POSITIVE");
+    }
+
+    /// Short texts whose scores near 0.5 are coin flips, long ones the
+    /// head gets right at any score: the short band widens, the long one
+    /// closes, and each text is labelled by the band of its length.
+    #[test]
+    fn long_texts_get_their_own_band() {
+        let (mut p, mut y, mut chars) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..400u16 {
+            let q = f32::from(i % 100) / 100.0 + 0.005;
+            // short: wrong label in the middle fifth, right outside it
+            let truth = if (0.4..0.6).contains(&q) {
+                u8::from(i % 2 == 0)
+            } else {
+                u8::from(q > 0.5)
+            };
+            p.push(q);
+            y.push(truth);
+            chars.push(30);
+            // long: always on the side of its score
+            p.push(q);
+            y.push(u8::from(q > 0.5));
+            chars.push(150);
+        }
+        let t = choose_thresholds(&p, &y, &chars, 100, 0.99);
+        let long = t.long.expect("400 long texts: a band of their own");
+        assert_eq!(
+            (long.min_chars, long.negative_below, long.positive_above),
+            (100, 0.5, 0.5)
+        );
+        assert!(t.negative_below <= 0.4 && t.positive_above >= 0.6, "{t:?}");
+        let short_text = "物流很快。";
+        let long_text = "房间".repeat(60);
+        assert_eq!(t.label_text(0.45, short_text), "NEUTRAL");
+        assert_eq!(t.label_text(0.45, &long_text), "NEGATIVE");
+        assert_eq!(t.label_text(0.55, &long_text), "POSITIVE");
+        // white space does not make a text long
+        assert_eq!(
+            t.label_text(0.45, &format!("{short_text}{}", " ".repeat(200))),
+            "NEUTRAL"
+        );
+        // a score that is no text's uses the short band
+        assert_eq!(t.label(0.45), "NEUTRAL");
+        let b = band_metrics(&p, &y, &chars, &t);
+        assert!(b.balanced_accuracy_outside_band >= 0.99, "{b:?}");
+        assert!((0.05..0.5).contains(&b.neutral_share), "{b:?}");
+        // one band (long_min_chars 0) must cover the short texts' noise for all
+        let one = choose_thresholds(&p, &y, &chars, 0, 0.99);
+        assert_eq!(one.long, None);
+        assert!(band_metrics(&p, &y, &chars, &one).neutral_share > b.neutral_share);
+        // a head's JSON from before the long band reads as one band
+        let old: Thresholds =
+            serde_json::from_str(r#"{"negativeBelow":0.35,"positiveAbove":0.65}"#).unwrap();
+        assert_eq!(old, Thresholds::single(0.35, 0.65));
+        let back: Thresholds = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(back, t);
     }
 
     #[test]
