@@ -557,3 +557,34 @@ fn the_registry_records_the_band_as_written() {
     assert_eq!(m["balancedAccuracy"], meta.metrics["balancedAccuracy"]);
     assert_eq!(meta.version, Head::shipped().version());
 }
+
+/// `lingxi-sentiment band` rebands a trained head from its own validation
+/// scores: with the recipe it was trained with, it must land on the band
+/// training chose.
+#[test]
+fn reband_reproduces_the_trained_band() {
+    // "第1234次，…" texts of 12+ characters are long: ≈ 300 held out
+    let c = synthetic(3000);
+    let opts = TrainOptions {
+        long_min_chars: 12,
+        band_accuracy: 0.99,
+        ..small_opts()
+    };
+    let t = train_head(&c, &opts, "sentiment-20261207-000000").unwrap();
+    let th = t.head.thresholds();
+    assert_eq!(th.long.map(|l| l.min_chars), Some(12), "{th:?}");
+    let b = reband(&t.head, &c, &opts).unwrap();
+    assert_eq!(b.thresholds, th);
+    assert_eq!(b.band, t.validation_band);
+    assert_eq!(b.curve.len(), t.band_curve.len());
+    // another rule, same weights: one band
+    let one = TrainOptions {
+        long_min_chars: 0,
+        ..opts.clone()
+    };
+    assert_eq!(reband(&t.head, &c, &one).unwrap().thresholds.long, None);
+    // embeddings of another model cannot be read by this head
+    let mut other = c.clone();
+    other.embedding_model = "other-e5@1".to_owned();
+    assert!(reband(&t.head, &other, &opts).is_err());
+}
