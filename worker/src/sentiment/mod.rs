@@ -254,16 +254,17 @@ pub fn featurize(rows: &[Labelled], embeddings: Matrix, spec: &FeatureSpec) -> t
 fn fit_recipe(
     f: train::Features,
     y: &[u8],
+    weights: &[f64],
     opts: &TrainOptions,
     spec: &FeatureSpec,
 ) -> (train::Linear, train::FitReport) {
     match opts.nb_alpha.filter(|_| spec.uses_ngrams()) {
         Some(alpha) => {
-            let r = train::nb_ratios(&f.ngrams, y, spec.hash_buckets, alpha);
-            let (lin, fit) = train::fit(&f.reweighted(&r), y, &opts.config);
+            let r = train::nb_ratios(&f.ngrams, y, weights, spec.hash_buckets, alpha);
+            let (lin, fit) = train::fit(&f.reweighted(&r), y, weights, &opts.config);
             (lin.scale_ngrams(&r), fit)
         }
-        None => train::fit(&f, y, &opts.config),
+        None => train::fit(&f, y, weights, &opts.config),
     }
 }
 
@@ -279,8 +280,8 @@ pub fn fit_training(
 ) -> (train::Linear, train::FitReport) {
     let kept = kept_rows(corpus, all, train_idx, opts, spec);
     let y: Vec<u8> = kept.iter().map(|&i| corpus.rows[i].label).collect();
-    let (f, y) = with_neutral(all.select(&kept), y, corpus, opts, spec);
-    fit_recipe(f, &y, opts, spec)
+    let (f, y, w) = with_neutral(all.select(&kept), y, corpus, opts, spec);
+    fit_recipe(f, &y, &w, opts, spec)
 }
 
 /// Metrics over the texts that mention a hotel ([`corpus::mentions_hotel`])
@@ -309,27 +310,32 @@ fn is_one(n: &usize) -> bool {
     *n == 1
 }
 
-/// Adds the corpus's neutral messages to training features `f`, `y`
-/// (each `neutral_repeat` times per label) when the recipe asks for them.
+/// Adds the corpus's neutral messages to training features `f`, `y` when
+/// the recipe asks for them: each once per label with the row weight
+/// `neutral_repeat` (as many copies would weigh). Returns the row weights
+/// (1 for the corpus rows).
 fn with_neutral(
     f: train::Features,
     mut y: Vec<u8>,
     corpus: &Corpus,
     opts: &TrainOptions,
     spec: &FeatureSpec,
-) -> (train::Features, Vec<u8>) {
+) -> (train::Features, Vec<u8>, Vec<f64>) {
+    let mut w = vec![1.0; y.len()];
     if !opts.neutral || corpus.neutral.is_empty() {
-        return (f, y);
+        return (f, y, w);
     }
     let n = featurize(&corpus.neutral, corpus.neutral_embeddings.clone(), spec);
     let mut out = f;
     for label in [1u8, 0] {
-        for _ in 0..opts.neutral_repeat.max(1) {
-            out.extend(&n);
-            y.extend(std::iter::repeat_n(label, n.emb.rows));
-        }
+        out.extend(&n);
+        y.extend(std::iter::repeat_n(label, n.emb.rows));
+        w.extend(std::iter::repeat_n(
+            opts.neutral_repeat.max(1) as f64,
+            n.emb.rows,
+        ));
     }
-    (out, y)
+    (out, y, w)
 }
 
 /// Folds of the label-noise filter.
@@ -362,7 +368,7 @@ fn kept_rows(
             continue;
         }
         let y_rest: Vec<u8> = rest.iter().map(|&i| y[i]).collect();
-        let (lin, _) = fit_recipe(f.select(&rest), &y_rest, opts, spec);
+        let (lin, _) = fit_recipe(f.select(&rest), &y_rest, &vec![1.0; rest.len()], opts, spec);
         for (&i, z) in test.iter().zip(lin.logits(&f.select(&test))) {
             let p = train::sigmoid(z);
             p_own[i] = if y[i] == 1 { p } else { 1.0 - p };

@@ -300,7 +300,7 @@ fn neutral_messages_pull_their_words_toward_half() {
     }
     c.neutral_embeddings.rows = n;
     let spec = small_opts().spec(&c.embedding_model);
-    // Each message enters `neutral_repeat` times per label.
+    // Each message enters once per label, weighing `neutral_repeat` rows.
     for repeat in [1, 3] {
         let f = featurize(
             &c.rows[..10],
@@ -311,11 +311,14 @@ fn neutral_messages_pull_their_words_toward_half() {
             neutral_repeat: repeat,
             ..small_opts()
         };
-        let (g, y) = with_neutral(f, vec![1; 10], &c, &opts, &spec);
-        assert_eq!(g.rows(), 10 + 2 * repeat * n);
+        let (g, y, w) = with_neutral(f, vec![1; 10], &c, &opts, &spec);
+        assert_eq!(g.rows(), 10 + 2 * n);
         assert_eq!(g.ngrams.len(), g.rows());
-        assert_eq!(y.iter().filter(|&&l| l == 1).count(), 10 + repeat * n);
-        assert_eq!(y.iter().filter(|&&l| l == 0).count(), repeat * n);
+        assert_eq!(w.len(), g.rows());
+        assert!(w[..10].iter().all(|&v| v == 1.0), "{w:?}");
+        assert!(w[10..].iter().all(|&v| v == repeat as f64), "{w:?}");
+        assert_eq!(y.iter().filter(|&&l| l == 1).count(), 10 + n);
+        assert_eq!(y.iter().filter(|&&l| l == 0).count(), n);
     }
 
     let with = train_head(&c, &small_opts(), "n").unwrap();

@@ -58,13 +58,19 @@ impl Features {
 /// (`w_j · r_j`) leaves the model's form unchanged but penalises a
 /// bucket's weight by `λ / r_j²`: n-grams that say nothing about the
 /// label are held near zero, telling ones may grow.
-pub fn nb_ratios(ngrams: &[Sparse], y: &[u8], buckets: usize, alpha: f64) -> Vec<f32> {
+pub fn nb_ratios(
+    ngrams: &[Sparse],
+    y: &[u8],
+    weights: &[f64],
+    buckets: usize,
+    alpha: f64,
+) -> Vec<f32> {
     let mut pos = vec![alpha; buckets];
     let mut neg = vec![alpha; buckets];
-    for (s, &label) in ngrams.iter().zip(y) {
+    for ((s, &label), &w) in ngrams.iter().zip(y).zip(weights) {
         let counts = if label == 1 { &mut pos } else { &mut neg };
         for &j in &s.idx {
-            counts[j as usize] += 1.0;
+            counts[j as usize] += w;
         }
     }
     let (sp, sn) = (pos.iter().sum::<f64>(), neg.iter().sum::<f64>());
@@ -175,15 +181,28 @@ pub struct FitReport {
 
 /// Class weights that make both classes weigh half: `n / (2·n_class)`.
 fn class_weights(y: &[u8]) -> [f64; 2] {
-    let pos = y.iter().filter(|&&l| l == 1).count().max(1) as f64;
-    let neg = (y.len() as f64 - pos).max(1.0);
-    let n = y.len() as f64;
-    [n / (2.0 * neg), n / (2.0 * pos)]
+    class_weights_of(y, &vec![1.0; y.len()])
 }
 
-/// Fits the linear head on `f` with labels `y` (1 = positive).
-pub fn fit(f: &Features, y: &[u8], cfg: &TrainConfig) -> (Linear, FitReport) {
+/// [`class_weights`] with row weights: `n` and `n_class` are sums of them.
+fn class_weights_of(y: &[u8], weights: &[f64]) -> [f64; 2] {
+    let (mut pos, mut n) = (0.0, 0.0);
+    for (&l, &w) in y.iter().zip(weights) {
+        n += w;
+        if l == 1 {
+            pos += w;
+        }
+    }
+    let neg = (n - pos).max(1.0);
+    [n / (2.0 * neg), n / (2.0 * pos.max(1.0))]
+}
+
+/// Fits the linear head on `f` with labels `y` (1 = positive) and row
+/// weights (a row of weight k counts as k copies of it; both classes still
+/// weigh half overall).
+pub fn fit(f: &Features, y: &[u8], weights: &[f64], cfg: &TrainConfig) -> (Linear, FitReport) {
     assert_eq!(f.rows(), y.len());
+    assert_eq!(weights.len(), y.len());
     let d = f.emb.cols;
     let h = if f.ngrams.iter().any(|s| !s.idx.is_empty()) {
         f.buckets
@@ -191,8 +210,12 @@ pub fn fit(f: &Features, y: &[u8], cfg: &TrainConfig) -> (Linear, FitReport) {
         0
     };
     let dim = d + h + 1;
-    let cw = class_weights(y);
-    let total: f64 = y.iter().map(|&l| cw[l as usize]).sum();
+    let cw = class_weights_of(y, weights);
+    let total: f64 = y
+        .iter()
+        .zip(weights)
+        .map(|(&l, &w)| cw[l as usize] * w)
+        .sum();
     let objective = |theta: &[f64], grad: &mut [f64]| -> f64 {
         grad.iter_mut().for_each(|g| *g = 0.0);
         let (we, rest) = theta.split_at(d);
@@ -212,7 +235,7 @@ pub fn fit(f: &Features, y: &[u8], cfg: &TrainConfig) -> (Linear, FitReport) {
                     z += f64::from(v) * wn[j as usize];
                 }
             }
-            let c = cw[label as usize] / total;
+            let c = cw[label as usize] * weights[i] / total;
             let yl = f64::from(label);
             // -[y log σ(z) + (1-y) log(1-σ(z))] = softplus(z) - y z
             loss += c * (softplus(z) - yl * z);
@@ -805,8 +828,9 @@ mod tests {
     fn fit_separates_toy_data_deterministically() {
         let (f, y) = toy(200);
         let cfg = TrainConfig::default();
-        let (a, ra) = fit(&f, &y, &cfg);
-        let (b, _) = fit(&f, &y, &cfg);
+        let ones = vec![1.0; y.len()];
+        let (a, ra) = fit(&f, &y, &ones, &cfg);
+        let (b, _) = fit(&f, &y, &ones, &cfg);
         assert_eq!(a, b, "same data, same weights");
         assert_eq!(a.w_ngram.len(), 8);
         let p: Vec<f32> = a.logits(&f).into_iter().map(sigmoid).collect();
@@ -818,7 +842,8 @@ mod tests {
     #[test]
     fn nb_ratios_sign_the_telling_buckets_and_fold_back() {
         let (f, y) = toy(200);
-        let r = nb_ratios(&f.ngrams, &y, f.buckets, 1.0);
+        let ones = vec![1.0; y.len()];
+        let r = nb_ratios(&f.ngrams, &y, &ones, f.buckets, 1.0);
         // Bucket 1 is on in positive rows only, bucket 0 in negative
         // ones; buckets 2..5 are on in both classes alike.
         assert!(r[1] > 2.0 && r[0] < -2.0, "{r:?}");
@@ -826,11 +851,42 @@ mod tests {
         // Training on reweighted features and folding the ratios back
         // gives the same logits as applying the weights to them.
         let g = f.clone().reweighted(&r);
-        let (lin, _) = fit(&g, &y, &TrainConfig::default());
+        let (lin, _) = fit(&g, &y, &ones, &TrainConfig::default());
         let folded = lin.clone().scale_ngrams(&r);
         for (a, b) in lin.logits(&g).iter().zip(folded.logits(&f)) {
             assert!((a - b).abs() < 1e-4, "{a} {b}");
         }
+    }
+
+    /// A row of weight k trains like k copies of it (what the neutral
+    /// messages' `neutralRepeat` relies on), for the fit and the NB ratios.
+    #[test]
+    fn a_row_weight_counts_as_copies() {
+        let (f, y) = toy(120);
+        let mut weights = vec![1.0; y.len()];
+        let (mut copies, mut y_copies) = (f.clone(), y.clone());
+        for i in [3usize, 10, 57] {
+            weights[i] = 4.0;
+            let row = f.select(&[i]);
+            for _ in 0..3 {
+                copies.extend(&row);
+                y_copies.push(y[i]);
+            }
+        }
+        let cfg = TrainConfig::default();
+        let (a, _) = fit(&f, &y, &weights, &cfg);
+        let (b, _) = fit(&copies, &y_copies, &vec![1.0; y_copies.len()], &cfg);
+        let close = |u: &[f32], v: &[f32]| u.iter().zip(v).all(|(p, q)| (p - q).abs() < 1e-4);
+        assert!(close(&a.w_emb, &b.w_emb), "{a:?} {b:?}");
+        assert!(close(&a.w_ngram, &b.w_ngram), "{a:?} {b:?}");
+        assert!((a.bias - b.bias).abs() < 1e-4);
+        // and they differ from the unweighted fit: the weights do something
+        let (plain, _) = fit(&f, &y, &vec![1.0; y.len()], &cfg);
+        assert!(!close(&a.w_emb, &plain.w_emb), "{a:?} {plain:?}");
+        let ones = vec![1.0; y_copies.len()];
+        let r_w = nb_ratios(&f.ngrams, &y, &weights, f.buckets, 1.0);
+        let r_c = nb_ratios(&copies.ngrams, &y_copies, &ones, f.buckets, 1.0);
+        assert!(close(&r_w, &r_c), "{r_w:?} {r_c:?}");
     }
 
     #[test]
