@@ -50,17 +50,19 @@ impl Metrics {
             jobs,
         } = scrape;
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP lingxi_uptime_seconds Seconds since the process started."
+        family(
+            &mut out,
+            "lingxi_uptime_seconds",
+            "gauge",
+            "Seconds since the process started.",
         );
-        let _ = writeln!(out, "# TYPE lingxi_uptime_seconds gauge");
         let _ = writeln!(out, "lingxi_uptime_seconds {uptime_secs:.3}");
-        let _ = writeln!(
-            out,
-            "# HELP lingxi_http_requests_total HTTP requests by route and status."
+        family(
+            &mut out,
+            "lingxi_http_requests_total",
+            "counter",
+            "HTTP requests by route and status.",
         );
-        let _ = writeln!(out, "# TYPE lingxi_http_requests_total counter");
         if let Ok(m) = self.http.lock() {
             for ((route, status), n) in m.iter() {
                 let _ = writeln!(
@@ -69,31 +71,34 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP lingxi_graphql_requests_total GraphQL operations executed."
+        family(
+            &mut out,
+            "lingxi_graphql_requests_total",
+            "counter",
+            "GraphQL operations executed.",
         );
-        let _ = writeln!(out, "# TYPE lingxi_graphql_requests_total counter");
         let _ = writeln!(
             out,
             "lingxi_graphql_requests_total {}",
             self.graphql_requests.load(Ordering::Relaxed)
         );
-        let _ = writeln!(
-            out,
-            "# HELP lingxi_graphql_errors_total GraphQL errors by extensions.code."
+        family(
+            &mut out,
+            "lingxi_graphql_errors_total",
+            "counter",
+            "GraphQL errors by extensions.code.",
         );
-        let _ = writeln!(out, "# TYPE lingxi_graphql_errors_total counter");
         if let Ok(m) = self.graphql_errors.lock() {
             for (code, n) in m.iter() {
                 let _ = writeln!(out, "lingxi_graphql_errors_total{{code=\"{code}\"}} {n}");
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP lingxi_import_rows_total Imported rows by kind and outcome."
+        family(
+            &mut out,
+            "lingxi_import_rows_total",
+            "counter",
+            "Imported rows by kind and outcome.",
         );
-        let _ = writeln!(out, "# TYPE lingxi_import_rows_total counter");
         if let Ok(m) = self.imports.lock() {
             for ((kind, outcome), n) in m.iter() {
                 let _ = writeln!(
@@ -102,19 +107,18 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP lingxi_subscription_rows_watched Rows followed by open subscriptions."
+        family(
+            &mut out,
+            "lingxi_subscription_rows_watched",
+            "gauge",
+            "Rows followed by open subscriptions.",
         );
-        let _ = writeln!(out, "# TYPE lingxi_subscription_rows_watched gauge");
         let _ = writeln!(out, "lingxi_subscription_rows_watched {watched}");
-        let _ = writeln!(
-            out,
-            "# HELP lingxi_subscription_watch_queries_total Database reads by the subscription watcher (one per table and tick, whatever the number of subscribers)."
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE lingxi_subscription_watch_queries_total counter"
+        family(
+            &mut out,
+            "lingxi_subscription_watch_queries_total",
+            "counter",
+            "Database reads by the subscription watcher (one per table and tick, whatever the number of subscribers).",
         );
         let _ = writeln!(
             out,
@@ -123,6 +127,12 @@ impl Metrics {
         render_jobs(&mut out, jobs.as_deref());
         out
     }
+}
+
+/// A metric family's `# HELP` and `# TYPE` lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// What `/metrics` reads from elsewhere when it is scraped.
@@ -139,21 +149,23 @@ pub struct Scrape {
 
 /// Every job kind is listed, with zeros, so an alert sees the series.
 fn render_jobs(out: &mut String, jobs: Option<&[Backlog]>) {
-    let _ = writeln!(
+    family(
         out,
-        "# HELP lingxi_jobs_up 1 when the job backlog below could be read from the database."
+        "lingxi_jobs_up",
+        "gauge",
+        "1 when the job backlog below could be read from the database.",
     );
-    let _ = writeln!(out, "# TYPE lingxi_jobs_up gauge");
     let _ = writeln!(out, "lingxi_jobs_up {}", u8::from(jobs.is_some()));
     let Some(jobs) = jobs else {
         return;
     };
     let of = |kind: &str| jobs.iter().find(|b| b.kind == kind);
-    let _ = writeln!(
+    family(
         out,
-        "# HELP lingxi_jobs Jobs waiting or running, by kind and status, across every process."
+        "lingxi_jobs",
+        "gauge",
+        "Jobs waiting or running, by kind and status, across every process.",
     );
-    let _ = writeln!(out, "# TYPE lingxi_jobs gauge");
     for k in JobKind::ALL {
         let b = of(k.as_str());
         for (st, n) in [
@@ -167,11 +179,12 @@ fn render_jobs(out: &mut String, jobs: Option<&[Backlog]>) {
             );
         }
     }
-    let _ = writeln!(
+    family(
         out,
-        "# HELP lingxi_job_oldest_due_seconds How long the oldest QUEUED job whose run time has come has waited (0: none due)."
+        "lingxi_job_oldest_due_seconds",
+        "gauge",
+        "How long the oldest QUEUED job whose run time has come has waited (0: none due).",
     );
-    let _ = writeln!(out, "# TYPE lingxi_job_oldest_due_seconds gauge");
     for k in JobKind::ALL {
         let secs = of(k.as_str()).map_or(0.0, |b| b.oldest_due_secs);
         let _ = writeln!(
