@@ -574,6 +574,9 @@ fn band(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> anyh
     text.push('\n');
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {}", path.display());
+    if a.head.is_none() {
+        println!("the shipped head is compiled in: rebuild (cargo build --workspace --bins)");
+    }
     Ok(())
 }
 
