@@ -232,6 +232,51 @@ async fn analyze_text_rejects_bad_input() {
     assert_eq!(body["errors"][0]["extensions"]["field"], "texts[1]");
 }
 
+/// A message analysed under an earlier band (here: the single band of
+/// earlier releases, which called a 0.54 review NEUTRAL) is labelled by the
+/// active head's bands when read, without re-analysis.
+#[tokio::test]
+async fn message_labels_follow_the_active_heads_bands() {
+    let s = with_models().await;
+    s.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_mixed\n")
+        .await;
+    let line = json!({ "openid": "o_mixed", "text": MIXED_LONG[0], "at": chrono::Utc::now().to_rfc3339() });
+    s.import(ADMIN_KEY, "importMessages", "JSONL", &line.to_string())
+        .await;
+    let id = s
+        .gql(
+            "mutation { enqueueJob(input: { kind: ANALYZE_TEXTS }) { id } }",
+            json!({}),
+        )
+        .await["enqueueJob"]["id"]
+        .clone();
+    assert_eq!(s.wait_job(&id, 120).await["status"], "SUCCEEDED");
+    let read = || async {
+        let d = s
+            .gql(
+                "{ members { edges { node { messages { edges { node { sentimentLabel sentiment } } } } } } }",
+                json!({}),
+            )
+            .await;
+        d["members"]["edges"][0]["node"]["messages"]["edges"][0]["node"].clone()
+    };
+    let m = read().await;
+    let p = m["sentiment"].as_f64().unwrap();
+    assert!(
+        (0.35..=0.65).contains(&p),
+        "a score the single band called NEUTRAL: {m}"
+    );
+    let verdict = if p > 0.5 { "POSITIVE" } else { "NEGATIVE" };
+    assert_eq!(m["sentimentLabel"], verdict, "{m}");
+    // what an earlier release stored
+    assert_eq!(
+        s.sql_exec("UPDATE message SET sentiment_label = 'NEUTRAL'")
+            .await,
+        1
+    );
+    assert_eq!(read().await["sentimentLabel"], verdict);
+}
+
 #[tokio::test]
 async fn analysis_jobs_label_messages_and_feed_personas() {
     let s = with_models().await;

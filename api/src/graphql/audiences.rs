@@ -3,6 +3,7 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{event, member, message, persona, relation};
 use sea_orm::{ColumnTrait, Condition, QueryFilter, QueryOrder, QuerySelect};
+use worker::analysis::TextModels;
 
 use super::{
     connection::{Conn, PageArgs, paginate},
@@ -179,8 +180,17 @@ impl MemberMessage {
     async fn sentiment(&self) -> Option<f64> {
         self.0.sentiment
     }
-    async fn sentiment_label(&self) -> Option<&str> {
-        self.0.sentiment_label.as_deref()
+    /// POSITIVE / NEUTRAL / NEGATIVE: the stored score under the active
+    /// head's band for the text's length, so labels follow a head whose
+    /// bands changed without re-analysis (scores are calibrated
+    /// probabilities either way); the label stored at analysis when the
+    /// models are off.
+    async fn sentiment_label(&self, ctx: &Context<'_>) -> Option<&str> {
+        let p = self.0.sentiment?;
+        match &ctx.state().models {
+            Some(m) => Some(m.label(p as f32, &self.0.text)),
+            None => self.0.sentiment_label.as_deref(),
+        }
     }
 }
 
