@@ -483,6 +483,19 @@ impl Server {
             .unwrap()
     }
 
+    /// Enqueues a job of `kind` (an enum name, no params) as the admin and
+    /// waits up to `secs` for it to end; returns the job as
+    /// [`Server::wait_job`] does.
+    pub async fn run_job(&self, kind: &str, secs: u64) -> Value {
+        let d = self
+            .gql(
+                &format!("mutation {{ enqueueJob(input: {{ kind: {kind} }}) {{ id }} }}"),
+                json!({}),
+            )
+            .await;
+        self.wait_job(&d["enqueueJob"]["id"], secs).await
+    }
+
     /// Polls `job(id)` until it is SUCCEEDED, FAILED or CANCELLED (up to
     /// `secs`); returns the job, or panics with the server log.
     pub async fn wait_job(&self, id: &Value, secs: u64) -> Value {

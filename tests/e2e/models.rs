@@ -243,14 +243,7 @@ async fn message_labels_follow_the_active_heads_bands() {
     let line = json!({ "openid": "o_mixed", "text": MIXED_LONG[0], "at": chrono::Utc::now().to_rfc3339() });
     s.import(ADMIN_KEY, "importMessages", "JSONL", &line.to_string())
         .await;
-    let id = s
-        .gql(
-            "mutation { enqueueJob(input: { kind: ANALYZE_TEXTS }) { id } }",
-            json!({}),
-        )
-        .await["enqueueJob"]["id"]
-        .clone();
-    assert_eq!(s.wait_job(&id, 120).await["status"], "SUCCEEDED");
+    assert_eq!(s.run_job("ANALYZE_TEXTS", 120).await["status"], "SUCCEEDED");
     let read = || async {
         let d = s
             .gql(
@@ -300,14 +293,7 @@ async fn analysis_jobs_label_messages_and_feed_personas() {
     .collect();
     s.import(ADMIN_KEY, "importMessages", "JSONL", &lines.join("\n"))
         .await;
-    let id = s
-        .gql(
-            "mutation { enqueueJob(input: { kind: ANALYZE_TEXTS }) { id } }",
-            json!({}),
-        )
-        .await["enqueueJob"]["id"]
-        .clone();
-    let j = s.wait_job(&id, 120).await;
+    let j = s.run_job("ANALYZE_TEXTS", 120).await;
     assert_eq!(j["status"], "SUCCEEDED", "{j}");
     let d = s
         .gql(
@@ -550,14 +536,7 @@ async fn the_builtin_heads_recorded_metrics_follow_its_json() {
 async fn retraining_records_a_new_version_and_promotes_only_if_better() {
     let s = with_models().await;
     let active_before = active_sentiment(&s).await;
-    let id = s
-        .gql(
-            "mutation { enqueueJob(input: { kind: RETRAIN_SENTIMENT }) { id } }",
-            json!({}),
-        )
-        .await["enqueueJob"]["id"]
-        .clone();
-    let j = s.wait_job(&id, 900).await;
+    let j = s.run_job("RETRAIN_SENTIMENT", 900).await;
     assert_eq!(j["status"], "SUCCEEDED", "{j}");
     let after = s
         .gql(

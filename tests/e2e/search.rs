@@ -179,13 +179,7 @@ async fn erasure_and_rebuild_keep_the_index_equal_to_the_database() {
         .await;
     assert_eq!(d["segmentPreview"]["total"], 0);
     // A full rebuild gives the same answers.
-    let d = s
-        .gql(
-            "mutation { enqueueJob(input: { kind: INDEX_PERSONAS }) { id } }",
-            json!({}),
-        )
-        .await;
-    let job = s.wait_job(&d["enqueueJob"]["id"], 60).await;
+    let job = s.run_job("INDEX_PERSONAS", 60).await;
     assert_eq!(job["status"], "SUCCEEDED", "{job}");
     assert_eq!(job["result"]["indexed"], 29, "{job}");
     assert_eq!(job["result"]["backend"], "embedded");
@@ -229,13 +223,7 @@ async fn lookalikes_rank_by_similarity_and_leave_the_seeds_out() {
     s.import(ADMIN_KEY, "importMessages", "JSONL", &msgs.join("\n"))
         .await;
     audience::settle(&s, ADMIN_KEY).await;
-    let d = s
-        .gql(
-            "mutation { enqueueJob(input: { kind: ANALYZE_TEXTS }) { id } }",
-            json!({}),
-        )
-        .await;
-    let job = s.wait_job(&d["enqueueJob"]["id"], 300).await;
+    let job = s.run_job("ANALYZE_TEXTS", 300).await;
     assert_eq!(job["status"], "SUCCEEDED", "{job}");
     audience::settle(&s, ADMIN_KEY).await;
     let ids = s

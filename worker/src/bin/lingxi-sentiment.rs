@@ -570,9 +570,8 @@ fn band(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> anyh
             serde_json::json!(opts.long_min_chars),
         );
     }
-    let mut text = serde_json::to_string_pretty(&meta)?;
-    text.push('\n');
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    meta.write_json(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {}", path.display());
     if a.head.is_none() {
         println!("the shipped head is compiled in: rebuild (cargo build --workspace --bins)");

@@ -57,6 +57,16 @@ pub struct Calibration {
     pub fitted_on: String,
 }
 
+impl HeadMeta {
+    /// Writes the head's JSON (pretty, atomically) to `path`.
+    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+        let mut text = serde_json::to_string_pretty(self)?;
+        text.push('\n');
+        crate::ml::manifest::write_atomic(path, text.as_bytes())?;
+        Ok(())
+    }
+}
+
 /// The head's JSON: everything but the weights.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -311,9 +321,7 @@ impl Head {
         let onnx = dir.join(&meta.onnx.file);
         let json = dir.join(format!("{stem}.json"));
         crate::ml::manifest::write_atomic(&onnx, &self.onnx)?;
-        let mut text = serde_json::to_string_pretty(&meta)?;
-        text.push('\n');
-        crate::ml::manifest::write_atomic(&json, text.as_bytes())?;
+        meta.write_json(&json)?;
         Ok((onnx, json))
     }
 

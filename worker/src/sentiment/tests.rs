@@ -591,3 +591,15 @@ fn reband_reproduces_the_trained_band() {
     other.embedding_model = "other-e5@1".to_owned();
     assert!(reband(&t.head, &other, &opts).is_err());
 }
+
+/// `band --write` rewrites the head's JSON: reading and writing it must
+/// change nothing else (serde_json's `float_roundtrip` keeps every f64).
+#[test]
+fn the_shipped_json_rewrites_byte_for_byte() {
+    let dir = std::env::temp_dir().join(format!("lingxi-head-json-{}", std::process::id()));
+    let path = dir.join("head.json");
+    Head::shipped_meta().write_json(&path).unwrap();
+    let written = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(written == super::SHIPPED_JSON, "the rewritten JSON differs");
+}
