@@ -59,6 +59,7 @@ impl App {
         let models = worker::models::load(&cfg)?;
         if let Some(m) = &models {
             m.sync_registry(&db).await?;
+            m.watch_registry(db.clone(), worker::models::REFRESH_EVERY);
         }
         let search = worker::search::open(&cfg).await?;
         if cfg.demo && boot.first_start {

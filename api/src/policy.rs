@@ -78,12 +78,17 @@ pub fn check<'a>(
 }
 
 /// Jobs that change what every account uses (the shared sentiment head)
-/// are the platform operator's; tenants queue their own work only.
+/// are the platform operator's; tenants queue their own work only (a
+/// sentiment head of their own included).
 ///
 /// # Errors
-/// `Forbidden` for a platform-wide kind without the operator key.
-pub fn check_job_kind(principal: &Principal, kind: worker::jobs::JobKind) -> Result<(), AppError> {
-    if kind.is_platform_wide() && !principal.operator {
+/// `Forbidden` for a platform-wide job without the operator key.
+pub fn check_job_kind(
+    principal: &Principal,
+    kind: worker::jobs::JobKind,
+    params: &serde_json::Value,
+) -> Result<(), AppError> {
+    if kind.is_platform_wide(params) && !principal.operator {
         return Err(AppError::Forbidden(
             "queue jobs that change shared models (operator only)",
         ));

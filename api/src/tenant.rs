@@ -36,6 +36,7 @@ owned!(
     delivery => "delivery",
     job_run => "job",
     job_schedule => "job schedule",
+    sentiment_example => "sentiment example",
 );
 
 /// `SELECT … WHERE account_id = ?`

@@ -20,5 +20,6 @@ pub mod model_version;
 pub mod persona;
 pub mod relation;
 pub mod segment;
+pub mod sentiment_example;
 
 pub use sea_orm;

@@ -18,6 +18,9 @@ pub struct Model {
     /// Probability of positive, filled by text analysis.
     pub sentiment: Option<f64>,
     pub sentiment_label: Option<String>,
+    /// The label a person set (POSITIVE | NEUTRAL | NEGATIVE), which the
+    /// API shows instead of the model's; mirrored in `sentiment_example`.
+    pub sentiment_corrected: Option<String>,
     /// Little-endian f32 vector, filled by text analysis.
     pub embedding: Option<Vec<u8>>,
     pub keywords: Option<Json>,

@@ -7,6 +7,7 @@ mod m20261130_000003_member_history_indexes;
 mod m20261130_000004_job_schedules;
 mod m20261206_000005_schedule_time_zone;
 mod m20261206_000006_job_run_status_index;
+mod m20261207_000007_sentiment_examples;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000004_job_schedules::Migration),
             Box::new(m20261206_000005_schedule_time_zone::Migration),
             Box::new(m20261206_000006_job_run_status_index::Migration),
+            Box::new(m20261207_000007_sentiment_examples::Migration),
         ]
     }
 }

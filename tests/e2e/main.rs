@@ -16,5 +16,6 @@ mod schedules;
 mod schema;
 mod search;
 mod segments;
+mod sentiment_examples;
 mod subscriptions;
 mod tenancy;

@@ -17,6 +17,7 @@ async fn main() -> anyhow::Result<()> {
     let models = worker::models::load(&cfg)?;
     if let Some(m) = &models {
         m.sync_registry(&db).await?;
+        m.watch_registry(db.clone(), worker::models::REFRESH_EVERY);
     }
     let search = worker::search::open(&cfg).await?;
     let opts = worker::runner::WorkerOptions::new(&cfg);

@@ -1,14 +1,17 @@
 //! Loading the language models for a process, per configuration: the e5
 //! embedding model (`ml::Models`) and the sentiment head (`sentiment::Head`,
 //! the shipped one or the active retrained version).
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
+use uuid::Uuid;
 
 use crate::{
     Config,
-    analysis::TextModels,
+    analysis::{DynModels, TextModels},
     ml::{self, Output},
     registry::{self, NewVersion, kind},
     sentiment::{self, EmbeddingPrefix, Head},
@@ -19,14 +22,27 @@ pub type SharedModels = Arc<LoadedModels>;
 pub struct LoadedModels {
     pub embed: ml::Models,
     head: RwLock<Arc<Head>>,
+    /// The active heads retrained for one account on its own examples;
+    /// accounts without one use `head`.
+    account_heads: RwLock<HashMap<Uuid, Arc<Head>>>,
 }
 
 impl LoadedModels {
+    /// The platform's sentiment head.
     pub fn head(&self) -> Arc<Head> {
         self.head
             .read()
             .map(|h| Arc::clone(&h))
             .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    /// The head that reads `account`'s texts: its own, else the platform's.
+    pub fn head_for(&self, account: Uuid) -> Arc<Head> {
+        let own = match self.account_heads.read() {
+            Ok(m) => m.get(&account).cloned(),
+            Err(p) => p.into_inner().get(&account).cloned(),
+        };
+        own.unwrap_or_else(|| self.head())
     }
 
     /// Swaps in another sentiment head (a promoted retrain) without a restart.
@@ -36,6 +52,96 @@ impl LoadedModels {
         }
     }
 
+    /// Swaps in `account`'s own head (None: back to the platform's).
+    pub fn set_account_head(&self, account: Uuid, head: Option<Head>) {
+        if let Ok(mut m) = self.account_heads.write() {
+            match head {
+                Some(h) => m.insert(account, Arc::new(h)),
+                None => m.remove(&account),
+            };
+        }
+    }
+
+    /// The models as `account`'s texts are read (its own sentiment head).
+    pub fn for_account(self: &Arc<Self>, account: Uuid) -> DynModels {
+        Arc::new(AccountModels {
+            head: self.head_for(account),
+            models: Arc::clone(self),
+        })
+    }
+
+    /// Loads the active sentiment heads that are not the ones in memory:
+    /// the platform's and each account's (a retrain promoted by another
+    /// process, or an account sent back to the platform's head).
+    ///
+    /// # Errors
+    /// Database errors; an active platform head file that cannot be read
+    /// (an account's that cannot be read is logged and skipped: that
+    /// account keeps what it had).
+    pub async fn refresh_heads(&self, db: &DatabaseConnection) -> anyhow::Result<()> {
+        let active = registry::all_active(db, kind::SENTIMENT).await?;
+        let mut accounts = HashMap::new();
+        for row in active {
+            match row.account_id {
+                None => {
+                    if row.version != self.head().version() {
+                        let head = load_head(&row).await?;
+                        tracing::info!(version = head.version(), "sentiment head loaded");
+                        self.set_head(head);
+                    }
+                }
+                Some(a) => {
+                    accounts.insert(a, row);
+                }
+            }
+        }
+        let loaded: Vec<(Uuid, String)> = match self.account_heads.read() {
+            Ok(m) => m
+                .iter()
+                .map(|(a, h)| (*a, h.version().to_owned()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for (a, version) in &loaded {
+            if !accounts.contains_key(a) {
+                tracing::info!(version, "account sentiment head retired");
+                self.set_account_head(*a, None);
+            }
+        }
+        for (a, row) in accounts {
+            if loaded.iter().any(|(l, v)| *l == a && *v == row.version) {
+                continue;
+            }
+            match load_head(&row).await {
+                Ok(head) => {
+                    tracing::info!(version = head.version(), "account sentiment head loaded");
+                    self.set_account_head(a, Some(head));
+                }
+                Err(e) => {
+                    tracing::warn!(version = %row.version, error = %e, "account sentiment head cannot be loaded");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::refresh_heads`] every `every`, for as long as the process
+    /// runs: processes pick up heads that other processes promoted.
+    pub fn watch_registry(self: &Arc<Self>, db: DatabaseConnection, every: Duration) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = me.refresh_heads(&db).await {
+                    tracing::warn!(error = %e, "sentiment heads not refreshed");
+                }
+            }
+        });
+    }
+
     /// Records the installed models as model versions (once), and loads the
     /// active sentiment head when it is not the one in memory.
     ///
@@ -43,22 +149,9 @@ impl LoadedModels {
     /// Database errors, or an active head file that cannot be read.
     pub async fn sync_registry(&self, db: &DatabaseConnection) -> anyhow::Result<()> {
         let tx = registry::begin_locked(db).await?;
-        let active = self.record_versions(&tx).await?;
+        self.record_versions(&tx).await?;
         tx.commit().await?;
-        if let Some(active) = active
-            && active.version != self.head().version()
-        {
-            let head = if active.path == BUILTIN {
-                Head::shipped()
-            } else {
-                let onnx = std::path::PathBuf::from(&active.path);
-                Head::from_files(&onnx, &onnx.with_extension("json")).with_context(|| {
-                    format!("active sentiment head {} cannot be loaded", active.version)
-                })?
-            };
-            tracing::info!(version = head.version(), "sentiment head loaded");
-            self.set_head(head);
-        }
+        self.refresh_heads(db).await?;
         let head = self.head();
         let version = self
             .embed
@@ -77,12 +170,9 @@ impl LoadedModels {
         Ok(())
     }
 
-    /// Records the installed models (once) and settles which sentiment
-    /// head is active; returns it. Inside the registry's lock.
-    async fn record_versions(
-        &self,
-        db: &impl ConnectionTrait,
-    ) -> anyhow::Result<Option<entity::model_version::Model>> {
+    /// Records the installed models (once) and settles which platform
+    /// sentiment head is active. Inside the registry's lock.
+    async fn record_versions(&self, db: &impl ConnectionTrait) -> anyhow::Result<()> {
         let m = self.embed.manifest();
         let version = self.embed.embedding_model().to_owned();
         let sha = m
@@ -94,6 +184,7 @@ impl LoadedModels {
         registry::ensure(
             db,
             NewVersion {
+                account_id: None,
                 kind: kind::EMBEDDING,
                 version: &version,
                 path: "models dir",
@@ -110,6 +201,7 @@ impl LoadedModels {
         let builtin = registry::ensure(
             db,
             NewVersion {
+                account_id: None,
                 kind: kind::SENTIMENT,
                 version: &shipped.version,
                 path: BUILTIN,
@@ -119,7 +211,7 @@ impl LoadedModels {
             true,
         )
         .await?;
-        let mut active = registry::active(db, kind::SENTIMENT).await?;
+        let active = registry::active(db, kind::SENTIMENT).await?;
         if let Some(a) = &active
             && a.version != shipped.version
             && (a.path == BUILTIN
@@ -135,24 +227,17 @@ impl LoadedModels {
                 "this release's built-in sentiment head replaces the active one"
             );
             registry::activate(db, builtin.id).await?;
-            active = Some(builtin);
         }
-        Ok(active)
+        Ok(())
     }
-}
 
-impl TextModels for LoadedModels {
-    fn embedding_model(&self) -> String {
-        self.embed.embedding_model().to_owned()
-    }
-    fn embed_passages(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
-        Ok(self.embed.embed_passages(texts)?)
-    }
-    fn embed_queries(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
-        Ok(self.embed.embed_queries(texts)?)
-    }
-    fn embed_and_score(&self, texts: &[String]) -> anyhow::Result<(Vec<Vec<f32>>, Vec<f32>)> {
-        let head = self.head();
+    /// Each text's `query: ` embedding and its probability of being
+    /// positive under `head`.
+    fn embed_and_score_with(
+        &self,
+        head: &Head,
+        texts: &[String],
+    ) -> anyhow::Result<(Vec<Vec<f32>>, Vec<f32>)> {
         let spec = head.spec();
         if spec.embedding_prefix != EmbeddingPrefix::Query {
             // a head on the other prefix needs a pass of its own
@@ -172,6 +257,63 @@ impl TextModels for LoadedModels {
         };
         Ok((embeddings, p))
     }
+}
+
+/// A registry row's head: the built-in one, or its files.
+async fn load_head(row: &entity::model_version::Model) -> anyhow::Result<Head> {
+    if row.path == BUILTIN {
+        return Ok(Head::shipped());
+    }
+    let onnx = std::path::PathBuf::from(&row.path);
+    let version = row.version.clone();
+    tokio::task::spawn_blocking(move || {
+        Head::from_files(&onnx, &onnx.with_extension("json"))
+            .with_context(|| format!("active sentiment head {version} cannot be loaded"))
+    })
+    .await?
+}
+
+/// The models as one account's texts are read: the shared encoder and
+/// that account's sentiment head.
+struct AccountModels {
+    models: SharedModels,
+    head: Arc<Head>,
+}
+
+impl TextModels for AccountModels {
+    fn embedding_model(&self) -> String {
+        self.models.embedding_model()
+    }
+    fn embed_passages(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
+        self.models.embed_passages(texts)
+    }
+    fn embed_queries(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
+        self.models.embed_queries(texts)
+    }
+    fn embed_and_score(&self, texts: &[String]) -> anyhow::Result<(Vec<Vec<f32>>, Vec<f32>)> {
+        self.models.embed_and_score_with(&self.head, texts)
+    }
+    fn sentiment_model(&self) -> String {
+        self.head.version().to_owned()
+    }
+    fn label(&self, p: f32, text: &str) -> &'static str {
+        self.head.label(p, text)
+    }
+}
+
+impl TextModels for LoadedModels {
+    fn embedding_model(&self) -> String {
+        self.embed.embedding_model().to_owned()
+    }
+    fn embed_passages(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
+        Ok(self.embed.embed_passages(texts)?)
+    }
+    fn embed_queries(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
+        Ok(self.embed.embed_queries(texts)?)
+    }
+    fn embed_and_score(&self, texts: &[String]) -> anyhow::Result<(Vec<Vec<f32>>, Vec<f32>)> {
+        self.embed_and_score_with(&self.head(), texts)
+    }
     fn sentiment_model(&self) -> String {
         self.head().version().to_owned()
     }
@@ -179,6 +321,9 @@ impl TextModels for LoadedModels {
         self.head().label(p, text)
     }
 }
+
+/// How often a process looks for sentiment heads promoted elsewhere.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
 
 /// The registry path of the head compiled into this release.
 const BUILTIN: &str = "builtin";
@@ -205,5 +350,6 @@ pub fn load(cfg: &Config) -> anyhow::Result<Option<SharedModels>> {
     Ok(Some(Arc::new(LoadedModels {
         embed,
         head: RwLock::new(Arc::new(head)),
+        account_heads: RwLock::new(HashMap::new()),
     })))
 }

@@ -17,6 +17,9 @@ pub mod kind {
 }
 
 pub struct NewVersion<'a> {
+    /// None for platform-wide versions; an account's own (a sentiment
+    /// head retrained on its examples) otherwise.
+    pub account_id: Option<Uuid>,
     pub kind: &'a str,
     pub version: &'a str,
     pub path: &'a str,
@@ -34,7 +37,7 @@ pub fn balanced_accuracy(metrics: &Value) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Records a platform-wide version once (by kind + version); returns its
+/// Records a version once (by account, kind and version); returns its
 /// row. A version recorded earlier with other metrics (an earlier build's)
 /// gets these: the model's own description is the truth.
 ///
@@ -48,7 +51,7 @@ pub async fn ensure(
     let existing = model_version::Entity::find()
         .filter(model_version::Column::Kind.eq(v.kind))
         .filter(model_version::Column::Version.eq(v.version))
-        .filter(model_version::Column::AccountId.is_null())
+        .filter(scope(v.account_id))
         .one(db)
         .await?;
     if let Some(e) = existing {
@@ -59,10 +62,10 @@ pub async fn ensure(
         row.metrics = Set(v.metrics);
         return row.update(db).await;
     }
-    let has_active = active(db, v.kind).await?.is_some();
+    let has_active = active_in(db, v.kind, v.account_id).await?.is_some();
     model_version::ActiveModel {
         id: Set(Uuid::now_v7()),
-        account_id: Set(None),
+        account_id: Set(v.account_id),
         kind: Set(v.kind.to_owned()),
         version: Set(v.version.to_owned()),
         path: Set(v.path.to_owned()),
@@ -75,6 +78,15 @@ pub async fn ensure(
     .await
 }
 
+/// Rows of the platform (None) or of one account.
+fn scope(account_id: Option<Uuid>) -> sea_orm::Condition {
+    let c = sea_orm::Condition::all();
+    match account_id {
+        None => c.add(model_version::Column::AccountId.is_null()),
+        Some(a) => c.add(model_version::Column::AccountId.eq(a)),
+    }
+}
+
 /// The active platform-wide version of `kind`.
 ///
 /// # Errors
@@ -83,13 +95,61 @@ pub async fn active(
     db: &impl ConnectionTrait,
     kind: &str,
 ) -> Result<Option<model_version::Model>, sea_orm::DbErr> {
+    active_in(db, kind, None).await
+}
+
+/// The active version of `kind` of the platform (None) or of one account
+/// (only its own: an account without one uses the platform's).
+///
+/// # Errors
+/// Database errors.
+pub async fn active_in(
+    db: &impl ConnectionTrait,
+    kind: &str,
+    account_id: Option<Uuid>,
+) -> Result<Option<model_version::Model>, sea_orm::DbErr> {
     model_version::Entity::find()
         .filter(model_version::Column::Kind.eq(kind))
-        .filter(model_version::Column::AccountId.is_null())
+        .filter(scope(account_id))
         .filter(model_version::Column::Active.eq(true))
         .order_by_desc(model_version::Column::CreatedAt)
         .one(db)
         .await
+}
+
+/// Every active version of `kind`: the platform's and each account's.
+///
+/// # Errors
+/// Database errors.
+pub async fn all_active(
+    db: &impl ConnectionTrait,
+    kind: &str,
+) -> Result<Vec<model_version::Model>, sea_orm::DbErr> {
+    model_version::Entity::find()
+        .filter(model_version::Column::Kind.eq(kind))
+        .filter(model_version::Column::Active.eq(true))
+        .order_by_asc(model_version::Column::CreatedAt)
+        .all(db)
+        .await
+}
+
+/// Makes the account use the platform's version of `kind` again (its own
+/// versions stay recorded, none active).
+///
+/// # Errors
+/// Database errors.
+pub async fn deactivate_account(
+    db: &impl ConnectionTrait,
+    kind: &str,
+    account_id: Uuid,
+) -> Result<(), sea_orm::DbErr> {
+    model_version::Entity::update_many()
+        .col_expr(model_version::Column::Active, Expr::value(false))
+        .filter(model_version::Column::Kind.eq(kind))
+        .filter(model_version::Column::AccountId.eq(account_id))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Opens a write transaction that holds the registry for itself
@@ -109,7 +169,8 @@ pub async fn begin_locked(
 /// The advisory-lock key of the registry ("lingxi:model_version").
 const REGISTRY_LOCK: i64 = 0x6c78_6d76_0001;
 
-/// Makes `id` the only active version of its kind.
+/// Makes `id` the only active version of its kind in its scope (the
+/// platform, or its account).
 ///
 /// # Errors
 /// Database errors.
@@ -120,7 +181,7 @@ pub async fn activate(db: &impl ConnectionTrait, id: Uuid) -> Result<(), sea_orm
     model_version::Entity::update_many()
         .col_expr(model_version::Column::Active, Expr::value(false))
         .filter(model_version::Column::Kind.eq(v.kind.clone()))
-        .filter(model_version::Column::AccountId.is_null())
+        .filter(scope(v.account_id))
         .exec(db)
         .await?;
     model_version::Entity::update_many()

@@ -58,6 +58,7 @@ impl AnalysisQuery {
         let models = ctx.state().models.clone().ok_or_else(|| {
             AppError::Internal(anyhow::anyhow!("models are off (LINGXI_MODELS=off)"))
         })?;
+        let models = models.for_account(ctx.tenant()?);
         let owned = texts.clone();
         let analysed =
             tokio::task::spawn_blocking(move || worker::analysis::analyze(&*models, &owned))

@@ -3,7 +3,6 @@ use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{event, member, message, persona, relation};
 use sea_orm::{ColumnTrait, Condition, QueryFilter, QueryOrder, QuerySelect};
-use worker::analysis::TextModels;
 
 use super::{
     connection::{Conn, PageArgs, paginate},
@@ -176,19 +175,28 @@ impl MemberMessage {
     async fn content_id(&self) -> Option<ID> {
         self.0.content_id.map(to_id)
     }
-    /// Probability of positive, once analysed.
+    /// Probability of positive, once analysed (the model's, also when a
+    /// person corrected the label).
     async fn sentiment(&self) -> Option<f64> {
         self.0.sentiment
     }
-    /// POSITIVE / NEUTRAL / NEGATIVE: the stored score under the active
-    /// head's band for the text's length, so labels follow a head whose
-    /// bands changed without re-analysis (scores are calibrated
-    /// probabilities either way); the label stored at analysis when the
-    /// models are off.
+    /// True when `sentimentLabel` is a person's correction.
+    async fn sentiment_corrected(&self) -> bool {
+        self.0.sentiment_corrected.is_some()
+    }
+    /// POSITIVE / NEUTRAL / NEGATIVE: the label a person set
+    /// (`correctMessageSentiment`), else the stored score under the
+    /// account's active head's band for the text's length, so labels follow
+    /// a head whose bands changed without re-analysis (scores are
+    /// calibrated probabilities either way); the label stored at analysis
+    /// when the models are off.
     async fn sentiment_label(&self, ctx: &Context<'_>) -> Option<&str> {
+        if let Some(l) = self.0.sentiment_corrected.as_deref() {
+            return Some(l);
+        }
         let p = self.0.sentiment?;
         match &ctx.state().models {
-            Some(m) => Some(m.label(p as f32, &self.0.text)),
+            Some(m) => Some(m.head_for(self.0.account_id).label(p as f32, &self.0.text)),
             None => self.0.sentiment_label.as_deref(),
         }
     }

@@ -58,7 +58,7 @@ impl From<Outcome> for ImportResult {
     }
 }
 
-async fn run<I: Importer + Sync>(
+pub(crate) async fn run_import<I: Importer + Sync>(
     ctx: &Context<'_>,
     importer: I,
     input: ImportInput,
@@ -101,7 +101,7 @@ impl ImportsMutation {
         ctx: &Context<'_>,
         input: ImportInput,
     ) -> GqlResult<ImportResult> {
-        run(
+        run_import(
             ctx,
             MembersImport {
                 account_id: ctx.tenant()?,
@@ -117,7 +117,7 @@ impl ImportsMutation {
         ctx: &Context<'_>,
         input: ImportInput,
     ) -> GqlResult<ImportResult> {
-        run(
+        run_import(
             ctx,
             EventsImport {
                 account_id: ctx.tenant()?,
@@ -133,7 +133,7 @@ impl ImportsMutation {
         ctx: &Context<'_>,
         input: ImportInput,
     ) -> GqlResult<ImportResult> {
-        run(
+        run_import(
             ctx,
             MessagesImport {
                 account_id: ctx.tenant()?,
@@ -149,7 +149,7 @@ impl ImportsMutation {
         ctx: &Context<'_>,
         input: ImportInput,
     ) -> GqlResult<ImportResult> {
-        run(
+        run_import(
             ctx,
             RelationsImport {
                 account_id: ctx.tenant()?,

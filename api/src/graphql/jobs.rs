@@ -206,8 +206,8 @@ impl JobsMutation {
     /// Queues a job; watch it with `job(id)` or the `jobUpdated` subscription.
     async fn enqueue_job(&self, ctx: &Context<'_>, input: EnqueueJobInput) -> GqlResult<Job> {
         let account_id = ctx.tenant()?;
-        policy::check_job_kind(ctx.principal()?, input.kind.into())?;
         let params = input.params.map(|p| p.0).unwrap_or(Value::Null);
+        policy::check_job_kind(ctx.principal()?, input.kind.into(), &params)?;
         if let Some(m) = input.max_attempts
             && !(1..=10).contains(&m)
         {

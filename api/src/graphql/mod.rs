@@ -17,6 +17,7 @@ pub mod models;
 pub mod preview;
 pub mod schedules;
 pub mod segments;
+pub mod sentiment;
 pub mod subscriptions;
 
 #[derive(MergedObject, Default)]
@@ -31,6 +32,7 @@ pub struct QueryRoot(
     schedules::SchedulesQuery,
     analysis::AnalysisQuery,
     models::ModelsQuery,
+    sentiment::SentimentQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -44,6 +46,8 @@ pub struct MutationRoot(
     segments::SegmentsMutation,
     jobs::JobsMutation,
     schedules::SchedulesMutation,
+    sentiment::SentimentMutation,
+    models::ModelsMutation,
 );
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, subscriptions::SubscriptionRoot>;

@@ -7,7 +7,10 @@ use serde_json::Value;
 use worker::registry::kind;
 
 use super::to_id;
-use crate::{context::ContextExt, error::GqlResult};
+use crate::{
+    context::ContextExt,
+    error::{AppError, GqlResult},
+};
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum ModelKind {
@@ -63,6 +66,19 @@ impl ModelVersion {
     async fn shared(&self) -> bool {
         self.0.account_id.is_none()
     }
+    /// True when this version reads this account's texts: its own active
+    /// sentiment head, or the shared active one when it has none.
+    async fn in_use(&self, ctx: &Context<'_>) -> GqlResult<bool> {
+        if !self.0.active {
+            return Ok(false);
+        }
+        if self.0.account_id.is_some() || self.0.kind != kind::SENTIMENT {
+            return Ok(true);
+        }
+        let own =
+            worker::registry::active_in(ctx.db(), kind::SENTIMENT, Some(ctx.tenant()?)).await?;
+        Ok(own.is_none())
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -94,5 +110,61 @@ impl ModelsQuery {
             .into_iter()
             .map(ModelVersion)
             .collect())
+    }
+}
+
+#[derive(Default)]
+pub struct ModelsMutation;
+
+#[Object]
+impl ModelsMutation {
+    /// Chooses the sentiment head that reads this account's texts: one of
+    /// its own versions, or the active shared version (back to the
+    /// platform's head). The shared head itself changes only by
+    /// RETRAIN_SENTIMENT. Existing scores are not recomputed: queue
+    /// ANALYZE_TEXTS with `{ "reanalyze": true }` for that.
+    async fn activate_model_version(&self, ctx: &Context<'_>, id: ID) -> GqlResult<ModelVersion> {
+        let id = super::parse_id(&id, "id")?;
+        let account_id = ctx.tenant()?;
+        let db = ctx.db();
+        let row = model_version::Entity::find_by_id(id)
+            .filter(
+                Condition::any()
+                    .add(model_version::Column::AccountId.is_null())
+                    .add(model_version::Column::AccountId.eq(account_id)),
+            )
+            .one(db)
+            .await?
+            .ok_or_else(|| AppError::not_found("model version", id))?;
+        if row.kind != kind::SENTIMENT {
+            return Err(AppError::bad_input(
+                "id",
+                "only sentiment heads can be chosen per account / 仅情感模型可按账号选择",
+            )
+            .into());
+        }
+        let tx = worker::registry::begin_locked(db).await?;
+        match row.account_id {
+            Some(_) => worker::registry::activate(&tx, row.id).await?,
+            None if row.active => {
+                worker::registry::deactivate_account(&tx, kind::SENTIMENT, account_id).await?
+            }
+            None => {
+                return Err(AppError::bad_input(
+                    "id",
+                    "not the active shared version: the shared head changes only by RETRAIN_SENTIMENT / 共享模型只能通过重训更换",
+                )
+                .into());
+            }
+        }
+        tx.commit().await?;
+        if let Some(m) = &ctx.state().models {
+            m.refresh_heads(db).await.map_err(AppError::Internal)?;
+        }
+        let row = model_version::Entity::find_by_id(id)
+            .one(db)
+            .await?
+            .ok_or_else(|| AppError::not_found("model version", id))?;
+        Ok(ModelVersion(row))
     }
 }

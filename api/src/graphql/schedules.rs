@@ -263,7 +263,7 @@ impl SchedulesMutation {
         let name = required_text("input.name", &input.name, 128)?;
         let params = input.params.map(|p| p.0).unwrap_or(Value::Null);
         let kind: jobs::JobKind = input.kind.into();
-        policy::check_job_kind(ctx.principal()?, kind)?;
+        policy::check_job_kind(ctx.principal()?, kind, &params)?;
         jobs::enqueue::validate(kind, &params).map_err(AppError::from)?;
         check_attempts(input.max_attempts)?;
         let enabled = input.enabled.unwrap_or(true);
@@ -305,7 +305,8 @@ impl SchedulesMutation {
         let old = tenant::get::<job_schedule::Entity>(ctx.db(), account_id, id).await?;
         let kind = jobs::JobKind::parse(&old.kind)
             .ok_or_else(|| AppError::Internal(anyhow::anyhow!("unknown kind {}", old.kind)))?;
-        policy::check_job_kind(ctx.principal()?, kind)?;
+        let params = input.params.as_ref().map_or(&old.params, |p| &p.0);
+        policy::check_job_kind(ctx.principal()?, kind, params)?;
         let mut row: job_schedule::ActiveModel = old.clone().into();
         if let Some(n) = &input.name {
             let n = required_text("input.name", n, 128)?;

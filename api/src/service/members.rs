@@ -1,13 +1,13 @@
 //! Member lifecycle beyond imports: erasure.
-use entity::{delivery, event, member, message, persona, relation};
+use entity::{delivery, event, member, message, persona, relation, sentiment_example};
 use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::{error::AppResult, tenant};
 
 /// Erases a member everywhere in the database: their events, messages,
-/// friend edges (in both directions), persona and deliveries, then the
-/// member. One transaction: all or nothing.
+/// friend edges (in both directions), persona, deliveries and the
+/// sentiment examples made of their messages, then the member. One transaction: all or nothing.
 ///
 /// # Errors
 /// `NOT_FOUND` when the member is not in this account; database errors.
@@ -26,6 +26,11 @@ pub async fn erase(
     message::Entity::delete_many()
         .filter(message::Column::AccountId.eq(account_id))
         .filter(message::Column::MemberId.eq(m.id))
+        .exec(&txn)
+        .await?;
+    sentiment_example::Entity::delete_many()
+        .filter(sentiment_example::Column::AccountId.eq(account_id))
+        .filter(sentiment_example::Column::MemberId.eq(m.id))
         .exec(&txn)
         .await?;
     relation::Entity::delete_many()

