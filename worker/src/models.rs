@@ -113,6 +113,17 @@ impl LoadedModels {
                 continue;
             }
             match load_head(&row).await {
+                Ok(head) if !self.reads_loaded_embeddings(&head) => {
+                    // Trained on the vectors of an earlier model or adapter:
+                    // its weights mean nothing on these. The account reads
+                    // with the platform's head until it retrains.
+                    tracing::warn!(
+                        version = head.version(),
+                        trained_on = %head.spec().embedding_model,
+                        "account sentiment head not used: trained on other embeddings; run RETRAIN_SENTIMENT with accountExamples"
+                    );
+                    self.set_account_head(a, None);
+                }
                 Ok(head) => {
                     tracing::info!(version = head.version(), "account sentiment head loaded");
                     self.set_account_head(a, Some(head));
@@ -123,6 +134,13 @@ impl LoadedModels {
             }
         }
         Ok(())
+    }
+
+    /// True when `head` was trained on the vectors the loaded model gives.
+    fn reads_loaded_embeddings(&self, head: &Head) -> bool {
+        self.embed
+            .output_model(head.spec().embedding_output)
+            .is_ok_and(|m| m == head.spec().embedding_model)
     }
 
     /// [`Self::refresh_heads`] every `every`, for as long as the process

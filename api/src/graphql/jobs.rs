@@ -207,6 +207,8 @@ impl JobsMutation {
     async fn enqueue_job(&self, ctx: &Context<'_>, input: EnqueueJobInput) -> GqlResult<Job> {
         let account_id = ctx.tenant()?;
         let params = input.params.map(|p| p.0).unwrap_or(Value::Null);
+        // params first: whether a job is platform-wide depends on them
+        jobs::enqueue::validate(input.kind.into(), &params).map_err(AppError::from)?;
         policy::check_job_kind(ctx.principal()?, input.kind.into(), &params)?;
         if let Some(m) = input.max_attempts
             && !(1..=10).contains(&m)

@@ -263,8 +263,8 @@ impl SchedulesMutation {
         let name = required_text("input.name", &input.name, 128)?;
         let params = input.params.map(|p| p.0).unwrap_or(Value::Null);
         let kind: jobs::JobKind = input.kind.into();
-        policy::check_job_kind(ctx.principal()?, kind, &params)?;
         jobs::enqueue::validate(kind, &params).map_err(AppError::from)?;
+        policy::check_job_kind(ctx.principal()?, kind, &params)?;
         check_attempts(input.max_attempts)?;
         let enabled = input.enabled.unwrap_or(true);
         let clock = clock_of(
