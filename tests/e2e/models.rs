@@ -564,5 +564,23 @@ async fn retraining_records_a_new_version_and_promotes_only_if_better() {
             .unwrap();
     assert_eq!(j["result"]["promoted"], better);
     assert_eq!(new["active"], better);
+
+    // Against a head recorded as worse, the next one is promoted, and every
+    // account's stored messages are read again under it.
+    let n = s
+        .sql_exec(
+            "UPDATE model_version SET metrics = '{\"balancedAccuracy\": 0.5}' \
+             WHERE kind = 'SENTIMENT' AND active = true AND account_id IS NULL",
+        )
+        .await;
+    assert_eq!(n, 1);
+    let reanalyses = "SELECT COUNT(*) FROM job_run WHERE kind = 'ANALYZE_TEXTS' AND CAST(params AS TEXT) LIKE '%reanalyze%'";
+    let before = s.sql_count(reanalyses).await;
+    let j = s.run_job("RETRAIN_SENTIMENT", 900).await;
+    assert_eq!(j["result"]["promoted"], true, "{j}");
+    let accounts = s.sql_count("SELECT COUNT(*) FROM account").await;
+    assert!(accounts >= 1);
+    assert_eq!(j["result"]["reanalysisJobs"], accounts, "{j}");
+    assert_eq!(s.sql_count(reanalyses).await, before + accounts);
     assert_eq!(list.iter().filter(|m| m["active"] == true).count(), 1);
 }

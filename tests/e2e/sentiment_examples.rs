@@ -220,13 +220,16 @@ async fn an_accounts_examples_train_a_head_that_reads_only_its_texts() {
     assert_eq!(d["activateModelVersion"]["inUse"], true, "{d}");
     assert_eq!(analyze(&s, &brand).await, shared_before);
     // and to its own again
-    s.ok_as(
-        &brand,
-        "mutation($id: ID!) { activateModelVersion(id: $id) { version } }",
-        json!({ "id": own["id"] }),
-    )
-    .await;
+    let activate = "mutation($id: ID!) { activateModelVersion(id: $id) { version } }";
+    s.ok_as(&brand, activate, json!({ "id": own["id"] })).await;
     assert_eq!(analyze(&s, &brand).await, tuned);
+    // every change of head re-reads the stored messages (the promotion, the
+    // two switches); choosing the head in use again changes nothing
+    assert!(res["reanalysisJob"].is_string(), "{res}");
+    let reanalyses = "SELECT COUNT(*) FROM job_run WHERE kind = 'ANALYZE_TEXTS' AND CAST(params AS TEXT) LIKE '%reanalyze%'";
+    assert_eq!(s.sql_count(reanalyses).await, 3);
+    s.ok_as(&brand, activate, json!({ "id": own["id"] })).await;
+    assert_eq!(s.sql_count(reanalyses).await, 3);
 }
 
 /// Too few examples: the job fails at once and says how many are needed;
@@ -276,6 +279,37 @@ async fn retraining_on_too_few_examples_fails_and_says_why() {
         Some("BAD_USER_INPUT"),
         "{body}"
     );
+    // a weekly retrain of the brand's own head; an edit that drops
+    // `accountExamples` would retrain the shared head: FORBIDDEN, while a
+    // malformed edit is BAD_USER_INPUT, as on enqueueJob
+    let d = s
+        .ok_as(
+            &brand,
+            r#"mutation { createJobSchedule(input: { name: "每周重训", kind: RETRAIN_SENTIMENT, cron: "0 2 * * SUN", params: { accountExamples: true } }) { id } }"#,
+            json!({}),
+        )
+        .await;
+    let id = d["createJobSchedule"]["id"].clone();
+    let upd = "mutation($id: ID!, $p: JSON) { updateJobSchedule(id: $id, input: { params: $p }) { params } }";
+    for (params, code) in [
+        (json!({}), "FORBIDDEN"),
+        (json!({ "accountExamples": "yes" }), "BAD_USER_INPUT"),
+    ] {
+        let body = s
+            .gql_as(Some(&brand), upd, json!({ "id": id, "p": params }))
+            .await;
+        assert_eq!(error_code(&body).as_deref(), Some(code), "{body}");
+    }
+    let d = s
+        .ok_as(&brand, "{ jobSchedules { name params } }", json!({}))
+        .await;
+    let mine = d["jobSchedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "每周重训")
+        .unwrap();
+    assert_eq!(mine["params"], json!({ "accountExamples": true }), "{d}");
 }
 
 /// Imports take the common label spellings, reject bad rows by line and
@@ -415,4 +449,69 @@ async fn a_corrected_message_shows_its_label_and_is_erased_with_its_member() {
         s.sql_count("SELECT COUNT(*) FROM sentiment_example").await,
         0
     );
+}
+
+/// The review queue lists analysed, uncorrected messages, least sure first,
+/// and only the account's own.
+#[tokio::test]
+async fn the_review_queue_puts_the_least_sure_messages_first() {
+    let s = Server::start().await;
+    s.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_a\n")
+        .await;
+    let at = chrono::Utc::now().to_rfc3339();
+    let lines: Vec<String> = ["很好", "一般般", "太差了", "还行吧", "没分析"]
+        .iter()
+        .map(|t| json!({ "openid": "o_a", "text": t, "at": at }).to_string())
+        .collect();
+    s.import(ADMIN_KEY, "importMessages", "JSONL", &lines.join("\n"))
+        .await;
+    // scores as analysis would leave them (models are off here)
+    for (text, p) in [
+        ("很好", 0.9),
+        ("一般般", 0.52),
+        ("太差了", 0.1),
+        ("还行吧", 0.45),
+    ] {
+        let n = s
+            .sql_exec(&format!(
+                "UPDATE message SET sentiment = {p} WHERE text = '{text}'"
+            ))
+            .await;
+        assert_eq!(n, 1);
+    }
+    let q = "query($n: Int) { sentimentReviewQueue(first: $n) { id text } }";
+    let texts = |d: &Value| -> Vec<String> {
+        d["sentimentReviewQueue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let d = s.gql(q, json!({ "n": 20 })).await;
+    // 0.10 and 0.90 are equally sure: the newer message (higher id) first
+    assert_eq!(texts(&d), ["一般般", "还行吧", "太差了", "很好"], "{d}");
+    let d = s.gql(q, json!({ "n": 2 })).await;
+    assert_eq!(texts(&d), ["一般般", "还行吧"]);
+    // a corrected message leaves the queue
+    let id = d["sentimentReviewQueue"][0]["id"].clone();
+    s.gql(
+        "mutation($id: ID!) { correctMessageSentiment(id: $id, label: NEUTRAL) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let d = s.gql(q, json!({ "n": 20 })).await;
+    assert_eq!(texts(&d), ["还行吧", "太差了", "很好"]);
+    // another account sees none of them
+    let (_, other) = s.new_account("别家").await;
+    let d = s.ok_as(&other, q, json!({ "n": 20 })).await;
+    assert_eq!(d["sentimentReviewQueue"], json!([]));
+    for n in [0, 101] {
+        let body = s.gql_as(Some(ADMIN_KEY), q, json!({ "n": n })).await;
+        assert_eq!(
+            error_code(&body).as_deref(),
+            Some("BAD_USER_INPUT"),
+            "{body}"
+        );
+    }
 }

@@ -3,8 +3,11 @@ use async_graphql::{Context, Enum, ID, Json, Object};
 use chrono::{DateTime, Utc};
 use entity::model_version;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
-use serde_json::Value;
-use worker::registry::kind;
+use serde_json::{Value, json};
+use worker::{
+    jobs::{self, JobKind, enqueue::NewJob},
+    registry::kind,
+};
 
 use super::to_id;
 use crate::{
@@ -144,6 +147,9 @@ impl ModelsMutation {
             .into());
         }
         let tx = worker::registry::begin_locked(db).await?;
+        let own_before = worker::registry::active_in(&tx, kind::SENTIMENT, Some(account_id))
+            .await?
+            .map(|v| v.id);
         match row.account_id {
             Some(_) => worker::registry::activate(&tx, row.id).await?,
             None if row.active => {
@@ -158,8 +164,20 @@ impl ModelsMutation {
             }
         }
         tx.commit().await?;
+        let own_after = row.account_id.map(|_| row.id);
         if let Some(m) = &ctx.state().models {
             m.refresh_heads(db).await.map_err(AppError::Internal)?;
+        }
+        if own_after != own_before {
+            // Stored scores are the previous head's: read the messages again.
+            let job = NewJob::now(
+                account_id,
+                JobKind::AnalyzeTexts,
+                json!({ "reanalyze": true }),
+            );
+            jobs::enqueue(db, &ctx.state().queue, job)
+                .await
+                .map_err(AppError::from)?;
         }
         let row = model_version::Entity::find_by_id(id)
             .one(db)

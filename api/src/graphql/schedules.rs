@@ -305,6 +305,11 @@ impl SchedulesMutation {
         let old = tenant::get::<job_schedule::Entity>(ctx.db(), account_id, id).await?;
         let kind = jobs::JobKind::parse(&old.kind)
             .ok_or_else(|| AppError::Internal(anyhow::anyhow!("unknown kind {}", old.kind)))?;
+        // Params are checked before the policy, as enqueueJob does, so a
+        // malformed edit reads BAD_USER_INPUT whoever sends it.
+        if let Some(p) = &input.params {
+            jobs::enqueue::validate(kind, &p.0).map_err(AppError::from)?;
+        }
         let params = input.params.as_ref().map_or(&old.params, |p| &p.0);
         policy::check_job_kind(ctx.principal()?, kind, params)?;
         let mut row: job_schedule::ActiveModel = old.clone().into();
@@ -320,7 +325,6 @@ impl SchedulesMutation {
             row.name = Set(n);
         }
         if let Some(p) = input.params {
-            jobs::enqueue::validate(kind, &p.0).map_err(AppError::from)?;
             row.params = Set(jobs::enqueue::stored_params(p.0));
         }
         check_attempts(input.max_attempts)?;

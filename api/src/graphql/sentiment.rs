@@ -3,8 +3,11 @@
 //! `{ "accountExamples": true }` trains a head for the account on them.
 use async_graphql::{Context, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use entity::sentiment_example;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use entity::{message, sentiment_example};
+use sea_orm::{
+    ColumnTrait, EntityTrait, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Expr,
+};
 use worker::sentiment::examples::ExampleLabel;
 
 use super::{
@@ -16,7 +19,7 @@ use super::{
 };
 use crate::{
     context::ContextExt,
-    error::GqlResult,
+    error::{AppError, GqlResult},
     service::{self, imports::sentiment_examples::SentimentExamplesImport},
     tenant,
 };
@@ -111,6 +114,27 @@ impl SentimentQuery {
             SentimentExample,
         )
         .await?)
+    }
+
+    /// Analysed messages the model is least sure of (score nearest 0.5),
+    /// not corrected yet: the ones worth labelling first.
+    async fn sentiment_review_queue(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+    ) -> GqlResult<Vec<MemberMessage>> {
+        if !(1..=100).contains(&first) {
+            return Err(AppError::bad_input("first", "between 1 and 100").into());
+        }
+        let rows = tenant::scoped::<message::Entity>(ctx.tenant()?)
+            .filter(message::Column::Sentiment.is_not_null())
+            .filter(message::Column::SentimentCorrected.is_null())
+            .order_by(Expr::cust("ABS(sentiment - 0.5)"), Order::Asc)
+            .order_by_desc(message::Column::Id)
+            .limit(first as u64)
+            .all(ctx.db())
+            .await?;
+        Ok(rows.into_iter().map(MemberMessage).collect())
     }
 
     /// Examples per label.

@@ -86,15 +86,51 @@ async fn platform(
         registry::activate(&tx, row.id).await?;
     }
     tx.commit().await?;
+    let mut reanalysis = 0;
     if promoted {
         models.set_head(trained.head);
+        reanalysis = reanalyze_shared_readers(ctx).await?;
     }
+    tracing::info!(version = %trained.version, promoted, reanalysis, "platform sentiment head trained");
     Ok(json!({
         "version": trained.version,
         "metrics": trained.metrics,
         "promoted": promoted,
         "previous": previous.map(|p| json!({ "version": p.version, "balancedAccuracy": score(&p.metrics) })),
+        "reanalysisJobs": reanalysis,
     }))
+}
+
+/// Queues `ANALYZE_TEXTS { reanalyze }` for every account that reads with
+/// the platform's head (not its own), so its stored scores are the new
+/// head's. Returns how many were queued.
+async fn reanalyze_shared_readers(ctx: &JobContext) -> Result<usize, JobError> {
+    let own: std::collections::HashSet<uuid::Uuid> =
+        registry::all_active(&ctx.db, registry::kind::SENTIMENT)
+            .await?
+            .into_iter()
+            .filter_map(|v| v.account_id)
+            .collect();
+    let accounts = entity::account::Entity::find().all(&ctx.db).await?;
+    let mut queued = 0;
+    for a in accounts.into_iter().filter(|a| !own.contains(&a.id)) {
+        reanalyze(ctx, a.id).await?;
+        queued += 1;
+    }
+    Ok(queued)
+}
+
+/// Queues a re-analysis of the account's messages under the head it reads
+/// with now; returns the job's id.
+async fn reanalyze(ctx: &JobContext, account: uuid::Uuid) -> Result<Option<String>, JobError> {
+    let j = super::enqueue(
+        &ctx.db,
+        &ctx.queue,
+        NewJob::now(account, JobKind::AnalyzeTexts, json!({ "reanalyze": true })),
+    )
+    .await
+    .map_err(|e| JobError::Transient(e.into()))?;
+    Ok(j.map(|j| j.id.to_string()))
 }
 
 /// Records a trained head (not active yet).
@@ -209,18 +245,11 @@ async fn account(
         registry::activate(&tx, row.id).await?;
     }
     tx.commit().await?;
-    let mut reanalysis = Value::Null;
+    let mut reanalysis = None;
     if promoted {
         models.set_account_head(account, Some(trained.head));
         // Stored scores are the previous head's: read the messages again.
-        let j = super::enqueue(
-            &ctx.db,
-            &ctx.queue,
-            NewJob::now(account, JobKind::AnalyzeTexts, json!({ "reanalyze": true })),
-        )
-        .await
-        .map_err(|e| JobError::Transient(e.into()))?;
-        reanalysis = j.map_or(Value::Null, |j| json!(j.id.to_string()));
+        reanalysis = reanalyze(ctx, account).await?;
     }
     tracing::info!(version = %trained.version, promoted, "account sentiment head trained");
     Ok(json!({
