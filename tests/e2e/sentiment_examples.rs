@@ -111,6 +111,27 @@ async fn an_accounts_examples_train_a_head_that_reads_only_its_texts() {
         .import(&brand, "importSentimentExamples", "CSV", &examples_csv())
         .await;
     assert_eq!(r["accepted"], 120, "{r}");
+    // and one player's message, corrected: the head learns from them too
+    s.import(&brand, "importMembers", "CSV", "openid\no_p\n")
+        .await;
+    let line = json!({ "openid": "o_p", "text": "第二关一直卡住，客服也不理人", "at": chrono::Utc::now().to_rfc3339() });
+    s.import(&brand, "importMessages", "JSONL", &line.to_string())
+        .await;
+    let d = s
+        .ok_as(
+            &brand,
+            "{ members { edges { node { id messages { edges { node { id } } } } } } }",
+            json!({}),
+        )
+        .await;
+    let player = d["members"]["edges"][0]["node"]["id"].clone();
+    let msg = d["members"]["edges"][0]["node"]["messages"]["edges"][0]["node"]["id"].clone();
+    s.ok_as(
+        &brand,
+        "mutation($id: ID!) { correctMessageSentiment(id: $id, label: NEGATIVE) { id } }",
+        json!({ "id": msg }),
+    )
+    .await;
     let counts = s
         .ok_as(
             &brand,
@@ -120,7 +141,7 @@ async fn an_accounts_examples_train_a_head_that_reads_only_its_texts() {
         .await;
     assert_eq!(
         counts["sentimentExampleCounts"],
-        json!({ "positive": 60, "negative": 60, "neutral": 0, "neededPerLabel": 50 })
+        json!({ "positive": 60, "negative": 61, "neutral": 0, "neededPerLabel": 50 })
     );
 
     // A tenant may retrain its own head (not the shared one).
@@ -131,7 +152,8 @@ async fn an_accounts_examples_train_a_head_that_reads_only_its_texts() {
             json!({}),
         )
         .await;
-    let j = s.wait_job_as(&brand, &d["enqueueJob"]["id"], 900).await;
+    let first_retrain = d["enqueueJob"]["id"].clone();
+    let j = s.wait_job_as(&brand, &first_retrain, 900).await;
     assert_eq!(j["status"], "SUCCEEDED", "{j}");
     let res = &j["result"];
     assert_eq!(res["promoted"], true, "{res}");
@@ -152,6 +174,11 @@ async fn an_accounts_examples_train_a_head_that_reads_only_its_texts() {
         60
     );
     let version = res["version"].as_str().unwrap().to_owned();
+    let file = s
+        .dir
+        .path()
+        .join(format!("data/models/sentiment/{version}.onnx"));
+    assert!(file.exists(), "{}", file.display());
 
     let list = |key: String| {
         let s = &s;
@@ -230,6 +257,38 @@ async fn an_accounts_examples_train_a_head_that_reads_only_its_texts() {
     assert_eq!(s.sql_count(reanalyses).await, 3);
     s.ok_as(&brand, activate, json!({ "id": own["id"] })).await;
     assert_eq!(s.sql_count(reanalyses).await, 3);
+
+    // Erasing the player forgets the head that learned from their label
+    // (row and file): the account reads with the shared head again, and a
+    // retrain on the 120 examples left is queued.
+    s.ok_as(
+        &brand,
+        "mutation($id: ID!) { deleteMember(id: $id) }",
+        json!({ "id": player }),
+    )
+    .await;
+    let after = list(brand.clone()).await;
+    assert!(after.iter().all(|v| v["shared"] == true), "{after:?}");
+    assert!(!file.exists(), "{}", file.display());
+    assert_eq!(analyze(&s, &brand).await, shared_before);
+    let d = s
+        .ok_as(
+            &brand,
+            "{ jobs(kind: RETRAIN_SENTIMENT) { edges { node { id params } } } }",
+            json!({}),
+        )
+        .await;
+    let retrains: Vec<&Value> = d["jobs"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"]["id"] != first_retrain)
+        .collect();
+    assert_eq!(retrains.len(), 1, "{d}");
+    assert_eq!(
+        retrains[0]["node"]["params"],
+        json!({ "accountExamples": true })
+    );
 }
 
 /// Too few examples: the job fails at once and says how many are needed;

@@ -152,6 +152,34 @@ pub async fn deactivate_account(
     Ok(())
 }
 
+/// Removes the account's own versions of `kind` recorded at or after
+/// `since` (the first example of an erased member: any of them may have
+/// learned from it) and returns them, so the caller can delete their files.
+/// If the active one goes, the account reads with the platform's again.
+///
+/// # Errors
+/// Database errors.
+pub async fn forget_account_since(
+    db: &impl ConnectionTrait,
+    kind: &str,
+    account_id: Uuid,
+    since: chrono::DateTime<Utc>,
+) -> Result<Vec<model_version::Model>, sea_orm::DbErr> {
+    let gone = model_version::Entity::find()
+        .filter(model_version::Column::Kind.eq(kind))
+        .filter(model_version::Column::AccountId.eq(account_id))
+        .filter(model_version::Column::CreatedAt.gte(since))
+        .all(db)
+        .await?;
+    if !gone.is_empty() {
+        model_version::Entity::delete_many()
+            .filter(model_version::Column::Id.is_in(gone.iter().map(|v| v.id)))
+            .exec(db)
+            .await?;
+    }
+    Ok(gone)
+}
+
 /// Opens a write transaction that holds the registry for itself
 /// ([`crate::config::begin_exclusive`]). Processes starting together (an
 /// API and several workers on a fresh database) would otherwise each record

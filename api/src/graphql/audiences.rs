@@ -395,7 +395,7 @@ impl AudiencesMutation {
     async fn delete_member(&self, ctx: &Context<'_>, id: ID) -> GqlResult<bool> {
         let id = parse_id(&id, "id")?;
         let account = ctx.tenant()?;
-        members::erase(ctx.db(), account, id).await?;
+        members::erase(ctx.state(), account, id).await?;
         // The index forgets them too; if it cannot now, a queued sync job
         // retries until it does (the DB rows are already gone).
         let state = ctx.state();

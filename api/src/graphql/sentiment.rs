@@ -5,8 +5,7 @@ use async_graphql::{Context, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::{message, sentiment_example};
 use sea_orm::{
-    ColumnTrait, EntityTrait, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Expr,
+    ColumnTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
 };
 use worker::sentiment::examples::ExampleLabel;
 
@@ -142,16 +141,11 @@ impl SentimentQuery {
         &self,
         ctx: &Context<'_>,
     ) -> GqlResult<SentimentExampleCounts> {
-        let account = ctx.tenant()?;
-        let count = |l: ExampleLabel| {
-            tenant::scoped::<sentiment_example::Entity>(account)
-                .filter(sentiment_example::Column::Label.eq(l.as_str()))
-                .count(ctx.db())
-        };
+        let c = service::sentiment::example_counts(ctx.db(), ctx.tenant()?).await?;
         Ok(SentimentExampleCounts {
-            positive: count(ExampleLabel::Positive).await?,
-            negative: count(ExampleLabel::Negative).await?,
-            neutral: count(ExampleLabel::Neutral).await?,
+            positive: c.positive as u64,
+            negative: c.negative as u64,
+            neutral: c.neutral as u64,
             needed_per_label: worker::sentiment::examples::MIN_PER_CLASS as u64,
         })
     }

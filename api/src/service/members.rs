@@ -1,22 +1,39 @@
 //! Member lifecycle beyond imports: erasure.
 use entity::{delivery, event, member, message, persona, relation, sentiment_example};
-use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
+use serde_json::json;
 use uuid::Uuid;
+use worker::{
+    jobs::{self, JobKind, enqueue::NewJob},
+    registry::{self, kind},
+    sentiment::examples,
+};
 
-use crate::{error::AppResult, tenant};
+use crate::{context::AppState, error::AppResult, tenant};
 
 /// Erases a member everywhere in the database: their events, messages,
 /// friend edges (in both directions), persona, deliveries and the
-/// sentiment examples made of their messages, then the member. One transaction: all or nothing.
+/// sentiment examples made of their messages, then the member. One
+/// transaction: all or nothing.
+///
+/// A head the account trained on its examples may have learned from the
+/// member's labels: every own version recorded since their first example
+/// goes too (row and file; the account reads with the platform's head if
+/// the active one went), and the account's head is retrained on the rest
+/// when enough remain.
 ///
 /// # Errors
 /// `NOT_FOUND` when the member is not in this account; database errors.
 pub async fn erase(
-    db: &DatabaseConnection,
+    state: &AppState,
     account_id: Uuid,
     member_id: Uuid,
 ) -> AppResult<member::Model> {
-    let txn = worker::config::begin_write(db).await?;
+    let db = &state.db;
+    // Under the registry's lock: a retrain recording a head now either
+    // finishes first (and its version is forgotten here) or sees the
+    // examples gone and trains again.
+    let txn = registry::begin_locked(db).await?;
     let m = tenant::get::<member::Entity>(&txn, account_id, member_id).await?;
     event::Entity::delete_many()
         .filter(event::Column::AccountId.eq(account_id))
@@ -28,11 +45,23 @@ pub async fn erase(
         .filter(message::Column::MemberId.eq(m.id))
         .exec(&txn)
         .await?;
+    let first_example = sentiment_example::Entity::find()
+        .filter(sentiment_example::Column::AccountId.eq(account_id))
+        .filter(sentiment_example::Column::MemberId.eq(m.id))
+        .order_by_asc(sentiment_example::Column::CreatedAt)
+        .one(&txn)
+        .await?;
     sentiment_example::Entity::delete_many()
         .filter(sentiment_example::Column::AccountId.eq(account_id))
         .filter(sentiment_example::Column::MemberId.eq(m.id))
         .exec(&txn)
         .await?;
+    let forgotten = match &first_example {
+        Some(e) => {
+            registry::forget_account_since(&txn, kind::SENTIMENT, account_id, e.created_at).await?
+        }
+        None => Vec::new(),
+    };
     relation::Entity::delete_many()
         .filter(relation::Column::AccountId.eq(account_id))
         .filter(
@@ -58,6 +87,47 @@ pub async fn erase(
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    tracing::info!("member erased");
+    tracing::info!(heads_forgotten = forgotten.len(), "member erased");
+    if !forgotten.is_empty() {
+        forget_heads(state, account_id, &forgotten).await?;
+    }
     Ok(m)
+}
+
+/// After an erasure removed heads from the registry: their files, this
+/// process's copy (other processes drop theirs at their next registry
+/// check), and a retrain on the examples that remain.
+async fn forget_heads(
+    state: &AppState,
+    account_id: Uuid,
+    forgotten: &[entity::model_version::Model],
+) -> AppResult<()> {
+    for v in forgotten {
+        let onnx = std::path::Path::new(&v.path);
+        for f in [onnx.to_path_buf(), onnx.with_extension("json")] {
+            if let Err(e) = std::fs::remove_file(&f)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(error = %e, version = %v.version, "erased head's file not removed");
+            }
+        }
+    }
+    if let Some(models) = &state.models {
+        models
+            .refresh_heads(&state.db)
+            .await
+            .map_err(crate::error::AppError::Internal)?;
+    }
+    let c = super::sentiment::example_counts(&state.db, account_id).await?;
+    if c.positive >= examples::MIN_PER_CLASS && c.negative >= examples::MIN_PER_CLASS {
+        let job = NewJob::now(
+            account_id,
+            JobKind::RetrainSentiment,
+            json!({ "accountExamples": true }),
+        );
+        jobs::enqueue(&state.db, &state.queue, job)
+            .await
+            .map_err(crate::error::AppError::from)?;
+    }
+    Ok(())
 }

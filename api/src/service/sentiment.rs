@@ -5,7 +5,7 @@ use chrono::Utc;
 use entity::{message, sentiment_example};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
-use worker::sentiment::examples::ExampleLabel;
+use worker::sentiment::examples::{Counts, ExampleLabel};
 
 use super::imports::sentiment_examples::{SOURCE_CORRECTION, example_key, relabel};
 use crate::{error::AppResult, tenant};
@@ -55,4 +55,27 @@ pub async fn correct(
     let m = row.update(&txn).await?;
     txn.commit().await?;
     Ok(m)
+}
+
+/// The account's examples per label.
+///
+/// # Errors
+/// Database errors.
+pub async fn example_counts(
+    db: &impl sea_orm::ConnectionTrait,
+    account_id: Uuid,
+) -> AppResult<Counts> {
+    use sea_orm::PaginatorTrait;
+    let mut c = Counts::default();
+    for (l, n) in [
+        (ExampleLabel::Positive, &mut c.positive),
+        (ExampleLabel::Negative, &mut c.negative),
+        (ExampleLabel::Neutral, &mut c.neutral),
+    ] {
+        *n = tenant::scoped::<sentiment_example::Entity>(account_id)
+            .filter(sentiment_example::Column::Label.eq(l.as_str()))
+            .count(db)
+            .await? as usize;
+    }
+    Ok(c)
 }

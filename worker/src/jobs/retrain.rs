@@ -157,20 +157,47 @@ async fn record(
     .await
 }
 
-/// The account's examples as stored.
-async fn load_examples(ctx: &JobContext, account: uuid::Uuid) -> Result<Vec<Example>, JobError> {
+/// The account's examples as stored, and their ids.
+async fn load_examples(
+    ctx: &JobContext,
+    account: uuid::Uuid,
+) -> Result<(Vec<uuid::Uuid>, Vec<Example>), JobError> {
     Ok(sentiment_example::Entity::find()
         .filter(sentiment_example::Column::AccountId.eq(account))
         .all(&ctx.db)
         .await?
         .into_iter()
         .filter_map(|r| {
-            Some(Example {
-                label: ExampleLabel::parse(&r.label)?,
-                text: r.text,
-            })
+            let label = ExampleLabel::parse(&r.label)?;
+            Some((
+                r.id,
+                Example {
+                    label,
+                    text: r.text,
+                },
+            ))
         })
-        .collect())
+        .unzip())
+}
+
+/// Whether every example a head was trained on is still stored. A member
+/// erased meanwhile takes theirs away, and a head that learned from them
+/// must not be recorded.
+async fn all_still_stored(
+    db: &impl sea_orm::ConnectionTrait,
+    ids: &[uuid::Uuid],
+) -> Result<bool, sea_orm::DbErr> {
+    use sea_orm::PaginatorTrait;
+    for chunk in ids.chunks(500) {
+        let n = sentiment_example::Entity::find()
+            .filter(sentiment_example::Column::Id.is_in(chunk.iter().copied()))
+            .count(db)
+            .await?;
+        if n != chunk.len() as u64 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// A head of the job's account: promoted when it reads the account's
@@ -187,7 +214,7 @@ async fn account(
     progress: &Progress,
 ) -> Result<Value, JobError> {
     let account = job.account_id;
-    let all = load_examples(ctx, account).await?;
+    let (ids, all) = load_examples(ctx, account).await?;
     let counts = examples::counts(&all);
     if counts.positive < examples::MIN_PER_CLASS || counts.negative < examples::MIN_PER_CLASS {
         return Err(JobError::Permanent(format!(
@@ -226,6 +253,15 @@ async fn account(
         .unwrap_or(0.0);
 
     let tx = registry::begin_locked(&ctx.db).await?;
+    if !all_still_stored(&tx, &ids).await? {
+        // Examples went while training (an erased member, a deleted
+        // example): train again on what is left.
+        let _ = std::fs::remove_file(&trained.onnx_path);
+        let _ = std::fs::remove_file(&trained.json_path);
+        return Err(JobError::Transient(anyhow::anyhow!(
+            "sentiment examples were removed while training; training again on the rest"
+        )));
+    }
     let platform = registry::active(&tx, registry::kind::SENTIMENT).await?;
     let floor = platform
         .as_ref()
@@ -363,5 +399,94 @@ mod tests {
             few.reason
         );
         assert!(!judge(scores(0.80, 12, 3, f64::NAN, 0.5)).promote);
+    }
+
+    /// An erased member's examples: a head trained on them is not
+    /// recorded, and heads recorded since their first example are
+    /// forgotten, older ones kept.
+    #[tokio::test]
+    async fn heads_that_may_have_learned_from_removed_examples_are_not_kept() {
+        use chrono::{TimeDelta, Utc};
+        use migration::MigratorTrait;
+        use sea_orm::{ActiveModelTrait, ConnectOptions, Database, Set};
+        let mut opts = ConnectOptions::new("sqlite::memory:");
+        opts.max_connections(1).sqlx_logging(false);
+        let db = Database::connect(opts).await.unwrap();
+        migration::Migrator::up(&db, None).await.unwrap();
+        let now = Utc::now();
+        let account = uuid::Uuid::now_v7();
+        entity::account::ActiveModel {
+            id: Set(account),
+            name: Set("店".into()),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+        let mut ids = Vec::new();
+        for (i, text) in ["很好", "太差", "一般"].iter().enumerate() {
+            let id = uuid::Uuid::now_v7();
+            sentiment_example::ActiveModel {
+                id: Set(id),
+                account_id: Set(account),
+                member_id: Set(None),
+                message_id: Set(None),
+                text: Set((*text).into()),
+                label: Set("POSITIVE".into()),
+                source: Set("IMPORT".into()),
+                natural_key: Set(format!("k{i}")),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(&db)
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        assert!(all_still_stored(&db, &ids).await.unwrap());
+        sentiment_example::Entity::delete_by_id(ids[1])
+            .exec(&db)
+            .await
+            .unwrap();
+        assert!(!all_still_stored(&db, &ids).await.unwrap());
+        assert!(all_still_stored(&db, &[ids[0], ids[2]]).await.unwrap());
+
+        for (version, secs) in [("old", -60), ("new", 0), ("newer", 60)] {
+            let v = registry::ensure(
+                &db,
+                registry::NewVersion {
+                    account_id: Some(account),
+                    kind: registry::kind::SENTIMENT,
+                    version,
+                    path: "/nowhere.onnx",
+                    sha256: "0",
+                    metrics: json!({}),
+                },
+                false,
+            )
+            .await
+            .unwrap();
+            entity::model_version::ActiveModel {
+                id: Set(v.id),
+                created_at: Set(now + TimeDelta::seconds(secs)),
+                ..Default::default()
+            }
+            .update(&db)
+            .await
+            .unwrap();
+        }
+        let gone = registry::forget_account_since(&db, registry::kind::SENTIMENT, account, now)
+            .await
+            .unwrap();
+        let mut names: Vec<&str> = gone.iter().map(|v| v.version.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["new", "newer"]);
+        let left = entity::model_version::Entity::find()
+            .all(&db)
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].version, "old");
     }
 }
