@@ -289,6 +289,8 @@ async fn an_accounts_examples_train_a_head_that_reads_only_its_texts() {
         retrains[0]["node"]["params"],
         json!({ "accountExamples": true })
     );
+    // and the stored scores of the forgotten head are read again
+    assert_eq!(s.sql_count(reanalyses).await, 4);
 }
 
 /// Too few examples: the job fails at once and says how many are needed;

@@ -96,7 +96,8 @@ pub async fn erase(
 
 /// After an erasure removed heads from the registry: their files, this
 /// process's copy (other processes drop theirs at their next registry
-/// check), and a retrain on the examples that remain.
+/// check), a re-analysis if the head in use went, and a retrain on the
+/// examples that remain.
 async fn forget_heads(
     state: &AppState,
     account_id: Uuid,
@@ -118,16 +119,26 @@ async fn forget_heads(
             .await
             .map_err(crate::error::AppError::Internal)?;
     }
+    let mut follow_up = Vec::new();
+    if forgotten.iter().any(|v| v.active) {
+        // Stored scores are the forgotten head's: read them again.
+        follow_up.push((JobKind::AnalyzeTexts, json!({ "reanalyze": true })));
+    }
     let c = super::sentiment::example_counts(&state.db, account_id).await?;
     if c.positive >= examples::MIN_PER_CLASS && c.negative >= examples::MIN_PER_CLASS {
-        let job = NewJob::now(
-            account_id,
+        follow_up.push((
             JobKind::RetrainSentiment,
             json!({ "accountExamples": true }),
-        );
-        jobs::enqueue(&state.db, &state.queue, job)
-            .await
-            .map_err(crate::error::AppError::from)?;
+        ));
+    }
+    for (kind, params) in follow_up {
+        jobs::enqueue(
+            &state.db,
+            &state.queue,
+            NewJob::now(account_id, kind, params),
+        )
+        .await
+        .map_err(crate::error::AppError::from)?;
     }
     Ok(())
 }
