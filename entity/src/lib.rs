@@ -16,6 +16,7 @@ pub mod job_run;
 pub mod job_schedule;
 pub mod member;
 pub mod message;
+pub mod model_file;
 pub mod model_version;
 pub mod persona;
 pub mod relation;

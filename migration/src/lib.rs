@@ -8,6 +8,7 @@ mod m20261130_000004_job_schedules;
 mod m20261206_000005_schedule_time_zone;
 mod m20261206_000006_job_run_status_index;
 mod m20261207_000007_sentiment_examples;
+mod m20261207_000008_model_files;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000005_schedule_time_zone::Migration),
             Box::new(m20261206_000006_job_run_status_index::Migration),
             Box::new(m20261207_000007_sentiment_examples::Migration),
+            Box::new(m20261207_000008_model_files::Migration),
         ]
     }
 }

@@ -236,6 +236,20 @@ async fn an_accounts_examples_train_a_head_that_reads_only_its_texts() {
         "another account's texts read as before"
     );
 
+    // A process on another machine (its own data folder, no copy of the
+    // files) reads the head from the bytes stored with its registry row.
+    let moved = file.with_extension("moved");
+    std::fs::rename(&file, &moved).unwrap();
+    let elsewhere = Server::start_with(Options {
+        models: true,
+        extra_env: vec![("LINGXI_DATABASE_URL".into(), s.database_url.clone())],
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(analyze(&elsewhere, &brand).await, tuned);
+    drop(elsewhere);
+    std::fs::rename(&moved, &file).unwrap();
+
     // back to the shared head
     let d = s
         .ok_as(
@@ -270,6 +284,7 @@ async fn an_accounts_examples_train_a_head_that_reads_only_its_texts() {
     let after = list(brand.clone()).await;
     assert!(after.iter().all(|v| v["shared"] == true), "{after:?}");
     assert!(!file.exists(), "{}", file.display());
+    assert_eq!(s.sql_count("SELECT COUNT(*) FROM model_file").await, 0);
     assert_eq!(analyze(&s, &brand).await, shared_before);
     let d = s
         .ok_as(

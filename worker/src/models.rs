@@ -85,7 +85,7 @@ impl LoadedModels {
             match row.account_id {
                 None => {
                     if row.version != self.head().version() {
-                        let head = load_head(&row).await?;
+                        let head = load_head(db, &row).await?;
                         tracing::info!(version = head.version(), "sentiment head loaded");
                         self.set_head(head);
                     }
@@ -112,7 +112,7 @@ impl LoadedModels {
             if loaded.iter().any(|(l, v)| *l == a && *v == row.version) {
                 continue;
             }
-            match load_head(&row).await {
+            match load_head(db, &row).await {
                 Ok(head) if !self.reads_loaded_embeddings(&head) => {
                     // Trained on the vectors of an earlier model or adapter:
                     // its weights mean nothing on these. The account reads
@@ -278,17 +278,37 @@ impl LoadedModels {
 }
 
 /// A registry row's head: the built-in one, or its files.
-async fn load_head(row: &entity::model_version::Model) -> anyhow::Result<Head> {
+/// A recorded head: from its files where this process can read them (the
+/// machine that trained it), else from the bytes stored with its row.
+async fn load_head(
+    db: &DatabaseConnection,
+    row: &entity::model_version::Model,
+) -> anyhow::Result<Head> {
     if row.path == BUILTIN {
         return Ok(Head::shipped());
     }
     let onnx = std::path::PathBuf::from(&row.path);
     let version = row.version.clone();
-    tokio::task::spawn_blocking(move || {
-        Head::from_files(&onnx, &onnx.with_extension("json"))
-            .with_context(|| format!("active sentiment head {version} cannot be loaded"))
-    })
-    .await?
+    let context = move || format!("active sentiment head {version} cannot be loaded");
+    let head = if onnx.exists() {
+        tokio::task::spawn_blocking(move || {
+            Head::from_files(&onnx, &onnx.with_extension("json")).with_context(context)
+        })
+        .await??
+    } else {
+        let (bytes, meta) = registry::load_files(db, row.id)
+            .await?
+            .with_context(|| format!("{} is missing and its bytes are not stored", row.path))
+            .with_context(context.clone())?;
+        tokio::task::spawn_blocking(move || Head::from_bytes(bytes, &meta).with_context(context))
+            .await??
+    };
+    anyhow::ensure!(
+        head.meta().onnx.sha256 == row.sha256,
+        "sentiment head {}: its ONNX sha256 is not the registry's",
+        row.version
+    );
+    Ok(head)
 }
 
 /// The models as one account's texts are read: the shared encoder and

@@ -1,7 +1,7 @@
 //! Model versions: every model file the platform uses or trained, with its
 //! metrics; one active version per kind (platform-wide rows have no account).
 use chrono::Utc;
-use entity::model_version;
+use entity::{model_file, model_version};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
     sea_query::Expr,
@@ -76,6 +76,49 @@ pub async fn ensure(
     }
     .insert(db)
     .await
+}
+
+/// Stores a version's file bytes beside its row (once), so that processes
+/// that do not share the writer's data folder can load it.
+///
+/// # Errors
+/// Database errors.
+pub async fn store_files(
+    db: &impl ConnectionTrait,
+    version_id: Uuid,
+    onnx: Vec<u8>,
+    meta: String,
+) -> Result<(), sea_orm::DbErr> {
+    if model_file::Entity::find_by_id(version_id)
+        .one(db)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    model_file::ActiveModel {
+        model_version_id: Set(version_id),
+        onnx: Set(onnx),
+        meta: Set(meta),
+        created_at: Set(Utc::now()),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// A version's stored file bytes (ONNX, JSON), if any were stored.
+///
+/// # Errors
+/// Database errors.
+pub async fn load_files(
+    db: &impl ConnectionTrait,
+    version_id: Uuid,
+) -> Result<Option<(Vec<u8>, String)>, sea_orm::DbErr> {
+    Ok(model_file::Entity::find_by_id(version_id)
+        .one(db)
+        .await?
+        .map(|f| (f.onnx, f.meta)))
 }
 
 /// Rows of the platform (None) or of one account.
@@ -172,6 +215,10 @@ pub async fn forget_account_since(
         .all(db)
         .await?;
     if !gone.is_empty() {
+        model_file::Entity::delete_many()
+            .filter(model_file::Column::ModelVersionId.is_in(gone.iter().map(|v| v.id)))
+            .exec(db)
+            .await?;
         model_version::Entity::delete_many()
             .filter(model_version::Column::Id.is_in(gone.iter().map(|v| v.id)))
             .exec(db)

@@ -138,11 +138,11 @@ async fn record(
     db: &impl sea_orm::ConnectionTrait,
     account_id: Option<uuid::Uuid>,
     trained: &sentiment::TrainedHead,
-) -> Result<entity::model_version::Model, sea_orm::DbErr> {
+) -> Result<entity::model_version::Model, JobError> {
     // Computed when the head was built (`Head::from_linear`).
     let sha = trained.head.meta().onnx.sha256.clone();
     let path = trained.onnx_path.to_string_lossy().into_owned();
-    registry::ensure(
+    let row = registry::ensure(
         db,
         registry::NewVersion {
             account_id,
@@ -154,7 +154,21 @@ async fn record(
         },
         false,
     )
-    .await
+    .await?;
+    // The files' bytes too: processes on other machines read them from
+    // the database (the files are this machine's).
+    let (onnx, meta) = read_files(trained).map_err(JobError::Transient)?;
+    registry::store_files(db, row.id, onnx, meta).await?;
+    Ok(row)
+}
+
+fn read_files(trained: &sentiment::TrainedHead) -> anyhow::Result<(Vec<u8>, String)> {
+    use anyhow::Context;
+    let onnx = std::fs::read(&trained.onnx_path)
+        .with_context(|| format!("reading {}", trained.onnx_path.display()))?;
+    let meta = std::fs::read_to_string(&trained.json_path)
+        .with_context(|| format!("reading {}", trained.json_path.display()))?;
+    Ok((onnx, meta))
 }
 
 /// The account's examples as stored, and their ids.
