@@ -527,33 +527,42 @@ async fn a_corrected_message_shows_its_label_and_is_erased_with_its_member() {
     );
 }
 
-/// The review queue lists analysed, uncorrected messages, least sure first,
-/// and only the account's own.
+/// The review queue lists analysed messages whose text has no label yet,
+/// least sure first, one per text, and only the account's own.
 #[tokio::test]
-async fn the_review_queue_puts_the_least_sure_messages_first() {
+async fn the_review_queue_puts_the_least_sure_unlabelled_texts_first() {
     let s = Server::start().await;
-    s.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_a\n")
+    s.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_a\no_b\n")
         .await;
-    let at = chrono::Utc::now().to_rfc3339();
-    let lines: Vec<String> = ["很好", "一般般", "太差了", "还行吧", "没分析"]
-        .iter()
-        .map(|t| json!({ "openid": "o_a", "text": t, "at": at }).to_string())
-        .collect();
-    s.import(ADMIN_KEY, "importMessages", "JSONL", &lines.join("\n"))
+    let at = chrono::Utc::now();
+    let lines: Vec<String> = [
+        ("o_a", "很好"),
+        ("o_a", "一般般"),
+        ("o_b", "一般般"),
+        ("o_a", "太差了"),
+        ("o_a", "还行吧"),
+        ("o_a", "没分析"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (who, t))| {
+        let at = (at + chrono::Duration::seconds(i as i64)).to_rfc3339();
+        json!({ "openid": who, "text": t, "at": at }).to_string()
+    })
+    .collect();
+    let r = s
+        .import(ADMIN_KEY, "importMessages", "JSONL", &lines.join("\n"))
         .await;
+    assert_eq!(r["accepted"], 6, "{r}");
     // scores as analysis would leave them (models are off here)
-    for (text, p) in [
-        ("很好", 0.9),
-        ("一般般", 0.52),
-        ("太差了", 0.1),
-        ("还行吧", 0.45),
+    for (text, p, n) in [
+        ("很好", 0.9, 1),
+        ("一般般", 0.52, 2),
+        ("太差了", 0.1, 1),
+        ("还行吧", 0.45, 1),
     ] {
-        let n = s
-            .sql_exec(&format!(
-                "UPDATE message SET sentiment = {p} WHERE text = '{text}'"
-            ))
-            .await;
-        assert_eq!(n, 1);
+        let q = format!("UPDATE message SET sentiment = {p} WHERE text = '{text}'");
+        assert_eq!(s.sql_exec(&q).await, n);
     }
     let q = "query($n: Int) { sentimentReviewQueue(first: $n) { id text } }";
     let texts = |d: &Value| -> Vec<String> {
@@ -565,11 +574,22 @@ async fn the_review_queue_puts_the_least_sure_messages_first() {
             .collect()
     };
     let d = s.gql(q, json!({ "n": 20 })).await;
-    // 0.10 and 0.90 are equally sure: the newer message (higher id) first
+    // 0.10 and 0.90 are equally sure: the newer message (higher id) first;
+    // the two 一般般 are one entry
     assert_eq!(texts(&d), ["一般般", "还行吧", "太差了", "很好"], "{d}");
     let d = s.gql(q, json!({ "n": 2 })).await;
     assert_eq!(texts(&d), ["一般般", "还行吧"]);
-    // a corrected message leaves the queue
+    // a text imported as an example leaves the queue
+    s.import(
+        ADMIN_KEY,
+        "importSentimentExamples",
+        "CSV",
+        "label,text\nNEUTRAL,还行吧\n",
+    )
+    .await;
+    let d = s.gql(q, json!({ "n": 20 })).await;
+    assert_eq!(texts(&d), ["一般般", "太差了", "很好"], "{d}");
+    // correcting one message labels its text: both 一般般 leave
     let id = d["sentimentReviewQueue"][0]["id"].clone();
     s.gql(
         "mutation($id: ID!) { correctMessageSentiment(id: $id, label: NEUTRAL) { id } }",
@@ -577,7 +597,7 @@ async fn the_review_queue_puts_the_least_sure_messages_first() {
     )
     .await;
     let d = s.gql(q, json!({ "n": 20 })).await;
-    assert_eq!(texts(&d), ["还行吧", "太差了", "很好"]);
+    assert_eq!(texts(&d), ["太差了", "很好"]);
     // another account sees none of them
     let (_, other) = s.new_account("别家").await;
     let d = s.ok_as(&other, q, json!({ "n": 20 })).await;

@@ -3,10 +3,8 @@
 //! `{ "accountExamples": true }` trains a head for the account on them.
 use async_graphql::{Context, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use entity::{message, sentiment_example};
-use sea_orm::{
-    ColumnTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
-};
+use entity::sentiment_example;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use worker::sentiment::examples::ExampleLabel;
 
 use super::{
@@ -115,8 +113,9 @@ impl SentimentQuery {
         .await?)
     }
 
-    /// Analysed messages the model is least sure of (score nearest 0.5),
-    /// not corrected yet: the ones worth labelling first.
+    /// Analysed messages the model is least sure of (score nearest 0.5):
+    /// the ones worth labelling first. One per distinct text; texts that
+    /// are already examples are left out.
     async fn sentiment_review_queue(
         &self,
         ctx: &Context<'_>,
@@ -125,14 +124,8 @@ impl SentimentQuery {
         if !(1..=100).contains(&first) {
             return Err(AppError::bad_input("first", "between 1 and 100").into());
         }
-        let rows = tenant::scoped::<message::Entity>(ctx.tenant()?)
-            .filter(message::Column::Sentiment.is_not_null())
-            .filter(message::Column::SentimentCorrected.is_null())
-            .order_by(Expr::cust("ABS(sentiment - 0.5)"), Order::Asc)
-            .order_by_desc(message::Column::Id)
-            .limit(first as u64)
-            .all(ctx.db())
-            .await?;
+        let rows =
+            service::sentiment::review_queue(ctx.db(), ctx.tenant()?, first as usize).await?;
         Ok(rows.into_iter().map(MemberMessage).collect())
     }
 

@@ -79,3 +79,58 @@ pub async fn example_counts(
     }
     Ok(c)
 }
+
+/// Analysed messages the head is least sure of (score nearest 0.5), one per
+/// distinct text, leaving out texts that are already examples (a label
+/// given once covers every message with that text). Reads at most
+/// [`REVIEW_SCAN`] messages.
+///
+/// # Errors
+/// Database errors.
+pub async fn review_queue(
+    db: &impl sea_orm::ConnectionTrait,
+    account_id: Uuid,
+    first: usize,
+) -> AppResult<Vec<message::Model>> {
+    use sea_orm::{Order, QueryOrder, QuerySelect, sea_query::Expr};
+    const PAGE: u64 = 200;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for page in 0..REVIEW_SCAN / PAGE {
+        let rows = tenant::scoped::<message::Entity>(account_id)
+            .filter(message::Column::Sentiment.is_not_null())
+            .filter(message::Column::SentimentCorrected.is_null())
+            .order_by(Expr::cust("ABS(sentiment - 0.5)"), Order::Asc)
+            .order_by_desc(message::Column::Id)
+            .offset(page * PAGE)
+            .limit(PAGE)
+            .all(db)
+            .await?;
+        let full = rows.len() as u64 == PAGE;
+        let keys: Vec<String> = rows.iter().map(|m| example_key(&m.text)).collect();
+        let labelled: std::collections::HashSet<String> =
+            tenant::scoped::<sentiment_example::Entity>(account_id)
+                .filter(sentiment_example::Column::NaturalKey.is_in(keys.iter().cloned()))
+                .all(db)
+                .await?
+                .into_iter()
+                .map(|e| e.natural_key)
+                .collect();
+        for (m, k) in rows.into_iter().zip(keys) {
+            if labelled.contains(&k) || !seen.insert(k) {
+                continue;
+            }
+            out.push(m);
+            if out.len() == first {
+                return Ok(out);
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// How many of the least sure messages the review queue reads at most.
+pub const REVIEW_SCAN: u64 = 4_000;
