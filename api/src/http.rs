@@ -219,6 +219,7 @@ async fn metrics(State(http): State<Http>) -> Response {
         watched: st.watcher.watched(),
         watch_queries: st.watcher.queries(),
         jobs,
+        account_heads: st.models.as_ref().map(|m| m.account_heads_loaded()),
     });
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -48,6 +48,7 @@ impl Metrics {
             watched,
             watch_queries,
             jobs,
+            account_heads,
         } = scrape;
         let mut out = String::new();
         family(
@@ -124,6 +125,15 @@ impl Metrics {
             out,
             "lingxi_subscription_watch_queries_total {watch_queries}"
         );
+        if let Some(n) = account_heads {
+            family(
+                &mut out,
+                "lingxi_account_sentiment_heads_loaded",
+                "gauge",
+                "Accounts' own sentiment heads in this process's memory (at most LINGXI_ACCOUNT_HEADS).",
+            );
+            let _ = writeln!(out, "lingxi_account_sentiment_heads_loaded {n}");
+        }
         render_jobs(&mut out, jobs.as_deref());
         out
     }
@@ -145,6 +155,8 @@ pub struct Scrape {
     /// The job backlog of every process; `None` when the database could
     /// not be read (the rest is still served).
     pub jobs: Option<Vec<Backlog>>,
+    /// Accounts' own sentiment heads in memory; `None` with models off.
+    pub account_heads: Option<usize>,
 }
 
 /// Every job kind is listed, with zeros, so an alert sees the series.

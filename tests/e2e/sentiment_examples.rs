@@ -235,6 +235,9 @@ async fn an_accounts_examples_train_a_head_that_reads_only_its_texts() {
         other_before, other_after,
         "another account's texts read as before"
     );
+    let heads =
+        || async { tests::metric(&s.metrics().await, "lingxi_account_sentiment_heads_loaded") };
+    assert_eq!(heads().await, Some(1.0));
 
     // A process on another machine (its own data folder, no copy of the
     // files) reads the head from the bytes stored with its registry row.
@@ -285,6 +288,7 @@ async fn an_accounts_examples_train_a_head_that_reads_only_its_texts() {
     assert!(after.iter().all(|v| v["shared"] == true), "{after:?}");
     assert!(!file.exists(), "{}", file.display());
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM model_file").await, 0);
+    assert_eq!(heads().await, Some(0.0));
     assert_eq!(analyze(&s, &brand).await, shared_before);
     let d = s
         .ok_as(

@@ -38,6 +38,9 @@ pub struct Config {
     pub worker_concurrency: usize,
     /// `LINGXI_MODELS`: `off` runs without language models (analysis jobs fail).
     pub models_enabled: bool,
+    /// `LINGXI_ACCOUNT_HEADS`: accounts' own sentiment heads kept in memory per
+    /// process (default 32, ≈ 10 MB each); the least recently used is dropped.
+    pub account_heads: usize,
     /// `LINGXI_ASSETS_DIR`: GraphiQL's static files (default `~/.cache/lingxi/web`).
     pub assets_dir: PathBuf,
     /// `LINGXI_REQUEST_TIMEOUT_SECS`: HTTP requests taking longer get 408.
@@ -136,6 +139,7 @@ impl Config {
             models_dir,
             worker_concurrency: parse("LINGXI_WORKER_CONCURRENCY", 2)?,
             models_enabled: !matches!(var("LINGXI_MODELS").as_deref(), Some("off" | "0" | "false")),
+            account_heads: parse("LINGXI_ACCOUNT_HEADS", 32)?,
             assets_dir,
             request_timeout: Duration::from_secs(parse("LINGXI_REQUEST_TIMEOUT_SECS", 120)?),
             search_idle: Duration::from_secs(parse("LINGXI_SEARCH_IDLE_SECS", 900)?),

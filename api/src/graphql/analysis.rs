@@ -58,7 +58,7 @@ impl AnalysisQuery {
         let models = ctx.state().models.clone().ok_or_else(|| {
             AppError::Internal(anyhow::anyhow!("models are off (LINGXI_MODELS=off)"))
         })?;
-        let models = models.for_account(ctx.tenant()?);
+        let models = models.for_account(ctx.db(), ctx.tenant()?).await;
         let owned = texts.clone();
         let analysed =
             tokio::task::spawn_blocking(move || worker::analysis::analyze(&*models, &owned))

@@ -196,7 +196,11 @@ impl MemberMessage {
         }
         let p = self.0.sentiment?;
         match &ctx.state().models {
-            Some(m) => Some(m.head_for(self.0.account_id).label(p as f32, &self.0.text)),
+            Some(m) => Some(
+                m.head_for(ctx.db(), self.0.account_id)
+                    .await
+                    .label(p as f32, &self.0.text),
+            ),
             None => self.0.sentiment_label.as_deref(),
         }
     }

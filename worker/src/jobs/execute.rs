@@ -230,9 +230,13 @@ async fn execute(
             let p: AnalyzeParams = params(&job.params)?;
             let then_personas = p.build_personas.unwrap_or(true);
             let analysis = progress.phase(0.0, if then_personas { 0.8 } else { 1.0 });
+            let models = match &ctx.models {
+                Some(m) => Some(m.for_account(&ctx.db, job.account_id).await),
+                None => None,
+            };
             let (mut result, members) = crate::analysis::run(
                 &ctx.db,
-                ctx.models.as_ref().map(|m| m.for_account(job.account_id)),
+                models,
                 job.account_id,
                 p.member_ids.as_deref(),
                 p.reanalyze,

@@ -256,7 +256,7 @@ async fn account(
     .map_err(|e| JobError::Transient(e.into()))?
     .map_err(JobError::Transient)?;
     progress.set(0.9).await?;
-    let current = models.head_for(account);
+    let current = models.head_for(&ctx.db, account).await;
     let (m, h, held) = (models.clone(), current.clone(), trained.held_out.clone());
     let before = tokio::task::spawn_blocking(move || examples::report(&m.embed, &h, &held))
         .await
@@ -297,7 +297,7 @@ async fn account(
     tx.commit().await?;
     let mut reanalysis = None;
     if promoted {
-        models.set_account_head(account, Some(trained.head));
+        models.set_account_head(&row, trained.head);
         // Stored scores are the previous head's: read the messages again.
         reanalysis = reanalyze(ctx, account).await?;
     }

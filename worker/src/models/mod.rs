@@ -19,12 +19,16 @@ use crate::{
 
 pub type SharedModels = Arc<LoadedModels>;
 
+mod account_heads;
+
+use account_heads::{AccountHeads, Lookup};
+
 pub struct LoadedModels {
     pub embed: ml::Models,
     head: RwLock<Arc<Head>>,
-    /// The active heads retrained for one account on its own examples;
-    /// accounts without one use `head`.
-    account_heads: RwLock<HashMap<Uuid, Arc<Head>>>,
+    /// The heads retrained for one account on its own examples; accounts
+    /// without one use `head`.
+    accounts: AccountHeads,
 }
 
 impl LoadedModels {
@@ -36,13 +40,39 @@ impl LoadedModels {
             .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
     }
 
-    /// The head that reads `account`'s texts: its own, else the platform's.
-    pub fn head_for(&self, account: Uuid) -> Arc<Head> {
-        let own = match self.account_heads.read() {
-            Ok(m) => m.get(&account).cloned(),
-            Err(p) => p.into_inner().get(&account).cloned(),
+    /// The head that reads `account`'s texts: its own (loaded on first
+    /// use), else the platform's.
+    pub async fn head_for(&self, db: &DatabaseConnection, account: Uuid) -> Arc<Head> {
+        let row = match self.accounts.lookup(account) {
+            Lookup::Loaded(head) => return head,
+            Lookup::Platform => return self.head(),
+            Lookup::Load(row) => row,
         };
-        own.unwrap_or_else(|| self.head())
+        match load_head(db, &row).await {
+            Ok(head) if !self.reads_loaded_embeddings(&head) => {
+                // Trained on the vectors of an earlier model or adapter: its
+                // weights mean nothing on these. The account reads with the
+                // platform's head until it retrains.
+                tracing::warn!(
+                    version = head.version(),
+                    trained_on = %head.spec().embedding_model,
+                    "account sentiment head not used: trained on other embeddings; run RETRAIN_SENTIMENT with accountExamples"
+                );
+                self.accounts.refuse(&row, true);
+                self.head()
+            }
+            Ok(head) => {
+                tracing::info!(version = head.version(), "account sentiment head loaded");
+                let head = Arc::new(head);
+                self.accounts.insert(&row, Arc::clone(&head));
+                head
+            }
+            Err(e) => {
+                tracing::warn!(version = %row.version, error = %e, "account sentiment head cannot be loaded; the shared head reads its texts");
+                self.accounts.refuse(&row, false);
+                self.head()
+            }
+        }
     }
 
     /// Swaps in another sentiment head (a promoted retrain) without a restart.
@@ -52,32 +82,37 @@ impl LoadedModels {
         }
     }
 
-    /// Swaps in `account`'s own head (None: back to the platform's).
-    pub fn set_account_head(&self, account: Uuid, head: Option<Head>) {
-        if let Ok(mut m) = self.account_heads.write() {
-            match head {
-                Some(h) => m.insert(account, Arc::new(h)),
-                None => m.remove(&account),
-            };
-        }
+    /// Makes `head` (of `row`, just promoted in this process) the one that
+    /// reads its account's texts, before the next registry refresh.
+    pub fn set_account_head(&self, row: &entity::model_version::Model, head: Head) {
+        self.accounts.insert(row, Arc::new(head));
+    }
+
+    /// Own account heads in memory now.
+    pub fn account_heads_loaded(&self) -> usize {
+        self.accounts.loaded()
     }
 
     /// The models as `account`'s texts are read (its own sentiment head).
-    pub fn for_account(self: &Arc<Self>, account: Uuid) -> DynModels {
+    pub async fn for_account(
+        self: &Arc<Self>,
+        db: &DatabaseConnection,
+        account: Uuid,
+    ) -> DynModels {
         Arc::new(AccountModels {
-            head: self.head_for(account),
+            head: self.head_for(db, account).await,
             models: Arc::clone(self),
         })
     }
 
-    /// Loads the active sentiment heads that are not the ones in memory:
-    /// the platform's and each account's (a retrain promoted by another
-    /// process, or an account sent back to the platform's head).
+    /// Follows the registry: loads the platform's active head if it is not
+    /// the one in memory, and learns which version each account reads with
+    /// (their heads load on first use; those no longer active leave
+    /// memory). A retrain promoted by another process, or an account sent
+    /// back to the platform's head, takes effect here.
     ///
     /// # Errors
-    /// Database errors; an active platform head file that cannot be read
-    /// (an account's that cannot be read is logged and skipped: that
-    /// account keeps what it had).
+    /// Database errors; an active platform head that cannot be read.
     pub async fn refresh_heads(&self, db: &DatabaseConnection) -> anyhow::Result<()> {
         let active = registry::all_active(db, kind::SENTIMENT).await?;
         let mut accounts = HashMap::new();
@@ -95,44 +130,7 @@ impl LoadedModels {
                 }
             }
         }
-        let loaded: Vec<(Uuid, String)> = match self.account_heads.read() {
-            Ok(m) => m
-                .iter()
-                .map(|(a, h)| (*a, h.version().to_owned()))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        for (a, version) in &loaded {
-            if !accounts.contains_key(a) {
-                tracing::info!(version, "account sentiment head retired");
-                self.set_account_head(*a, None);
-            }
-        }
-        for (a, row) in accounts {
-            if loaded.iter().any(|(l, v)| *l == a && *v == row.version) {
-                continue;
-            }
-            match load_head(db, &row).await {
-                Ok(head) if !self.reads_loaded_embeddings(&head) => {
-                    // Trained on the vectors of an earlier model or adapter:
-                    // its weights mean nothing on these. The account reads
-                    // with the platform's head until it retrains.
-                    tracing::warn!(
-                        version = head.version(),
-                        trained_on = %head.spec().embedding_model,
-                        "account sentiment head not used: trained on other embeddings; run RETRAIN_SENTIMENT with accountExamples"
-                    );
-                    self.set_account_head(a, None);
-                }
-                Ok(head) => {
-                    tracing::info!(version = head.version(), "account sentiment head loaded");
-                    self.set_account_head(a, Some(head));
-                }
-                Err(e) => {
-                    tracing::warn!(version = %row.version, error = %e, "account sentiment head cannot be loaded");
-                }
-            }
-        }
+        self.accounts.set_active(accounts);
         Ok(())
     }
 
@@ -277,7 +275,6 @@ impl LoadedModels {
     }
 }
 
-/// A registry row's head: the built-in one, or its files.
 /// A recorded head: from its files where this process can read them (the
 /// machine that trained it), else from the bytes stored with its row.
 async fn load_head(
@@ -388,6 +385,6 @@ pub fn load(cfg: &Config) -> anyhow::Result<Option<SharedModels>> {
     Ok(Some(Arc::new(LoadedModels {
         embed,
         head: RwLock::new(Arc::new(head)),
-        account_heads: RwLock::new(HashMap::new()),
+        accounts: AccountHeads::new(cfg.account_heads),
     })))
 }
