@@ -39,7 +39,7 @@ pub struct Config {
     /// `LINGXI_MODELS`: `off` runs without language models (analysis jobs fail).
     pub models_enabled: bool,
     /// `LINGXI_ACCOUNT_HEADS`: accounts' own sentiment heads kept in memory per
-    /// process (default 32, ≈ 10 MB each); the least recently used is dropped.
+    /// process (default 32, ≈ 14 MB each); the least recently used is dropped.
     pub account_heads: usize,
     /// `LINGXI_ASSETS_DIR`: GraphiQL's static files (default `~/.cache/lingxi/web`).
     pub assets_dir: PathBuf,

@@ -1,7 +1,7 @@
 //! Accounts' own sentiment heads: which version each account reads with
 //! (the registry's rows, cheap) and a bounded set of them in memory,
-//! loaded on first use. A head takes ≈ 10 MB once used (its weights, the
-//! ONNX bytes and an ONNX Runtime session), so a platform serving many
+//! loaded on first use. A head takes ≈ 14 MB once used (its weights, the
+//! ONNX bytes and an ONNX Runtime session; `examples/head_mem.rs`), so a platform serving many
 //! brands keeps only those whose texts it reads now; the least recently
 //! used is dropped first.
 use std::collections::{HashMap, HashSet};
