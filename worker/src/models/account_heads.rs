@@ -74,21 +74,36 @@ impl AccountHeads {
         }
     }
 
-    /// Keeps `head` (of `row`, the account's active version) in memory,
-    /// dropping the least recently used beyond the capacity.
+    /// Keeps `head`, loaded for `row`, in memory if `row` is still the
+    /// account's active version (a refresh may have moved on while it
+    /// loaded), dropping the least recently used beyond the capacity.
     pub fn insert(&self, row: &model_version::Model, head: Arc<Head>) {
         let Some(account) = row.account_id else {
             return;
         };
         let mut s = self.state();
         if s.active.get(&account).is_none_or(|a| a.id != row.id) {
-            // promoted in this process before the next refresh
-            s.active.insert(account, row.clone());
+            return;
         }
+        Self::keep(&mut s, account, head, self.capacity);
+    }
+
+    /// `row` was just promoted in this process: it is the account's version
+    /// from now on, before the next refresh says so.
+    pub fn promote(&self, row: &model_version::Model, head: Arc<Head>) {
+        let Some(account) = row.account_id else {
+            return;
+        };
+        let mut s = self.state();
+        s.active.insert(account, row.clone());
+        Self::keep(&mut s, account, head, self.capacity);
+    }
+
+    fn keep(s: &mut State, account: Uuid, head: Arc<Head>, capacity: usize) {
         s.clock += 1;
         let now = s.clock;
         s.loaded.insert(account, (head, now));
-        while s.loaded.len() > self.capacity {
+        while s.loaded.len() > capacity {
             let Some(oldest) = s
                 .loaded
                 .iter()
@@ -212,9 +227,12 @@ mod tests {
         assert_eq!(heads.loaded(), 0);
         assert!(matches!(heads.lookup(a), Lookup::Load(r) if r.version == "a2"));
         assert!(matches!(heads.lookup(b), Lookup::Platform));
+        // a load that finishes after a refresh moved on is not kept
+        heads.insert(&row(a, "a1"), head("a1"));
+        assert!(matches!(heads.lookup(a), Lookup::Load(r) if r.version == "a2"));
         // promoted in this process: used at once, before any refresh
         let a3 = row(a, "a3");
-        heads.insert(&a3, head("a3"));
+        heads.promote(&a3, head("a3"));
         assert!(is_loaded(&heads.lookup(a), "a3"));
     }
 

@@ -85,7 +85,7 @@ impl LoadedModels {
     /// Makes `head` (of `row`, just promoted in this process) the one that
     /// reads its account's texts, before the next registry refresh.
     pub fn set_account_head(&self, row: &entity::model_version::Model, head: Head) {
-        self.accounts.insert(row, Arc::new(head));
+        self.accounts.promote(row, Arc::new(head));
     }
 
     /// Own account heads in memory now.
