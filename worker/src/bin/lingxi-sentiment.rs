@@ -982,7 +982,14 @@ fn brand(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
             .logits(&f)
             .into_iter()
             .zip(&texts)
-            .map(|(z, t)| train::sigmoid(z + sentiment::lexicon::logit_shift(t)))
+            .map(|(z, t)| {
+                let prior = if a.no_prior {
+                    0.0
+                } else {
+                    sentiment::lexicon::logit_shift(t)
+                };
+                train::sigmoid(z + prior)
+            })
             .collect();
         let y: Vec<u8> = test.iter().map(|r| r.label).collect();
         let chars: Vec<usize> = texts.iter().map(|t| train::text_chars(t)).collect();
