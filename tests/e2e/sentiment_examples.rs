@@ -583,6 +583,16 @@ async fn the_review_queue_puts_the_least_sure_unlabelled_texts_first() {
     assert_eq!(texts(&d), ["一般般", "还行吧", "太差了", "很好"], "{d}");
     let d = s.gql(q, json!({ "n": 2 })).await;
     assert_eq!(texts(&d), ["一般般", "还行吧"]);
+    // SAMPLE: the same texts in a stable order that does not follow the
+    // score (a draw for retraining)
+    let sq = "{ sentimentReviewQueue(first: 20, order: SAMPLE) { text } }";
+    let sample = texts(&s.gql(sq, json!({})).await);
+    let mut sorted = sample.clone();
+    sorted.sort();
+    let mut want = ["一般般", "还行吧", "太差了", "很好"];
+    want.sort();
+    assert_eq!(sorted, want, "{sample:?}");
+    assert_eq!(texts(&s.gql(sq, json!({})).await), sample);
     // a text imported as an example leaves the queue
     s.import(
         ADMIN_KEY,

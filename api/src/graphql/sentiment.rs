@@ -1,7 +1,7 @@
 //! A brand's own sentiment labels: corrections of analysed messages and
 //! imported labelled texts ("sentiment examples"). `RETRAIN_SENTIMENT` with
 //! `{ "accountExamples": true }` trains a head for the account on them.
-use async_graphql::{Context, Object, SimpleObject};
+use async_graphql::{Context, Enum, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use entity::sentiment_example;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -73,6 +73,16 @@ impl SentimentExample {
     }
 }
 
+/// The order of `sentimentReviewQueue`.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
+pub enum ReviewOrder {
+    /// Score nearest 0.5 first.
+    #[default]
+    LeastSure,
+    /// A stable pseudo-random draw.
+    Sample,
+}
+
 /// How many examples of each label the account has.
 #[derive(SimpleObject)]
 pub struct SentimentExampleCounts {
@@ -113,19 +123,26 @@ impl SentimentQuery {
         .await?)
     }
 
-    /// Analysed messages the model is least sure of (score nearest 0.5):
-    /// the ones worth labelling first. One per distinct text; texts that
-    /// are already examples are left out.
+    /// Analysed messages worth labelling, one per distinct text; texts that
+    /// are already examples are left out. `LEAST_SURE` (default): score
+    /// nearest 0.5, the shown labels most often wrong. `SAMPLE`: a stable
+    /// pseudo-random draw, which teaches a retrained head as much or more
+    /// per label.
     async fn sentiment_review_queue(
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 20)] first: i32,
+        #[graphql(default)] order: ReviewOrder,
     ) -> GqlResult<Vec<MemberMessage>> {
         if !(1..=100).contains(&first) {
             return Err(AppError::bad_input("first", "between 1 and 100").into());
         }
-        let rows =
-            service::sentiment::review_queue(ctx.db(), ctx.tenant()?, first as usize).await?;
+        let order = match order {
+            ReviewOrder::LeastSure => service::sentiment::ReviewOrder::LeastSure,
+            ReviewOrder::Sample => service::sentiment::ReviewOrder::Sample,
+        };
+        let rows = service::sentiment::review_queue(ctx.db(), ctx.tenant()?, first as usize, order)
+            .await?;
         Ok(rows.into_iter().map(MemberMessage).collect())
     }
 

@@ -80,10 +80,9 @@ pub async fn example_counts(
     Ok(c)
 }
 
-/// Analysed messages the head is least sure of (score nearest 0.5), one per
-/// distinct text, leaving out texts that are already examples (a label
-/// given once covers every message with that text). Reads at most
-/// [`REVIEW_SCAN`] messages.
+/// Analysed messages to label, in `order`, one per distinct text, leaving
+/// out texts that are already examples (the account keeps one per text).
+/// Reads at most [`REVIEW_SCAN`] messages.
 ///
 /// # Errors
 /// Database errors.
@@ -91,21 +90,25 @@ pub async fn review_queue(
     db: &impl sea_orm::ConnectionTrait,
     account_id: Uuid,
     first: usize,
+    order: ReviewOrder,
 ) -> AppResult<Vec<message::Model>> {
     use sea_orm::{Order, QueryOrder, QuerySelect, sea_query::Expr};
     const PAGE: u64 = 200;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for page in 0..REVIEW_SCAN / PAGE {
-        let rows = tenant::scoped::<message::Entity>(account_id)
+        let q = tenant::scoped::<message::Entity>(account_id)
             .filter(message::Column::Sentiment.is_not_null())
-            .filter(message::Column::SentimentCorrected.is_null())
-            .order_by(Expr::cust("ABS(sentiment - 0.5)"), Order::Asc)
-            .order_by_desc(message::Column::Id)
-            .offset(page * PAGE)
-            .limit(PAGE)
-            .all(db)
-            .await?;
+            .filter(message::Column::SentimentCorrected.is_null());
+        let q = match order {
+            ReviewOrder::LeastSure => q
+                .order_by(Expr::cust("ABS(sentiment - 0.5)"), Order::Asc)
+                .order_by_desc(message::Column::Id),
+            // The natural key is a hash: a stable draw that does not
+            // favour any score, time or member.
+            ReviewOrder::Sample => q.order_by_asc(message::Column::NaturalKey),
+        };
+        let rows = q.offset(page * PAGE).limit(PAGE).all(db).await?;
         let full = rows.len() as u64 == PAGE;
         let keys: Vec<String> = rows.iter().map(|m| example_key(&m.text)).collect();
         let labelled: std::collections::HashSet<String> =
@@ -132,5 +135,14 @@ pub async fn review_queue(
     Ok(out)
 }
 
-/// How many of the least sure messages the review queue reads at most.
+/// How many messages the review queue reads at most.
 pub const REVIEW_SCAN: u64 = 4_000;
+
+/// Which unlabelled messages the review queue offers first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReviewOrder {
+    /// Score nearest 0.5: the shown labels most often wrong.
+    LeastSure,
+    /// A stable pseudo-random draw: as good as or better for retraining.
+    Sample,
+}
