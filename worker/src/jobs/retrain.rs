@@ -101,20 +101,28 @@ async fn platform(
     }))
 }
 
-/// Queues `ANALYZE_TEXTS { reanalyze }` for every account that reads with
-/// the platform's head (not its own), so its stored scores are the new
-/// head's. Returns how many were queued.
+/// Queues `ANALYZE_TEXTS { reanalyze }` for every account that has
+/// analysed messages and reads with the platform's head (not its own), so
+/// its stored scores are the new head's. Returns how many were queued.
 async fn reanalyze_shared_readers(ctx: &JobContext) -> Result<usize, JobError> {
+    use sea_orm::QuerySelect;
     let own: std::collections::HashSet<uuid::Uuid> =
         registry::all_active(&ctx.db, registry::kind::SENTIMENT)
             .await?
             .into_iter()
             .filter_map(|v| v.account_id)
             .collect();
-    let accounts = entity::account::Entity::find().all(&ctx.db).await?;
+    let analysed: Vec<uuid::Uuid> = entity::message::Entity::find()
+        .select_only()
+        .column(entity::message::Column::AccountId)
+        .filter(entity::message::Column::AnalyzedAt.is_not_null())
+        .distinct()
+        .into_tuple()
+        .all(&ctx.db)
+        .await?;
     let mut queued = 0;
-    for a in accounts.into_iter().filter(|a| !own.contains(&a.id)) {
-        reanalyze(ctx, a.id).await?;
+    for a in analysed.into_iter().filter(|a| !own.contains(a)) {
+        reanalyze(ctx, a).await?;
         queued += 1;
     }
     Ok(queued)
