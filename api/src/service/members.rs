@@ -1,13 +1,8 @@
 //! Member lifecycle beyond imports: erasure.
 use entity::{delivery, event, member, message, persona, relation, sentiment_example};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
-use serde_json::json;
 use uuid::Uuid;
-use worker::{
-    jobs::{self, JobKind, enqueue::NewJob},
-    registry::{self, kind},
-    sentiment::examples,
-};
+use worker::registry::{self, kind};
 
 use crate::{context::AppState, error::AppResult, tenant};
 
@@ -90,58 +85,9 @@ pub async fn erase(
     tracing::info!(heads_forgotten = forgotten.len(), "member erased");
     // The erasure is committed: what follows must not report it failed.
     if !forgotten.is_empty()
-        && let Err(e) = forget_heads(state, account_id, &forgotten).await
+        && let Err(e) = super::sentiment::forget_heads(state, account_id, &forgotten).await
     {
         tracing::warn!(error = %e, "after an erasure: forgotten heads not followed up");
     }
     Ok(m)
-}
-
-/// After an erasure removed heads from the registry: their files, this
-/// process's copy (other processes drop theirs at their next registry
-/// check), a re-analysis if the head in use went, and a retrain on the
-/// examples that remain.
-async fn forget_heads(
-    state: &AppState,
-    account_id: Uuid,
-    forgotten: &[entity::model_version::Model],
-) -> AppResult<()> {
-    for v in forgotten {
-        let onnx = std::path::Path::new(&v.path);
-        for f in [onnx.to_path_buf(), onnx.with_extension("json")] {
-            if let Err(e) = std::fs::remove_file(&f)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(error = %e, version = %v.version, "erased head's file not removed");
-            }
-        }
-    }
-    if let Some(models) = &state.models {
-        models
-            .refresh_heads(&state.db)
-            .await
-            .map_err(crate::error::AppError::Internal)?;
-    }
-    let mut follow_up = Vec::new();
-    if forgotten.iter().any(|v| v.active) {
-        // Stored scores are the forgotten head's: read them again.
-        follow_up.push((JobKind::AnalyzeTexts, json!({ "reanalyze": true })));
-    }
-    let c = super::sentiment::example_counts(&state.db, account_id).await?;
-    if c.positive >= examples::MIN_PER_CLASS && c.negative >= examples::MIN_PER_CLASS {
-        follow_up.push((
-            JobKind::RetrainSentiment,
-            json!({ "accountExamples": true }),
-        ));
-    }
-    for (kind, params) in follow_up {
-        jobs::enqueue(
-            &state.db,
-            &state.queue,
-            NewJob::now(account_id, kind, params),
-        )
-        .await
-        .map_err(crate::error::AppError::from)?;
-    }
-    Ok(())
 }

@@ -1,14 +1,20 @@
-//! Sentiment corrections: a person sets the label of an analysed message.
-//! The message shows it from then on, and it becomes one of the account's
-//! sentiment examples, which a head retrained for the account learns from.
+//! A brand's own sentiment labels. Corrections: a person sets the label of
+//! an analysed message; the message shows it from then on, and it becomes
+//! one of the account's sentiment examples, which a head retrained for the
+//! account learns from. Also: counts, the review queue, and what an
+//! erasure does to heads that learned from the erased member.
 use chrono::Utc;
 use entity::{message, sentiment_example};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use serde_json::json;
 use uuid::Uuid;
-use worker::sentiment::examples::{Counts, ExampleLabel};
+use worker::{
+    jobs::{self, JobKind, enqueue::NewJob},
+    sentiment::examples::{self, Counts, ExampleLabel},
+};
 
 use super::imports::sentiment_examples::{SOURCE_CORRECTION, example_key, relabel};
-use crate::{error::AppResult, tenant};
+use crate::{context::AppState, error::AppResult, tenant};
 
 /// Sets (or with `None` clears) the label of message `id`.
 ///
@@ -145,4 +151,53 @@ pub enum ReviewOrder {
     LeastSure,
     /// A stable pseudo-random draw: as good as or better for retraining.
     Sample,
+}
+
+/// After an erasure removed heads from the registry: their files, this
+/// process's copy (other processes drop theirs at their next registry
+/// check), a re-analysis if the head in use went, and a retrain on the
+/// examples that remain.
+pub(crate) async fn forget_heads(
+    state: &AppState,
+    account_id: Uuid,
+    forgotten: &[entity::model_version::Model],
+) -> AppResult<()> {
+    for v in forgotten {
+        let onnx = std::path::Path::new(&v.path);
+        for f in [onnx.to_path_buf(), onnx.with_extension("json")] {
+            if let Err(e) = std::fs::remove_file(&f)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(error = %e, version = %v.version, "erased head's file not removed");
+            }
+        }
+    }
+    if let Some(models) = &state.models {
+        models
+            .refresh_heads(&state.db)
+            .await
+            .map_err(crate::error::AppError::Internal)?;
+    }
+    let mut follow_up = Vec::new();
+    if forgotten.iter().any(|v| v.active) {
+        // Stored scores are the forgotten head's: read them again.
+        follow_up.push((JobKind::AnalyzeTexts, json!({ "reanalyze": true })));
+    }
+    let c = example_counts(&state.db, account_id).await?;
+    if c.positive >= examples::MIN_PER_CLASS && c.negative >= examples::MIN_PER_CLASS {
+        follow_up.push((
+            JobKind::RetrainSentiment,
+            json!({ "accountExamples": true }),
+        ));
+    }
+    for (kind, params) in follow_up {
+        jobs::enqueue(
+            &state.db,
+            &state.queue,
+            NewJob::now(account_id, kind, params),
+        )
+        .await
+        .map_err(crate::error::AppError::from)?;
+    }
+    Ok(())
 }

@@ -966,39 +966,47 @@ fn brand(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
         .filter(|r| hash(&r.text) % 2 == 1 && !pool_texts.contains(r.text.as_str()))
         .cloned()
         .collect();
-    let cache = eval_cache_dir(models_dir, a).map(|d| {
-        corpus::cache_path(
-            &d,
-            &format!("brand-{name}-test"),
-            &corpus.embedding_model,
+    // A half's embeddings, cached under `part`.
+    let embed_half = |part: &str, texts: &[String], what: &str| {
+        let cache = eval_cache_dir(models_dir, a).map(|d| {
+            corpus::cache_path(
+                &d,
+                &format!("brand-{name}-{part}"),
+                &corpus.embedding_model,
+                base.prefix,
+            )
+        });
+        corpus::embed_cached(
+            &models,
             base.prefix,
+            base.output,
+            texts,
+            cache.as_deref(),
+            what,
         )
-    });
-    let emb = corpus::embed_cached(
-        &models,
-        base.prefix,
-        base.output,
-        &test.iter().map(|r| r.text.clone()).collect::<Vec<_>>(),
-        cache.as_deref(),
-        "test half",
-    )?;
-    let score = |head: &Head| -> anyhow::Result<(train::Metrics, f64)> {
-        let f = sentiment::featurize(&test, emb.clone(), head.spec());
-        let texts: Vec<&str> = test.iter().map(|r| r.text.as_str()).collect();
-        let p: Vec<f32> = head
-            .linear()
+    };
+    // What `head` reads, with the lexical prior unless `prior` is false.
+    let probs = |head: &Head, rows: &[sentiment::Labelled], emb: sentiment::Matrix, prior: bool| {
+        let f = sentiment::featurize(rows, emb, head.spec());
+        head.linear()
             .logits(&f)
             .into_iter()
-            .zip(&texts)
-            .map(|(z, t)| {
-                let prior = if a.no_prior {
-                    0.0
+            .zip(rows)
+            .map(|(z, r)| {
+                let shift = if prior {
+                    sentiment::lexicon::logit_shift(&r.text)
                 } else {
-                    sentiment::lexicon::logit_shift(t)
+                    0.0
                 };
-                train::sigmoid(z + prior)
+                train::sigmoid(z + shift)
             })
-            .collect();
+            .collect::<Vec<f32>>()
+    };
+    let test_texts: Vec<String> = test.iter().map(|r| r.text.clone()).collect();
+    let emb = embed_half("test", &test_texts, "test half")?;
+    let score = |head: &Head| -> anyhow::Result<(train::Metrics, f64)> {
+        let p = probs(head, &test, emb.clone(), !a.no_prior);
+        let texts: Vec<&str> = test.iter().map(|r| r.text.as_str()).collect();
         let y: Vec<u8> = test.iter().map(|r| r.label).collect();
         let chars: Vec<usize> = texts.iter().map(|t| train::text_chars(t)).collect();
         let band = train::band_metrics(&p, &y, &chars, &head.thresholds());
@@ -1013,30 +1021,11 @@ fn brand(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
     if a.pick_uncertain {
         // The review queue's order: nearest 0.5 under the shipped head first.
         let texts: Vec<String> = pool.iter().map(|r| r.text.clone()).collect();
-        let cache = eval_cache_dir(models_dir, a).map(|d| {
-            corpus::cache_path(
-                &d,
-                &format!("brand-{name}-pool"),
-                &corpus.embedding_model,
-                base.prefix,
-            )
-        });
-        let emb = corpus::embed_cached(
-            &models,
-            base.prefix,
-            base.output,
-            &texts,
-            cache.as_deref(),
-            "example half",
-        )?;
+        let emb = embed_half("pool", &texts, "example half")?;
         let rows: Vec<sentiment::Labelled> = pool.iter().map(|r| (*r).clone()).collect();
-        let f = sentiment::featurize(&rows, emb, shipped.spec());
-        let doubt: Vec<f32> = shipped
-            .linear()
-            .logits(&f)
+        let doubt: Vec<f32> = probs(&shipped, &rows, emb, true)
             .into_iter()
-            .zip(&texts)
-            .map(|(z, t)| (train::sigmoid(z + sentiment::lexicon::logit_shift(t)) - 0.5).abs())
+            .map(|p| (p - 0.5).abs())
             .collect();
         let mut order: Vec<usize> = (0..pool.len()).collect();
         order.sort_by(|&i, &j| doubt[i].total_cmp(&doubt[j]));
