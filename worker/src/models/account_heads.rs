@@ -40,6 +40,12 @@ struct State {
     unusable: HashSet<Uuid>,
     failed: HashSet<Uuid>,
     clock: u64,
+    /// Counts promotions in this process; a refresh notes it before reading
+    /// the registry.
+    epoch: u64,
+    /// Accounts promoted in this process, at which epoch: a refresh whose
+    /// read began before may not see the promotion yet, and keeps it.
+    promoted: HashMap<Uuid, u64>,
 }
 
 impl AccountHeads {
@@ -96,7 +102,15 @@ impl AccountHeads {
         };
         let mut s = self.state();
         s.active.insert(account, row.clone());
+        s.epoch += 1;
+        let epoch = s.epoch;
+        s.promoted.insert(account, epoch);
         Self::keep(&mut s, account, head, self.capacity);
+    }
+
+    /// To call before reading the registry for [`Self::set_active`].
+    pub fn epoch(&self) -> u64 {
+        self.state().epoch
     }
 
     fn keep(s: &mut State, account: Uuid, head: Arc<Head>, capacity: usize) {
@@ -127,10 +141,17 @@ impl AccountHeads {
         }
     }
 
-    /// The registry's active own versions now: heads of versions no longer
-    /// active leave memory.
-    pub fn set_active(&self, active: HashMap<Uuid, model_version::Model>) {
+    /// The registry's active own versions, as read after [`Self::epoch`]
+    /// gave `read_at`: heads of versions no longer active leave memory,
+    /// except promotions in this process the read may have missed.
+    pub fn set_active(&self, mut active: HashMap<Uuid, model_version::Model>, read_at: u64) {
         let mut s = self.state();
+        s.promoted.retain(|_, e| *e > read_at);
+        for a in s.promoted.keys() {
+            if let Some(row) = s.active.get(a) {
+                active.insert(*a, row.clone());
+            }
+        }
         s.loaded.retain(|a, (head, _)| {
             let keep = active.get(a).is_some_and(|r| r.version == head.version());
             if !keep {
@@ -197,7 +218,7 @@ mod tests {
         );
         let rows: HashMap<Uuid, model_version::Model> =
             [(a, row(a, "a1")), (b, row(b, "b1")), (c, row(c, "c1"))].into();
-        heads.set_active(rows.clone());
+        heads.set_active(rows.clone(), heads.epoch());
         assert!(matches!(heads.lookup(none), Lookup::Platform));
         assert!(matches!(heads.lookup(a), Lookup::Load(r) if r.version == "a1"));
         heads.insert(&rows[&a], head("a1"));
@@ -218,12 +239,12 @@ mod tests {
         let heads = AccountHeads::new(4);
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let (a1, b1) = (row(a, "a1"), row(b, "b1"));
-        heads.set_active([(a, a1.clone()), (b, b1.clone())].into());
+        heads.set_active([(a, a1.clone()), (b, b1.clone())].into(), heads.epoch());
         heads.insert(&a1, head("a1"));
         heads.insert(&b1, head("b1"));
         // a retrained elsewhere, b back to the platform's head
         let a2 = row(a, "a2");
-        heads.set_active([(a, a2.clone())].into());
+        heads.set_active([(a, a2.clone())].into(), heads.epoch());
         assert_eq!(heads.loaded(), 0);
         assert!(matches!(heads.lookup(a), Lookup::Load(r) if r.version == "a2"));
         assert!(matches!(heads.lookup(b), Lookup::Platform));
@@ -237,17 +258,32 @@ mod tests {
     }
 
     #[test]
+    fn a_refresh_that_read_before_a_promotion_keeps_it() {
+        let heads = AccountHeads::new(4);
+        let a = Uuid::now_v7();
+        let (a1, a2) = (row(a, "a1"), row(a, "a2"));
+        heads.set_active([(a, a1.clone())].into(), heads.epoch());
+        let before = heads.epoch(); // a refresh starts reading: a1
+        heads.promote(&a2, head("a2")); // this process promotes a2
+        heads.set_active([(a, a1.clone())].into(), before);
+        assert!(is_loaded(&heads.lookup(a), "a2"));
+        // a refresh that began after the promotion is the registry's word
+        heads.set_active([(a, a1.clone())].into(), heads.epoch());
+        assert!(matches!(heads.lookup(a), Lookup::Load(r) if r.version == "a1"));
+    }
+
+    #[test]
     fn an_unusable_version_reads_with_the_platform_head() {
         let heads = AccountHeads::new(4);
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let (a1, b1) = (row(a, "a1"), row(b, "b1"));
-        heads.set_active([(a, a1.clone()), (b, b1.clone())].into());
+        heads.set_active([(a, a1.clone()), (b, b1.clone())].into(), heads.epoch());
         heads.refuse(&a1, true);
         heads.refuse(&b1, false);
         assert!(matches!(heads.lookup(a), Lookup::Platform));
         assert!(matches!(heads.lookup(b), Lookup::Platform));
         // a refresh tries a failed load again, not a refused version
-        heads.set_active([(a, a1.clone()), (b, b1.clone())].into());
+        heads.set_active([(a, a1.clone()), (b, b1.clone())].into(), heads.epoch());
         assert!(matches!(heads.lookup(a), Lookup::Platform));
         assert!(matches!(heads.lookup(b), Lookup::Load(_)));
     }

@@ -114,6 +114,7 @@ impl LoadedModels {
     /// # Errors
     /// Database errors; an active platform head that cannot be read.
     pub async fn refresh_heads(&self, db: &DatabaseConnection) -> anyhow::Result<()> {
+        let read_at = self.accounts.epoch();
         let active = registry::all_active(db, kind::SENTIMENT).await?;
         let mut accounts = HashMap::new();
         for row in active {
@@ -130,7 +131,7 @@ impl LoadedModels {
                 }
             }
         }
-        self.accounts.set_active(accounts);
+        self.accounts.set_active(accounts, read_at);
         Ok(())
     }
 
