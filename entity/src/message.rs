@@ -21,6 +21,8 @@ pub struct Model {
     /// The label a person set (POSITIVE | NEUTRAL | NEGATIVE), which the
     /// API shows instead of the model's; mirrored in `sentiment_example`.
     pub sentiment_corrected: Option<String>,
+    /// The sentiment head (version) that scored `sentiment`.
+    pub sentiment_model: Option<String>,
     /// Little-endian f32 vector, filled by text analysis.
     pub embedding: Option<Vec<u8>>,
     pub keywords: Option<Json>,

@@ -9,6 +9,7 @@ mod m20261206_000005_schedule_time_zone;
 mod m20261206_000006_job_run_status_index;
 mod m20261207_000007_sentiment_examples;
 mod m20261207_000008_model_files;
+mod m20261207_000009_message_sentiment_model;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000006_job_run_status_index::Migration),
             Box::new(m20261207_000007_sentiment_examples::Migration),
             Box::new(m20261207_000008_model_files::Migration),
+            Box::new(m20261207_000009_message_sentiment_model::Migration),
         ]
     }
 }

@@ -583,12 +583,30 @@ async fn retraining_records_a_new_version_and_promotes_only_if_better() {
         )
         .await;
     assert_eq!(n, 1);
-    let reanalyses = "SELECT COUNT(*) FROM job_run WHERE kind = 'ANALYZE_TEXTS' AND CAST(params AS TEXT) LIKE '%reanalyze%'";
+    let reanalyses = "SELECT COUNT(*) FROM job_run WHERE kind = 'ANALYZE_TEXTS' AND CAST(params AS TEXT) LIKE '%stale%'";
     let before = s.sql_count(reanalyses).await;
     let j = s.run_job("RETRAIN_SENTIMENT", 900).await;
     assert_eq!(j["result"]["promoted"], true, "{j}");
     assert_eq!(s.sql_count("SELECT COUNT(*) FROM account").await, 2);
     assert_eq!(j["result"]["reanalysisJobs"], 1, "{j}");
     assert_eq!(s.sql_count(reanalyses).await, before + 1);
+    // The message is scored again by the new head, and then no longer
+    // stale: another such job has nothing to do.
+    let version = j["result"]["version"].as_str().unwrap().to_owned();
+    let by_new = format!("SELECT COUNT(*) FROM message WHERE sentiment_model = '{version}'");
+    let rescored = tests::eventually(120, || async {
+        (s.sql_count(&by_new).await == 1).then_some(())
+    })
+    .await;
+    assert!(rescored.is_some(), "{}", s.log());
+    let d = s
+        .gql(
+            r#"mutation { enqueueJob(input: { kind: ANALYZE_TEXTS, params: { stale: true } }) { id } }"#,
+            json!({}),
+        )
+        .await;
+    let again = s.wait_job(&d["enqueueJob"]["id"], 120).await;
+    assert_eq!(again["status"], "SUCCEEDED", "{again}");
+    assert_eq!(again["result"]["messages"], 0, "{again}");
     assert_eq!(list.iter().filter(|m| m["active"] == true).count(), 1);
 }

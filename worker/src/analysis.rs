@@ -4,8 +4,8 @@ use std::sync::{Arc, OnceLock};
 use chrono::Utc;
 use entity::message;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr,
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, sea_query::Expr,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -87,8 +87,19 @@ pub fn analyze(models: &dyn TextModels, texts: &[String]) -> anyhow::Result<Vec<
 
 const BATCH: u64 = 128;
 
-/// Analyses the account's messages that are not analysed yet (or all of
-/// them with `reanalyze`), optionally only some members'. Returns the ids of
+/// Which messages a run analyses besides those not analysed yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Again {
+    /// None.
+    No,
+    /// Those scored by another sentiment head than the one in use.
+    Stale,
+    /// All of them.
+    All,
+}
+
+/// Analyses the account's messages that are not analysed yet (and those
+/// `again` names), optionally only some members'. Returns the ids of
 /// members whose messages changed.
 ///
 /// # Errors
@@ -98,7 +109,7 @@ pub async fn run(
     models: Option<DynModels>,
     account_id: Uuid,
     member_ids: Option<&[Uuid]>,
-    reanalyze: bool,
+    again: Again,
     progress: &Progress,
 ) -> Result<(Value, Vec<Uuid>), JobError> {
     let models = models.ok_or_else(|| {
@@ -114,12 +125,18 @@ pub async fn run(
         }
         q
     };
+    let head = models.sentiment_model();
     let pending = || {
         let q = base();
-        if reanalyze {
-            q
-        } else {
-            q.filter(message::Column::AnalyzedAt.is_null())
+        match again {
+            Again::All => q,
+            Again::No => q.filter(message::Column::AnalyzedAt.is_null()),
+            Again::Stale => q.filter(
+                Condition::any()
+                    .add(message::Column::AnalyzedAt.is_null())
+                    .add(message::Column::SentimentModel.is_null())
+                    .add(message::Column::SentimentModel.ne(head.clone())),
+            ),
         }
     };
     let total = pending().count(db).await?.max(1);
@@ -150,6 +167,7 @@ pub async fn run(
                     Expr::value(f64::from(a.sentiment)),
                 )
                 .col_expr(message::Column::SentimentLabel, Expr::value(a.label))
+                .col_expr(message::Column::SentimentModel, Expr::value(head.clone()))
                 .col_expr(
                     message::Column::Embedding,
                     Expr::value(vectors::to_bytes(&a.embedding)),

@@ -124,8 +124,8 @@ impl ModelsMutation {
     /// Chooses the sentiment head that reads this account's texts: one of
     /// its own versions, or the active shared version (back to the
     /// platform's head). The shared head itself changes only by
-    /// RETRAIN_SENTIMENT. Existing scores are not recomputed: queue
-    /// ANALYZE_TEXTS with `{ "reanalyze": true }` for that.
+    /// RETRAIN_SENTIMENT. A change of head queues ANALYZE_TEXTS
+    /// `{ stale: true }`, which scores again what the new head has not.
     async fn activate_model_version(&self, ctx: &Context<'_>, id: ID) -> GqlResult<ModelVersion> {
         let id = super::parse_id(&id, "id")?;
         let account_id = ctx.tenant()?;
@@ -170,11 +170,7 @@ impl ModelsMutation {
         }
         if own_after != own_before {
             // Stored scores are the previous head's: read the messages again.
-            let job = NewJob::now(
-                account_id,
-                JobKind::AnalyzeTexts,
-                json!({ "reanalyze": true }),
-            );
+            let job = NewJob::now(account_id, JobKind::AnalyzeTexts, json!({ "stale": true }));
             jobs::enqueue(db, &ctx.state().queue, job)
                 .await
                 .map_err(AppError::from)?;

@@ -181,7 +181,7 @@ pub(crate) async fn forget_heads(
     let mut follow_up = Vec::new();
     if forgotten.iter().any(|v| v.active) {
         // Stored scores are the forgotten head's: read them again.
-        follow_up.push((JobKind::AnalyzeTexts, json!({ "reanalyze": true })));
+        follow_up.push((JobKind::AnalyzeTexts, json!({ "stale": true })));
     }
     let c = example_counts(&state.db, account_id).await?;
     if c.positive >= examples::MIN_PER_CLASS && c.negative >= examples::MIN_PER_CLASS {

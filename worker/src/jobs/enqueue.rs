@@ -35,6 +35,11 @@ pub struct AnalyzeParams {
     /// Analyse again messages that were analysed before (default false).
     #[serde(default)]
     pub reanalyze: bool,
+    /// Also analyse again messages scored by another sentiment head than
+    /// the one the account reads with now (default false): what a change of
+    /// head needs, and no more; a stopped job resumes where it was.
+    #[serde(default)]
+    pub stale: bool,
     /// Rebuild the affected personas afterwards (default true).
     pub build_personas: Option<bool>,
 }

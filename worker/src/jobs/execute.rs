@@ -239,7 +239,13 @@ async fn execute(
                 models,
                 job.account_id,
                 p.member_ids.as_deref(),
-                p.reanalyze,
+                if p.reanalyze {
+                    crate::analysis::Again::All
+                } else if p.stale {
+                    crate::analysis::Again::Stale
+                } else {
+                    crate::analysis::Again::No
+                },
                 &analysis,
             )
             .await?;

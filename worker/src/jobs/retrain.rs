@@ -134,7 +134,7 @@ async fn reanalyze(ctx: &JobContext, account: uuid::Uuid) -> Result<Option<Strin
     let j = super::enqueue(
         &ctx.db,
         &ctx.queue,
-        NewJob::now(account, JobKind::AnalyzeTexts, json!({ "reanalyze": true })),
+        NewJob::now(account, JobKind::AnalyzeTexts, json!({ "stale": true })),
     )
     .await
     .map_err(|e| JobError::Transient(e.into()))?;

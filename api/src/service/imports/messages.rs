@@ -121,6 +121,7 @@ impl Importer for MessagesImport {
                 sentiment: Set(None),
                 sentiment_label: Set(None),
                 sentiment_corrected: Set(None),
+                sentiment_model: Set(None),
                 embedding: Set(None),
                 keywords: Set(None),
                 analyzed_at: Set(None),
