@@ -89,21 +89,18 @@ pub async fn store_files(
     onnx: Vec<u8>,
     meta: String,
 ) -> Result<(), sea_orm::DbErr> {
-    if model_file::Entity::find_by_id(version_id)
-        .one(db)
-        .await?
-        .is_some()
-    {
-        return Ok(());
-    }
-    model_file::ActiveModel {
+    let row = model_file::ActiveModel {
         model_version_id: Set(version_id),
         onnx: Set(onnx),
         meta: Set(meta),
         created_at: Set(Utc::now()),
-    }
-    .insert(db)
-    .await?;
+    };
+    let mut once = sea_orm::sea_query::OnConflict::column(model_file::Column::ModelVersionId);
+    once.do_nothing();
+    sea_orm::TryInsert::one(row)
+        .on_conflict(once)
+        .exec_without_returning(db)
+        .await?;
     Ok(())
 }
 

@@ -3,9 +3,9 @@ use async_graphql::{Context, Enum, ID, Json, Object};
 use chrono::{DateTime, Utc};
 use entity::model_version;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
-use serde_json::{Value, json};
+use serde_json::Value;
 use worker::{
-    jobs::{self, JobKind, enqueue::NewJob},
+    jobs::{self, enqueue::NewJob},
     registry::kind,
 };
 
@@ -170,8 +170,7 @@ impl ModelsMutation {
         }
         if own_after != own_before {
             // Stored scores are the previous head's: read the messages again.
-            let job = NewJob::now(account_id, JobKind::AnalyzeTexts, json!({ "stale": true }));
-            jobs::enqueue(db, &ctx.state().queue, job)
+            jobs::enqueue(db, &ctx.state().queue, NewJob::rescore(account_id))
                 .await
                 .map_err(AppError::from)?;
         }

@@ -181,23 +181,20 @@ pub(crate) async fn forget_heads(
     let mut follow_up = Vec::new();
     if forgotten.iter().any(|v| v.active) {
         // Stored scores are the forgotten head's: read them again.
-        follow_up.push((JobKind::AnalyzeTexts, json!({ "stale": true })));
+        follow_up.push(NewJob::rescore(account_id));
     }
     let c = example_counts(&state.db, account_id).await?;
     if c.positive >= examples::MIN_PER_CLASS && c.negative >= examples::MIN_PER_CLASS {
-        follow_up.push((
+        follow_up.push(NewJob::now(
+            account_id,
             JobKind::RetrainSentiment,
             json!({ "accountExamples": true }),
         ));
     }
-    for (kind, params) in follow_up {
-        jobs::enqueue(
-            &state.db,
-            &state.queue,
-            NewJob::now(account_id, kind, params),
-        )
-        .await
-        .map_err(crate::error::AppError::from)?;
+    for job in follow_up {
+        jobs::enqueue(&state.db, &state.queue, job)
+            .await
+            .map_err(crate::error::AppError::from)?;
     }
     Ok(())
 }

@@ -44,6 +44,18 @@ pub struct AnalyzeParams {
     pub build_personas: Option<bool>,
 }
 
+impl AnalyzeParams {
+    /// Which analysed messages to analyse again.
+    pub fn again(&self) -> crate::analysis::Again {
+        use crate::analysis::Again;
+        match (self.reanalyze, self.stale) {
+            (true, _) => Again::All,
+            (false, true) => Again::Stale,
+            (false, false) => Again::No,
+        }
+    }
+}
+
 /// Parameters of BUILD_PERSONAS and INDEX_PERSONAS.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -140,6 +152,16 @@ impl NewJob {
             max_attempts: 3,
             schedule_key: None,
         }
+    }
+
+    /// `ANALYZE_TEXTS { stale: true }` for the account: what a change of
+    /// the head that reads its texts needs.
+    pub fn rescore(account_id: Uuid) -> Self {
+        Self::now(
+            account_id,
+            JobKind::AnalyzeTexts,
+            serde_json::json!({ "stale": true }),
+        )
     }
 }
 

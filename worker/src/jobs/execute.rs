@@ -239,13 +239,7 @@ async fn execute(
                 models,
                 job.account_id,
                 p.member_ids.as_deref(),
-                if p.reanalyze {
-                    crate::analysis::Again::All
-                } else if p.stale {
-                    crate::analysis::Again::Stale
-                } else {
-                    crate::analysis::Again::No
-                },
+                p.again(),
                 &analysis,
             )
             .await?;

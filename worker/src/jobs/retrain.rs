@@ -7,7 +7,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
 use super::{
-    JobError, JobKind,
+    JobError,
     enqueue::{NewJob, RetrainParams},
     execute::{JobContext, Progress, params},
 };
@@ -101,7 +101,7 @@ async fn platform(
     }))
 }
 
-/// Queues `ANALYZE_TEXTS { reanalyze }` for every account that has
+/// Queues `ANALYZE_TEXTS { stale }` for every account that has
 /// analysed messages and reads with the platform's head (not its own), so
 /// its stored scores are the new head's. Returns how many were queued.
 async fn reanalyze_shared_readers(ctx: &JobContext) -> Result<usize, JobError> {
@@ -131,13 +131,9 @@ async fn reanalyze_shared_readers(ctx: &JobContext) -> Result<usize, JobError> {
 /// Queues a re-analysis of the account's messages under the head it reads
 /// with now; returns the job's id.
 async fn reanalyze(ctx: &JobContext, account: uuid::Uuid) -> Result<Option<String>, JobError> {
-    let j = super::enqueue(
-        &ctx.db,
-        &ctx.queue,
-        NewJob::now(account, JobKind::AnalyzeTexts, json!({ "stale": true })),
-    )
-    .await
-    .map_err(|e| JobError::Transient(e.into()))?;
+    let j = super::enqueue(&ctx.db, &ctx.queue, NewJob::rescore(account))
+        .await
+        .map_err(|e| JobError::Transient(e.into()))?;
     Ok(j.map(|j| j.id.to_string()))
 }
 

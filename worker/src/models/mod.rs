@@ -29,6 +29,9 @@ pub struct LoadedModels {
     /// The heads retrained for one account on its own examples; accounts
     /// without one use `head`.
     accounts: AccountHeads,
+    /// One head load at a time: a page of messages asks for the same
+    /// account's head at once, and it is read from disk or the database once.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl LoadedModels {
@@ -43,6 +46,13 @@ impl LoadedModels {
     /// The head that reads `account`'s texts: its own (loaded on first
     /// use), else the platform's.
     pub async fn head_for(&self, db: &DatabaseConnection, account: Uuid) -> Arc<Head> {
+        match self.accounts.lookup(account) {
+            Lookup::Loaded(head) => return head,
+            Lookup::Platform => return self.head(),
+            Lookup::Load(_) => {}
+        }
+        let _one = self.loading.lock().await;
+        // Another caller may have loaded it while this one waited.
         let row = match self.accounts.lookup(account) {
             Lookup::Loaded(head) => return head,
             Lookup::Platform => return self.head(),
@@ -387,5 +397,6 @@ pub fn load(cfg: &Config) -> anyhow::Result<Option<SharedModels>> {
         embed,
         head: RwLock::new(Arc::new(head)),
         accounts: AccountHeads::new(cfg.account_heads),
+        loading: tokio::sync::Mutex::new(()),
     })))
 }
