@@ -610,3 +610,57 @@ async fn retraining_records_a_new_version_and_promotes_only_if_better() {
     assert_eq!(again["result"]["messages"], 0, "{again}");
     assert_eq!(list.iter().filter(|m| m["active"] == true).count(), 1);
 }
+
+/// A change of head whose re-analysis job was lost (the process died
+/// between promoting and queueing) leaves stale scores: the next full
+/// persona rebuild queues the job, and a refresh of some members scores
+/// their stale messages along with the new ones.
+#[tokio::test]
+async fn scores_a_lost_reanalysis_left_stale_are_caught_up() {
+    let s = with_models().await;
+    let head = active_sentiment(&s).await["version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_1\no_2\n")
+        .await;
+    let now = chrono::Utc::now().to_rfc3339();
+    let lines = [("o_1", "物流很快，包装也好"), ("o_2", "客服一直不回消息")]
+        .map(|(o, t)| json!({ "openid": o, "text": t, "at": now }).to_string());
+    s.import(ADMIN_KEY, "importMessages", "JSONL", &lines.join("\n"))
+        .await;
+    let by_head = format!("SELECT COUNT(*) FROM message WHERE sentiment_model = '{head}'");
+    let analysed = tests::eventually(120, || async {
+        (s.sql_count(&by_head).await == 2).then_some(())
+    })
+    .await;
+    assert!(analysed.is_some(), "{}", s.log());
+
+    let lost = "UPDATE message SET sentiment_model = 'sentiment-20261201-000000'";
+    assert_eq!(s.sql_exec(lost).await, 2);
+    let b = s.run_job("BUILD_PERSONAS", 120).await;
+    assert_eq!(b["status"], "SUCCEEDED", "{b}");
+    let rescore = b["result"]["rescoreJob"].clone();
+    assert!(rescore.is_string(), "{b}");
+    let r = s.wait_job(&rescore, 120).await;
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    assert_eq!(r["result"]["messages"], 2, "{r}");
+    assert_eq!(s.sql_count(&by_head).await, 2);
+    // Nothing stale: the next rebuild queues nothing.
+    let b = s.run_job("BUILD_PERSONAS", 120).await;
+    assert_eq!(b["result"]["rescoreJob"], Value::Null, "{b}");
+
+    // A new message of o_1 re-scores o_1's stale message too, not o_2's.
+    assert_eq!(s.sql_exec(lost).await, 2);
+    let line = json!({ "openid": "o_1", "text": "第二次买了，还是很满意", "at": now });
+    s.import(ADMIN_KEY, "importMessages", "JSONL", &line.to_string())
+        .await;
+    let caught = tests::eventually(120, || async {
+        (s.sql_count(&by_head).await == 2).then_some(())
+    })
+    .await;
+    assert!(caught.is_some(), "{}", s.log());
+    let still = "SELECT COUNT(*) FROM message m JOIN member u ON u.id = m.member_id \
+                 WHERE u.openid = 'o_2' AND m.sentiment_model <> '{head}'";
+    assert_eq!(s.sql_count(&still.replace("{head}", &head)).await, 1);
+}

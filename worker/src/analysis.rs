@@ -31,19 +31,23 @@ pub trait TextModels: Send + Sync {
     fn embed_and_score(&self, texts: &[String]) -> anyhow::Result<(Vec<Vec<f32>>, Vec<f32>)>;
     /// The active sentiment head's version.
     fn sentiment_model(&self) -> String;
+    /// The active head's NEUTRAL band.
+    fn thresholds(&self) -> Thresholds {
+        shipped_thresholds()
+    }
     /// POSITIVE / NEUTRAL / NEGATIVE for `text`'s probability of
     /// positive (the band depends on the text's length).
     fn label(&self, p: f32, text: &str) -> &'static str {
-        shipped_thresholds().label_text(p, text)
+        self.thresholds().label_text(p, text)
     }
 }
 
 pub type DynModels = Arc<dyn TextModels>;
 
-/// The band for labels where no head is at hand (persona averages in the
-/// search index, tests): the shipped head's, read from its JSON once.
-/// Analysed texts use the active head's own thresholds
-/// ([`TextModels::label`]), recomputed with each retrain.
+/// The band for labels where no head is at hand (without language models,
+/// tests): the shipped head's, read from its JSON once. Analysed texts and
+/// persona labels use the band of the head that reads the account's texts
+/// ([`TextModels::thresholds`]), chosen anew with each retrain.
 pub fn shipped_thresholds() -> Thresholds {
     static T: OnceLock<Thresholds> = OnceLock::new();
     *T.get_or_init(|| Head::shipped_meta().thresholds)
@@ -98,6 +102,14 @@ pub enum Again {
     All,
 }
 
+/// Messages whose score is not `head`'s: scored by another head, or by a
+/// release that did not record which (those count as stale once).
+pub fn scored_by_another(head: &str) -> Condition {
+    Condition::any()
+        .add(message::Column::SentimentModel.is_null())
+        .add(message::Column::SentimentModel.ne(head))
+}
+
 /// Analyses the account's messages that are not analysed yet (and those
 /// `again` names), optionally only some members'. Returns the ids of
 /// members whose messages changed.
@@ -134,8 +146,7 @@ pub async fn run(
             Again::Stale => q.filter(
                 Condition::any()
                     .add(message::Column::AnalyzedAt.is_null())
-                    .add(message::Column::SentimentModel.is_null())
-                    .add(message::Column::SentimentModel.ne(head.clone())),
+                    .add(scored_by_another(&head)),
             ),
         }
     };

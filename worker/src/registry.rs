@@ -263,3 +263,144 @@ pub async fn activate(db: &impl ConnectionTrait, id: Uuid) -> Result<(), sea_orm
         .await?;
     Ok(())
 }
+
+/// Where this process writes the sentiment heads it trains.
+pub fn heads_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("models").join("sentiment")
+}
+
+/// Removes head files in `dir` (`sentiment-*.onnx` / `.json`) whose version
+/// the registry no longer knows and that are older than `min_age`: those
+/// of an erasure whose process died before deleting them, or of a retrain
+/// that stopped between writing its head and recording it. The age spares
+/// a retrain in another process that has written its files and is about
+/// to record them. Returns how many files went.
+///
+/// # Errors
+/// Database errors; a file that cannot be read or removed is logged and left.
+pub async fn sweep_files(
+    db: &impl ConnectionTrait,
+    dir: &std::path::Path,
+    min_age: std::time::Duration,
+) -> Result<usize, sea_orm::DbErr> {
+    use sea_orm::QuerySelect;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %dir.display(), "head files not swept");
+            return Ok(0);
+        }
+    };
+    let candidates: Vec<(std::path::PathBuf, String)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let path = e.path();
+            let stem = head_file_stem(&path)?.to_owned();
+            let age = e.metadata().ok()?.modified().ok()?.elapsed().ok()?;
+            (age >= min_age).then_some((path, stem))
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let known: std::collections::HashSet<String> = model_version::Entity::find()
+        .select_only()
+        .column(model_version::Column::Version)
+        .filter(model_version::Column::Kind.eq(kind::SENTIMENT))
+        .into_tuple()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    let mut removed = 0;
+    for (path, stem) in candidates.into_iter().filter(|(_, s)| !known.contains(s)) {
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(error = %e, version = %stem, "unrecorded head file not removed")
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// The version a head file is named for: `sentiment-….onnx` or `.json`.
+fn head_file_stem(path: &std::path::Path) -> Option<&str> {
+    let ext = path.extension()?.to_str()?;
+    let stem = path.file_stem()?.to_str()?;
+    (matches!(ext, "onnx" | "json") && stem.starts_with("sentiment-")).then_some(stem)
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use std::time::Duration;
+
+    use migration::MigratorTrait;
+    use sea_orm::{ConnectOptions, Database};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn unrecorded_old_head_files_go_and_everything_else_stays() {
+        let mut opts = ConnectOptions::new("sqlite::memory:");
+        opts.max_connections(1).sqlx_logging(false);
+        let db = Database::connect(opts).await.unwrap();
+        migration::Migrator::up(&db, None).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let put = |name: &str| std::fs::write(dir.path().join(name), b"x").unwrap();
+        for name in [
+            "sentiment-20261201-000000-kept.onnx",
+            "sentiment-20261201-000000-kept.json",
+            "sentiment-20261201-000000-gone.onnx",
+            "sentiment-20261201-000000-gone.json",
+            "notes.json",
+            "sentiment-readme.txt",
+        ] {
+            put(name);
+        }
+        ensure(
+            &db,
+            NewVersion {
+                account_id: None,
+                kind: kind::SENTIMENT,
+                version: "sentiment-20261201-000000-kept",
+                path: "sentiment-20261201-000000-kept.onnx",
+                sha256: "0",
+                metrics: serde_json::json!({}),
+            },
+            false,
+        )
+        .await
+        .unwrap();
+        // Fresh files may belong to a retrain about to record them.
+        assert_eq!(
+            sweep_files(&db, dir.path(), Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            sweep_files(&db, dir.path(), Duration::ZERO).await.unwrap(),
+            2
+        );
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "notes.json",
+                "sentiment-20261201-000000-kept.json",
+                "sentiment-20261201-000000-kept.onnx",
+                "sentiment-readme.txt"
+            ]
+        );
+        // A missing folder is nothing to sweep.
+        let none = dir.path().join("absent");
+        assert_eq!(sweep_files(&db, &none, Duration::ZERO).await.unwrap(), 0);
+    }
+}

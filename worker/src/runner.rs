@@ -21,6 +21,9 @@ use crate::{
 const TICK: Duration = Duration::from_secs(2);
 /// The longest pause between purges of finished queue entries.
 const PURGE_AT_MOST_EVERY: Duration = Duration::from_secs(3600);
+/// How often, and after how long, head files the registry does not know
+/// are removed ([`crate::registry::sweep_files`]).
+const SWEEP_HEADS_EVERY: Duration = Duration::from_secs(3600);
 
 pub struct WorkerOptions {
     /// Jobs run at once in this process.
@@ -71,6 +74,7 @@ pub async fn run(
         db,
         queue.clone(),
         opts.keep_finished,
+        crate::registry::heads_dir(&opts.data_dir),
         shutdown.clone(),
     ));
     let mut rx = shutdown.clone();
@@ -144,12 +148,14 @@ async fn tick_loop(
     db: DatabaseConnection,
     queue: JobQueue,
     keep_finished: Duration,
+    heads_dir: std::path::PathBuf,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Purge a few times per retention period, at most hourly.
     let mut purge = Every::new((keep_finished / 4).clamp(TICK, PURGE_AT_MOST_EVERY));
+    let mut sweep = Every::new(SWEEP_HEADS_EVERY);
     loop {
         tokio::select! {
             _ = interval.tick() => {
@@ -168,6 +174,13 @@ async fn tick_loop(
                         Ok(0) => {}
                         Ok(n) => tracing::info!(removed = n, "finished queue entries purged"),
                         Err(e) => tracing::warn!(error = %e, "purging finished queue entries failed"),
+                    }
+                }
+                if sweep.due() {
+                    match crate::registry::sweep_files(&db, &heads_dir, SWEEP_HEADS_EVERY).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(removed = n, "unrecorded head files removed"),
+                        Err(e) => tracing::warn!(error = %e, "sweeping head files failed"),
                     }
                 }
             }

@@ -281,6 +281,16 @@ async fn execute(
             result["index"] =
                 index_personas(ctx, job, p.member_ids.as_deref(), &progress.phase(0.8, 0.2))
                     .await?;
+            // A full rebuild (the nightly one) also catches scores that a
+            // change of head left stale when its re-analysis was lost.
+            if let (None, Some(models)) = (&p.member_ids, &ctx.models) {
+                let head = models
+                    .for_account(&ctx.db, job.account_id)
+                    .await
+                    .sentiment_model();
+                result["rescoreJob"] =
+                    serde_json::json!(super::stale::catch_up(ctx, job.account_id, &head).await?);
+            }
             Ok(result)
         }
         JobKind::IndexPersonas => {
@@ -298,9 +308,14 @@ async fn index_personas(
     members: Option<&[Uuid]>,
     progress: &Progress,
 ) -> Result<Value, JobError> {
+    // Persona labels in the band of the head that labels the account's texts.
+    let band = match &ctx.models {
+        Some(m) => m.for_account(&ctx.db, job.account_id).await.thresholds(),
+        None => crate::analysis::shipped_thresholds(),
+    };
     match members {
         Some(ids) => {
-            search::sync::members(&ctx.search, &ctx.db, job.account_id, ids).await?;
+            search::sync::members(&ctx.search, &ctx.db, job.account_id, ids, band).await?;
             Ok(serde_json::json!({ "synced": ids.len(), "backend": ctx.search.name() }))
         }
         None => {
@@ -308,7 +323,7 @@ async fn index_personas(
                 .filter(entity::member::Column::AccountId.eq(job.account_id))
                 .count(&ctx.db)
                 .await?;
-            search::sync::rebuild(&ctx.search, &ctx.db, job.account_id, total, progress).await
+            search::sync::rebuild(&ctx.search, &ctx.db, job.account_id, total, band, progress).await
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod queue;
 pub mod recurring;
 pub mod refresh;
 pub mod retrain;
+pub mod stale;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

@@ -67,7 +67,9 @@ impl Refresher {
                         NewJob::now(
                             account,
                             JobKind::AnalyzeTexts,
-                            json!({ "memberIds": ids, "buildPersonas": true }),
+                            // `stale`: these members' messages that a change
+                            // of head left behind are scored again as well.
+                            json!({ "memberIds": ids, "buildPersonas": true, "stale": true }),
                         )
                     } else {
                         NewJob::now(account, JobKind::BuildPersonas, json!({ "memberIds": ids }))

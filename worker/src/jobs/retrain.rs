@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{
     JobError,
-    enqueue::{NewJob, RetrainParams},
+    enqueue::RetrainParams,
     execute::{JobContext, Progress, params},
 };
 use crate::{
@@ -49,7 +49,7 @@ pub async fn run(
             corpus.display()
         )));
     }
-    let out = ctx.data_dir.join("models").join("sentiment");
+    let out = registry::heads_dir(&ctx.data_dir);
     if p.account_examples {
         account(ctx, job, models, corpus, out, progress).await
     } else {
@@ -122,19 +122,10 @@ async fn reanalyze_shared_readers(ctx: &JobContext) -> Result<usize, JobError> {
         .await?;
     let mut queued = 0;
     for a in analysed.into_iter().filter(|a| !own.contains(a)) {
-        reanalyze(ctx, a).await?;
+        super::stale::queue_rescore(ctx, a).await?;
         queued += 1;
     }
     Ok(queued)
-}
-
-/// Queues a re-analysis of the account's messages under the head it reads
-/// with now; returns the job's id.
-async fn reanalyze(ctx: &JobContext, account: uuid::Uuid) -> Result<Option<String>, JobError> {
-    let j = super::enqueue(&ctx.db, &ctx.queue, NewJob::rescore(account))
-        .await
-        .map_err(|e| JobError::Transient(e.into()))?;
-    Ok(j.map(|j| j.id.to_string()))
 }
 
 /// Records a trained head (not active yet).
@@ -303,7 +294,7 @@ async fn account(
     if promoted {
         models.set_account_head(&row, trained.head);
         // Stored scores are the previous head's: read the messages again.
-        reanalysis = reanalyze(ctx, account).await?;
+        reanalysis = super::stale::queue_rescore(ctx, account).await?;
     }
     tracing::info!(version = %trained.version, promoted, "account sentiment head trained");
     Ok(json!({

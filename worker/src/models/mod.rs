@@ -14,7 +14,7 @@ use crate::{
     analysis::{DynModels, TextModels},
     ml::{self, Output},
     registry::{self, NewVersion, kind},
-    sentiment::{self, EmbeddingPrefix, Head},
+    sentiment::{self, EmbeddingPrefix, Head, Thresholds},
 };
 
 pub type SharedModels = Arc<LoadedModels>;
@@ -342,8 +342,8 @@ impl TextModels for AccountModels {
     fn sentiment_model(&self) -> String {
         self.head.version().to_owned()
     }
-    fn label(&self, p: f32, text: &str) -> &'static str {
-        self.head.label(p, text)
+    fn thresholds(&self) -> Thresholds {
+        self.head.thresholds()
     }
 }
 
@@ -363,8 +363,8 @@ impl TextModels for LoadedModels {
     fn sentiment_model(&self) -> String {
         self.head().version().to_owned()
     }
-    fn label(&self, p: f32, text: &str) -> &'static str {
-        self.head().label(p, text)
+    fn thresholds(&self) -> Thresholds {
+        self.head().thresholds()
     }
 }
 

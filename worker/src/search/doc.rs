@@ -10,7 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::query::document_terms;
-use crate::{analysis, vectors};
+use crate::{sentiment::Thresholds, vectors};
 
 /// How many recent messages contribute search terms.
 pub const RECENT_MESSAGES: usize = 20;
@@ -81,8 +81,14 @@ fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.trim().is_empty())
 }
 
-/// Builds the document of one member from its rows.
-pub fn build(m: &member::Model, p: Option<&persona::Model>, recent: &[&str]) -> PersonaDoc {
+/// Builds the document of one member from its rows; `band` labels the
+/// persona's sentiment (that of the head the account reads with).
+pub fn build(
+    m: &member::Model,
+    p: Option<&persona::Model>,
+    recent: &[&str],
+    band: Thresholds,
+) -> PersonaDoc {
     let interests = p.map(|p| strings(&p.interests)).unwrap_or_default();
     let keywords = p.map(|p| strings(&p.keywords)).unwrap_or_default();
     let terms = document_terms(
@@ -112,7 +118,7 @@ pub fn build(m: &member::Model, p: Option<&persona::Model>, recent: &[&str]) -> 
         interests,
         keywords,
         sentiment,
-        sentiment_label: sentiment.map(|s| analysis::label(s as f32).to_owned()),
+        sentiment_label: sentiment.map(|s| band.label(s as f32).to_owned()),
         activity: p.map_or(0.0, |p| p.activity),
         reach: p.map_or(0, |p| i64::from(p.two_hop_reach)),
         degree: p.map_or(0, |p| i64::from(p.degree)),
@@ -135,6 +141,7 @@ pub async fn load(
     db: &impl ConnectionTrait,
     account_id: Uuid,
     ids: &[Uuid],
+    band: Thresholds,
 ) -> Result<Vec<PersonaDoc>, sea_orm::DbErr> {
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -145,7 +152,7 @@ pub async fn load(
         .order_by_asc(member::Column::Id)
         .all(db)
         .await?;
-    assemble(db, account_id, members).await
+    assemble(db, account_id, members, band).await
 }
 
 /// One page of an account's documents in member-id order, after `after`.
@@ -157,6 +164,7 @@ pub async fn page(
     account_id: Uuid,
     after: Option<Uuid>,
     size: u64,
+    band: Thresholds,
 ) -> Result<Vec<PersonaDoc>, sea_orm::DbErr> {
     let mut q = member::Entity::find().filter(member::Column::AccountId.eq(account_id));
     if let Some(a) = after {
@@ -167,13 +175,14 @@ pub async fn page(
         .limit(size)
         .all(db)
         .await?;
-    assemble(db, account_id, members).await
+    assemble(db, account_id, members, band).await
 }
 
 async fn assemble(
     db: &impl ConnectionTrait,
     account_id: Uuid,
     members: Vec<member::Model>,
+    band: Thresholds,
 ) -> Result<Vec<PersonaDoc>, sea_orm::DbErr> {
     if members.is_empty() {
         return Ok(Vec::new());
@@ -211,7 +220,62 @@ async fn assemble(
                 m,
                 personas.get(&m.id),
                 recent.get(&m.id).map(Vec::as_slice).unwrap_or_default(),
+                band,
             )
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+
+    #[test]
+    fn the_persona_label_is_in_the_band_given() {
+        let now = Utc::now();
+        let m = member::Model {
+            id: Uuid::now_v7(),
+            account_id: Uuid::now_v7(),
+            openid: "o_1".into(),
+            unionid: None,
+            nickname: None,
+            gender: "unknown".into(),
+            age: None,
+            city: None,
+            province: None,
+            tags: json!([]),
+            subscribed: true,
+            consent: true,
+            subscribed_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let p = persona::Model {
+            member_id: m.id,
+            account_id: m.account_id,
+            interests: json!([]),
+            keywords: json!([]),
+            embedding: None,
+            embedding_model: None,
+            sentiment: Some(0.6),
+            sentiment_trend: None,
+            activity: 0.0,
+            degree: 0,
+            two_hop_reach: 0,
+            influence: 0.0,
+            last_active_at: None,
+            updated_at: now,
+        };
+        let label = |lo, hi| build(&m, Some(&p), &[], Thresholds::single(lo, hi)).sentiment_label;
+        assert_eq!(label(0.35, 0.65).as_deref(), Some("NEUTRAL"));
+        assert_eq!(label(0.45, 0.55).as_deref(), Some("POSITIVE"));
+        assert_eq!(
+            build(&m, None, &[], Thresholds::single(0.45, 0.55)).sentiment_label,
+            None
+        );
+    }
 }

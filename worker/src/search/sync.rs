@@ -5,7 +5,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{Search, SearchError, doc};
-use crate::jobs::{JobError, execute::Progress};
+use crate::{
+    jobs::{JobError, execute::Progress},
+    sentiment::Thresholds,
+};
 
 /// Documents per rebuild batch.
 const PAGE: u64 = 2_000;
@@ -20,7 +23,8 @@ impl From<SearchError> for JobError {
 }
 
 /// Makes the index agree with the database for these members: upserts the
-/// ones that exist, removes the ones that do not (erased).
+/// ones that exist, removes the ones that do not (erased). `band` labels
+/// persona sentiment ([`doc::build`]).
 ///
 /// # Errors
 /// Database or backend errors (transient).
@@ -29,9 +33,10 @@ pub async fn members(
     db: &DatabaseConnection,
     account_id: Uuid,
     ids: &[Uuid],
+    band: Thresholds,
 ) -> Result<(), JobError> {
     for chunk in ids.chunks(PAGE as usize) {
-        let docs = doc::load(db, account_id, chunk).await?;
+        let docs = doc::load(db, account_id, chunk, band).await?;
         let present: std::collections::HashSet<Uuid> = docs.iter().map(|d| d.member_id()).collect();
         let gone: Vec<Uuid> = chunk
             .iter()
@@ -56,6 +61,7 @@ pub async fn rebuild(
     db: &DatabaseConnection,
     account_id: Uuid,
     total_members: u64,
+    band: Thresholds,
     progress: &Progress,
 ) -> Result<Value, JobError> {
     let started = std::time::Instant::now();
@@ -65,7 +71,7 @@ pub async fn rebuild(
     let mut after = None;
     let mut done = 0u64;
     loop {
-        let docs = doc::page(db, account_id, after, PAGE).await?;
+        let docs = doc::page(db, account_id, after, PAGE, band).await?;
         let Some(last) = docs.last() else { break };
         after = Some(last.member_id());
         done += docs.len() as u64;
@@ -78,7 +84,7 @@ pub async fn rebuild(
     // Members that changed while the pages were read: their upserts may have
     // gone to the index the rebuild just replaced.
     let changed = changed_since(db, account_id, since).await?;
-    members(search, db, account_id, &changed).await?;
+    members(search, db, account_id, &changed, band).await?;
     Ok(json!({
         "resynced": changed.len(),
         "indexed": indexed,

@@ -1,0 +1,104 @@
+//! Stored scores that a change of sentiment head left behind.
+//!
+//! Each change of head queues `ANALYZE_TEXTS { stale: true }` for the
+//! accounts it concerns ([`NewJob::rescore`]). That is edge-triggered: a
+//! process that dies between promoting a head and queueing the job loses
+//! it. A full persona rebuild (the nightly one) therefore also looks at the
+//! level — analysed messages scored by another head than the one in use —
+//! and queues the job when nobody else has, so stale scores last one night
+//! at most.
+use entity::{job_run, message};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{
+    JobError, JobKind,
+    enqueue::{NewJob, enqueue},
+    execute::JobContext,
+    status,
+};
+
+/// Queues a re-analysis of the account's messages under the head it reads
+/// with now; returns the job's id.
+pub async fn queue_rescore(ctx: &JobContext, account: Uuid) -> Result<Option<String>, JobError> {
+    let j = enqueue(&ctx.db, &ctx.queue, NewJob::rescore(account))
+        .await
+        .map_err(|e| JobError::Transient(e.into()))?;
+    Ok(j.map(|j| j.id.to_string()))
+}
+
+/// Queues [`NewJob::rescore`] when the account has analysed messages that
+/// `head` (the version it reads with now) did not score, unless a job that
+/// will score them is queued or running already. Returns the queued job's
+/// id.
+pub async fn catch_up(
+    ctx: &JobContext,
+    account: Uuid,
+    head: &str,
+) -> Result<Option<String>, JobError> {
+    if !any_stale(&ctx.db, account, head).await? || rescore_pending(&ctx.db, account).await? {
+        return Ok(None);
+    }
+    tracing::info!(%account, head, "stale sentiment scores found: queueing their re-analysis");
+    queue_rescore(ctx, account).await
+}
+
+/// Whether some analysed message of the account was scored by another head
+/// than `head` (or by a release that did not record it).
+pub async fn any_stale(
+    db: &impl ConnectionTrait,
+    account: Uuid,
+    head: &str,
+) -> Result<bool, DbErr> {
+    let one: Option<Uuid> = message::Entity::find()
+        .select_only()
+        .column(message::Column::Id)
+        .filter(message::Column::AccountId.eq(account))
+        .filter(message::Column::AnalyzedAt.is_not_null())
+        .filter(crate::analysis::scored_by_another(head))
+        .limit(1)
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(one.is_some())
+}
+
+/// Whether a queued or running ANALYZE_TEXTS job of the account will take
+/// every stale message: one over all members with `stale` or `reanalyze`.
+async fn rescore_pending(db: &impl ConnectionTrait, account: Uuid) -> Result<bool, DbErr> {
+    let jobs: Vec<Value> = job_run::Entity::find()
+        .select_only()
+        .column(job_run::Column::Params)
+        .filter(job_run::Column::AccountId.eq(account))
+        .filter(job_run::Column::Kind.eq(JobKind::AnalyzeTexts.as_str()))
+        .filter(job_run::Column::Status.is_in([status::QUEUED, status::RUNNING]))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(jobs.iter().any(takes_every_stale_message))
+}
+
+fn takes_every_stale_message(params: &Value) -> bool {
+    let flag = |k: &str| params.get(k) == Some(&Value::Bool(true));
+    params.get("memberIds").is_none_or(Value::is_null) && (flag("stale") || flag("reanalyze"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::takes_every_stale_message as takes;
+
+    #[test]
+    fn only_a_whole_account_stale_or_full_pass_counts_as_pending() {
+        assert!(takes(&json!({ "stale": true })));
+        assert!(takes(&json!({ "reanalyze": true, "memberIds": null })));
+        assert!(!takes(&json!({})), "new messages only");
+        assert!(!takes(&json!({ "stale": false })));
+        assert!(
+            !takes(&json!({ "stale": true, "memberIds": [] })),
+            "some members only"
+        );
+    }
+}
