@@ -182,21 +182,40 @@ pub struct Report {
     pub neutral_recall: Option<f64>,
 }
 
+/// `head`'s scores of `examples`, as text analysis computes them.
+///
+/// # Errors
+/// Model errors.
+pub fn scores(
+    models: &Models,
+    head: &super::Head,
+    examples: &[Example],
+) -> anyhow::Result<Vec<f32>> {
+    let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
+    if texts.is_empty() {
+        return Ok(Vec::new());
+    }
+    head.predict(&texts, &super::head_input(models, head.spec(), &texts)?)
+}
+
 /// Scores `examples` with `head` as text analysis would.
 ///
 /// # Errors
 /// Model errors.
 pub fn report(models: &Models, head: &super::Head, examples: &[Example]) -> anyhow::Result<Report> {
-    let texts: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
-    let p = if texts.is_empty() {
-        Vec::new()
-    } else {
-        head.predict(&texts, &super::head_input(models, head.spec(), &texts)?)?
-    };
+    Ok(report_scored(
+        head,
+        examples,
+        &scores(models, head, examples)?,
+    ))
+}
+
+/// [`report`] from the scores `p` of `examples` ([`scores`]).
+pub fn report_scored(head: &super::Head, examples: &[Example], p: &[f32]) -> Report {
     let t = head.thresholds();
     let (mut polar_p, mut polar_y, mut polar_chars) = (Vec::new(), Vec::new(), Vec::new());
     let (mut neutral, mut neutral_hit) = (0usize, 0usize);
-    for (e, &p) in examples.iter().zip(&p) {
+    for (e, &p) in examples.iter().zip(p) {
         match e.label {
             ExampleLabel::Neutral => {
                 neutral += 1;
@@ -212,14 +231,14 @@ pub fn report(models: &Models, head: &super::Head, examples: &[Example]) -> anyh
     let m = train::metrics(&polar_p, &polar_y);
     let band = train::band_metrics(&polar_p, &polar_y, &polar_chars, &t);
     let positive = polar_y.iter().filter(|&&y| y == 1).count();
-    Ok(Report {
+    Report {
         balanced_accuracy: m.balanced_accuracy,
         label_balanced_accuracy: band.label_balanced_accuracy,
         positive,
         negative: polar_y.len() - positive,
         neutral,
         neutral_recall: (neutral > 0).then(|| neutral_hit as f64 / neutral as f64),
-    })
+    }
 }
 
 #[cfg(test)]
