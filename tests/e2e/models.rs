@@ -636,6 +636,12 @@ async fn scores_a_lost_reanalysis_left_stale_are_caught_up() {
     })
     .await;
     assert!(analysed.is_some(), "{}", s.log());
+    // No refresh left to run: one would re-score what the test marks stale.
+    let busy = "SELECT COUNT(*) FROM job_run WHERE status IN ('QUEUED', 'RUNNING')";
+    let idle = tests::eventually(120, || async {
+        (s.sql_count(busy).await == 0).then_some(())
+    });
+    assert!(idle.await.is_some(), "{}", s.log());
 
     let lost = "UPDATE message SET sentiment_model = 'sentiment-20261201-000000'";
     assert_eq!(s.sql_exec(lost).await, 2);
@@ -652,6 +658,10 @@ async fn scores_a_lost_reanalysis_left_stale_are_caught_up() {
     assert_eq!(b["result"]["rescoreJob"], Value::Null, "{b}");
 
     // A new message of o_1 re-scores o_1's stale message too, not o_2's.
+    let idle = tests::eventually(120, || async {
+        (s.sql_count(busy).await == 0).then_some(())
+    });
+    assert!(idle.await.is_some(), "{}", s.log());
     assert_eq!(s.sql_exec(lost).await, 2);
     let line = json!({ "openid": "o_1", "text": "第二次买了，还是很满意", "at": now });
     s.import(ADMIN_KEY, "importMessages", "JSONL", &line.to_string())
