@@ -18,7 +18,7 @@ use super::{
     enqueue::{AnalyzeParams, PersonaParams},
     status,
 };
-use crate::{models::SharedModels, personas, search};
+use crate::{analysis::DynModels, models::SharedModels, personas, search, sentiment::Thresholds};
 
 /// What every job handler gets.
 #[derive(Clone)]
@@ -230,10 +230,8 @@ async fn execute(
             let p: AnalyzeParams = params(&job.params)?;
             let then_personas = p.build_personas.unwrap_or(true);
             let analysis = progress.phase(0.0, if then_personas { 0.8 } else { 1.0 });
-            let models = match &ctx.models {
-                Some(m) => Some(m.for_account(&ctx.db, job.account_id).await),
-                None => None,
-            };
+            let models = account_models(ctx, job.account_id).await;
+            let band = persona_band(models.as_ref());
             let (mut result, members) = crate::analysis::run(
                 &ctx.db,
                 models,
@@ -262,8 +260,14 @@ async fn execute(
                     &progress.phase(0.8, 0.1),
                 )
                 .await?;
-                result["index"] =
-                    index_personas(ctx, job, targets.as_deref(), &progress.phase(0.9, 0.1)).await?;
+                result["index"] = index_personas(
+                    ctx,
+                    job,
+                    targets.as_deref(),
+                    band,
+                    &progress.phase(0.9, 0.1),
+                )
+                .await?;
             }
             Ok(result)
         }
@@ -278,16 +282,19 @@ async fn execute(
                 &progress.phase(0.0, 0.8),
             )
             .await?;
-            result["index"] =
-                index_personas(ctx, job, p.member_ids.as_deref(), &progress.phase(0.8, 0.2))
-                    .await?;
+            let models = account_models(ctx, job.account_id).await;
+            result["index"] = index_personas(
+                ctx,
+                job,
+                p.member_ids.as_deref(),
+                persona_band(models.as_ref()),
+                &progress.phase(0.8, 0.2),
+            )
+            .await?;
             // A full rebuild (the nightly one) also catches scores that a
             // change of head left stale when its re-analysis was lost.
-            if let (None, Some(models)) = (&p.member_ids, &ctx.models) {
-                let head = models
-                    .for_account(&ctx.db, job.account_id)
-                    .await
-                    .sentiment_model();
+            if let (None, Some(models)) = (&p.member_ids, &models) {
+                let head = models.sentiment_model();
                 result["rescoreJob"] =
                     serde_json::json!(super::stale::catch_up(ctx, job.account_id, &head).await?);
             }
@@ -295,24 +302,37 @@ async fn execute(
         }
         JobKind::IndexPersonas => {
             let p: PersonaParams = params(&job.params)?;
-            index_personas(ctx, job, p.member_ids.as_deref(), progress).await
+            let band = persona_band(account_models(ctx, job.account_id).await.as_ref());
+            index_personas(ctx, job, p.member_ids.as_deref(), band, progress).await
         }
         JobKind::RetrainSentiment => super::retrain::run(ctx, job, progress).await,
     }
 }
 
-/// Syncs `members` into the search index, or rebuilds the account's index.
+/// The models as the account's texts are read (its own sentiment head),
+/// when they are installed: fetched once per job.
+async fn account_models(ctx: &JobContext, account: Uuid) -> Option<DynModels> {
+    match &ctx.models {
+        Some(m) => Some(m.for_account(&ctx.db, account).await),
+        None => None,
+    }
+}
+
+/// The band persona labels are in: that of the head that labels the
+/// account's texts, or the shipped one without models.
+fn persona_band(models: Option<&DynModels>) -> Thresholds {
+    models.map_or_else(crate::analysis::shipped_thresholds, |m| m.thresholds())
+}
+
+/// Syncs `members` into the search index, or rebuilds the account's index;
+/// `band` labels persona sentiment ([`persona_band`]).
 async fn index_personas(
     ctx: &JobContext,
     job: &job_run::Model,
     members: Option<&[Uuid]>,
+    band: Thresholds,
     progress: &Progress,
 ) -> Result<Value, JobError> {
-    // Persona labels in the band of the head that labels the account's texts.
-    let band = match &ctx.models {
-        Some(m) => m.for_account(&ctx.db, job.account_id).await.thresholds(),
-        None => crate::analysis::shipped_thresholds(),
-    };
     match members {
         Some(ids) => {
             search::sync::members(&ctx.search, &ctx.db, job.account_id, ids, band).await?;

@@ -83,6 +83,32 @@ pub mod status {
     }
 }
 
+/// The params of the account's jobs of `kind` in one of `statuses` whose
+/// time has come (one queued for later does not count): what the account
+/// has in hand of that kind, for callers deciding whether to queue more.
+///
+/// # Errors
+/// Database errors.
+pub async fn due_params(
+    db: &impl sea_orm::ConnectionTrait,
+    account: Uuid,
+    kind: JobKind,
+    statuses: &[&str],
+) -> Result<Vec<serde_json::Value>, sea_orm::DbErr> {
+    use entity::job_run;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    job_run::Entity::find()
+        .select_only()
+        .column(job_run::Column::Params)
+        .filter(job_run::Column::AccountId.eq(account))
+        .filter(job_run::Column::Kind.eq(kind.as_str()))
+        .filter(job_run::Column::Status.is_in(statuses.iter().copied()))
+        .filter(job_run::Column::RunAt.lte(chrono::Utc::now()))
+        .into_tuple()
+        .all(db)
+        .await
+}
+
 /// How a job run ended, when it did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {

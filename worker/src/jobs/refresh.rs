@@ -6,7 +6,6 @@ use std::{
     time::Duration,
 };
 
-use chrono::Utc;
 use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -97,17 +96,9 @@ async fn full_pass_due(
     account: Uuid,
     kind: JobKind,
 ) -> Result<bool, sea_orm::DbErr> {
-    use entity::job_run;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-    let queued = job_run::Entity::find()
-        .filter(job_run::Column::AccountId.eq(account))
-        .filter(job_run::Column::Kind.eq(kind.as_str()))
-        .filter(job_run::Column::Status.eq(super::status::QUEUED))
-        .filter(job_run::Column::RunAt.lte(Utc::now()))
-        .all(db)
-        .await?;
-    Ok(queued.iter().any(|j| {
-        j.params.get("memberIds").is_none_or(Value::is_null)
-            && j.params.get("buildPersonas") != Some(&Value::Bool(false))
+    let queued = super::due_params(db, account, kind, &[super::status::QUEUED]).await?;
+    Ok(queued.iter().any(|p| {
+        p.get("memberIds").is_none_or(Value::is_null)
+            && p.get("buildPersonas") != Some(&Value::Bool(false))
     }))
 }

@@ -151,19 +151,11 @@ async fn record(
     )
     .await?;
     // The files' bytes too: processes on other machines read them from
-    // the database (the files are this machine's).
-    let (onnx, meta) = read_files(trained).map_err(JobError::Transient)?;
-    registry::store_files(db, row.id, onnx, meta).await?;
+    // the database (the files are this machine's). The same bytes as the
+    // files `sentiment::retrain` wrote (`Head::write` of this head).
+    let (onnx, meta) = trained.head.files(None).map_err(JobError::Transient)?;
+    registry::store_files(db, row.id, onnx.to_vec(), meta).await?;
     Ok(row)
-}
-
-fn read_files(trained: &sentiment::TrainedHead) -> anyhow::Result<(Vec<u8>, String)> {
-    use anyhow::Context;
-    let onnx = std::fs::read(&trained.onnx_path)
-        .with_context(|| format!("reading {}", trained.onnx_path.display()))?;
-    let meta = std::fs::read_to_string(&trained.json_path)
-        .with_context(|| format!("reading {}", trained.json_path.display()))?;
-    Ok((onnx, meta))
 }
 
 /// The account's examples as stored, and their ids.

@@ -7,7 +7,7 @@
 //! level — analysed messages scored by another head than the one in use —
 //! and queues the job when nobody else has, so stale scores last one night
 //! at most.
-use entity::{job_run, message};
+use entity::message;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::Value;
 use uuid::Uuid;
@@ -30,7 +30,7 @@ pub async fn queue_rescore(ctx: &JobContext, account: Uuid) -> Result<Option<Str
 
 /// Queues [`NewJob::rescore`] when the account has analysed messages that
 /// `head` (the version it reads with now) did not score, unless a job that
-/// will score them is queued or running already. Returns the queued job's
+/// will score them is due or running already. Returns the queued job's
 /// id.
 pub async fn catch_up(
     ctx: &JobContext,
@@ -64,18 +64,11 @@ pub async fn any_stale(
     Ok(one.is_some())
 }
 
-/// Whether a queued or running ANALYZE_TEXTS job of the account will take
+/// Whether a due or running ANALYZE_TEXTS job of the account will take
 /// every stale message: one over all members with `stale` or `reanalyze`.
 async fn rescore_pending(db: &impl ConnectionTrait, account: Uuid) -> Result<bool, DbErr> {
-    let jobs: Vec<Value> = job_run::Entity::find()
-        .select_only()
-        .column(job_run::Column::Params)
-        .filter(job_run::Column::AccountId.eq(account))
-        .filter(job_run::Column::Kind.eq(JobKind::AnalyzeTexts.as_str()))
-        .filter(job_run::Column::Status.is_in([status::QUEUED, status::RUNNING]))
-        .into_tuple()
-        .all(db)
-        .await?;
+    let statuses = [status::QUEUED, status::RUNNING];
+    let jobs = super::due_params(db, account, JobKind::AnalyzeTexts, &statuses).await?;
     Ok(jobs.iter().any(takes_every_stale_message))
 }
 

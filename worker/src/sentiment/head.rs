@@ -58,11 +58,16 @@ pub struct Calibration {
 }
 
 impl HeadMeta {
-    /// Writes the head's JSON (pretty, atomically) to `path`.
-    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+    /// The head's JSON as written (pretty, with a final newline).
+    pub fn to_json(&self) -> anyhow::Result<String> {
         let mut text = serde_json::to_string_pretty(self)?;
         text.push('\n');
-        crate::ml::manifest::write_atomic(path, text.as_bytes())?;
+        Ok(text)
+    }
+
+    /// Writes the head's JSON ([`HeadMeta::to_json`], atomically) to `path`.
+    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+        crate::ml::manifest::write_atomic(path, self.to_json()?.as_bytes())?;
         Ok(())
     }
 }
@@ -316,13 +321,21 @@ impl Head {
     pub fn write(&self, dir: &Path, name: Option<&str>) -> anyhow::Result<(PathBuf, PathBuf)> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let stem = name.unwrap_or(&self.meta.version);
+        let (onnx_bytes, json_text) = self.files(name)?;
+        let onnx = dir.join(format!("{stem}.onnx"));
+        let json = dir.join(format!("{stem}.json"));
+        crate::ml::manifest::write_atomic(&onnx, onnx_bytes)?;
+        crate::ml::manifest::write_atomic(&json, json_text.as_bytes())?;
+        Ok((onnx, json))
+    }
+
+    /// The bytes [`Head::write`] writes with `name`: the ONNX graph and the
+    /// JSON that names it.
+    pub fn files(&self, name: Option<&str>) -> anyhow::Result<(&[u8], String)> {
+        let stem = name.unwrap_or(&self.meta.version);
         let mut meta = self.meta.clone();
         meta.onnx.file = format!("{stem}.onnx");
-        let onnx = dir.join(&meta.onnx.file);
-        let json = dir.join(format!("{stem}.json"));
-        crate::ml::manifest::write_atomic(&onnx, &self.onnx)?;
-        meta.write_json(&json)?;
-        Ok((onnx, json))
+        Ok((&self.onnx, meta.to_json()?))
     }
 
     /// e.g. `sentiment-20261127-221500`.

@@ -112,6 +112,10 @@ fn trains_calibrates_and_round_trips() {
     let (onnx, json) = t.head.write(&dir, None).unwrap();
     assert!(onnx.ends_with("sentiment-20261127-000000.onnx"));
     let back = Head::from_files(&onnx, &json).unwrap();
+    // What a retrain stores in the database is what it wrote.
+    let (onnx_bytes, json_text) = t.head.files(None).unwrap();
+    assert_eq!(std::fs::read(&onnx).unwrap(), onnx_bytes);
+    assert_eq!(std::fs::read_to_string(&json).unwrap(), json_text);
     assert_eq!(back.linear(), t.head.linear());
     assert_eq!(back.spec(), t.head.spec());
     let (texts, emb) = texts_and_embeddings(&c, 20);
