@@ -323,6 +323,7 @@ mod tests {
             max_attempts: Set(3),
             schedule_key: Set(None),
             updated_at: Set(Some(now)),
+            staged: Set(false),
         }
         .insert(db)
         .await

@@ -24,6 +24,9 @@ pub struct Model {
     /// Unique per scheduled occurrence (e.g. `nightly-personas:<account>:2026-11-27`).
     pub schedule_key: Option<String>,
     pub updated_at: Option<DateTimeUtc>,
+    /// Written in a change's transaction and not yet handed to the queue
+    /// (`worker::jobs::enqueue::stage`).
+    pub staged: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,8 @@ mod m20261206_000006_job_run_status_index;
 mod m20261207_000007_sentiment_examples;
 mod m20261207_000008_model_files;
 mod m20261207_000009_message_sentiment_model;
+mod m20261207_000010_job_run_staged;
+mod m20261207_000011_message_scored_by_index;
 
 pub struct Migrator;
 
@@ -26,6 +28,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000007_sentiment_examples::Migration),
             Box::new(m20261207_000008_model_files::Migration),
             Box::new(m20261207_000009_message_sentiment_model::Migration),
+            Box::new(m20261207_000010_job_run_staged::Migration),
+            Box::new(m20261207_000011_message_scored_by_index::Migration),
         ]
     }
 }

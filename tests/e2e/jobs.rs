@@ -278,6 +278,44 @@ async fn cancelled_and_delayed_jobs(extra_env: Vec<(String, String)>) {
     assert_eq!(c["attempts"], 0, "a cancelled job never starts");
 }
 
+/// A job written in the transaction of the change that calls for it (an
+/// erasure's retrain, a change of head's re-analysis) is handed to the
+/// queue after the commit. One whose process died in between stays
+/// `staged` in `job_run`: a worker hands it over.
+#[tokio::test]
+async fn a_staged_job_its_process_never_queued_is_queued_by_a_worker() {
+    let s = Server::start().await;
+    audience(&s).await;
+    // A job for in an hour sits in the queue storage for then. Staged and
+    // due long ago, it is what a process that died after its commit
+    // leaves: a row that the queue does not deliver now.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let id = s
+        .gql(
+            ENQUEUE,
+            json!({ "i": { "kind": "BUILD_PERSONAS", "runAt": later } }),
+        )
+        .await["enqueueJob"]["id"]
+        .clone();
+    let long_ago = "'2000-01-01 00:00:00+00:00'";
+    let staged = s
+        .sql_exec(&format!(
+            "UPDATE job_run SET staged = TRUE, run_at = {long_ago}, created_at = {long_ago} \
+             WHERE kind = 'BUILD_PERSONAS' AND status = 'QUEUED'"
+        ))
+        .await;
+    assert_eq!(staged, 1);
+    let done = s.wait_job(&id, 90).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(done["result"]["members"], 4, "{done}");
+    assert_eq!(
+        s.sql_count("SELECT COUNT(*) FROM job_run WHERE staged = TRUE")
+            .await,
+        0
+    );
+}
+
 #[tokio::test]
 async fn a_new_message_reaches_the_persona_within_seconds() {
     let s = Server::start().await;

@@ -105,9 +105,20 @@ pub enum Again {
 /// Messages whose score is not `head`'s: scored by another head, or by a
 /// release that did not record which (those count as stale once).
 pub fn scored_by_another(head: &str) -> Condition {
-    Condition::any()
-        .add(message::Column::SentimentModel.is_null())
-        .add(message::Column::SentimentModel.ne(head))
+    scored_by_another_ranges(head)
+        .into_iter()
+        .fold(Condition::any(), Condition::add)
+}
+
+/// [`scored_by_another`] as three conditions that each read one range of
+/// `ix_message_sentiment_model`: `<>` reads none, and SQLite does not
+/// split the OR into ranges. For probes that stop at the first hit.
+pub fn scored_by_another_ranges(head: &str) -> [Condition; 3] {
+    [
+        Condition::all().add(message::Column::SentimentModel.is_null()),
+        Condition::all().add(message::Column::SentimentModel.lt(head)),
+        Condition::all().add(message::Column::SentimentModel.gt(head)),
+    ]
 }
 
 /// Analyses the account's messages that are not analysed yet (and those

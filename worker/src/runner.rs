@@ -24,6 +24,10 @@ const PURGE_AT_MOST_EVERY: Duration = Duration::from_secs(3600);
 /// How often, and after how long, head files the registry does not know
 /// are removed ([`crate::registry::sweep_files`]).
 const SWEEP_HEADS_EVERY: Duration = Duration::from_secs(3600);
+/// How often jobs that were committed but never queued are looked for.
+const RELEASE_STRANDED_EVERY: Duration = Duration::from_secs(10);
+/// How long a staged job is left to the process that staged it.
+const STRANDED_AFTER: Duration = Duration::from_secs(30);
 
 pub struct WorkerOptions {
     /// Jobs run at once in this process.
@@ -156,6 +160,7 @@ async fn tick_loop(
     // Purge a few times per retention period, at most hourly.
     let mut purge = Every::new((keep_finished / 4).clamp(TICK, PURGE_AT_MOST_EVERY));
     let mut sweep = Every::new(SWEEP_HEADS_EVERY);
+    let mut stranded = Every::new(RELEASE_STRANDED_EVERY);
     loop {
         tokio::select! {
             _ = interval.tick() => {
@@ -168,6 +173,13 @@ async fn tick_loop(
                     Ok(0) => {}
                     Ok(n) => tracing::info!(queued = n, "recurring jobs queued"),
                     Err(e) => tracing::warn!(error = %e, "recurring job scan failed"),
+                }
+                if stranded.due() {
+                    match crate::jobs::enqueue::release_stranded(&db, &queue, STRANDED_AFTER).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(queued = n, "stranded jobs queued"),
+                        Err(e) => tracing::warn!(error = %e, "queueing stranded jobs failed"),
+                    }
                 }
                 if purge.due() {
                     match queue.purge_finished(&db, keep_finished).await {

@@ -163,17 +163,23 @@ impl ModelsMutation {
                 .into());
             }
         }
-        tx.commit().await?;
         let own_after = row.account_id.map(|_| row.id);
+        // Stored scores are the previous head's: read the messages again
+        // (staged, so it commits with the change).
+        let rescore = if own_after != own_before {
+            jobs::enqueue::stage(&tx, NewJob::rescore(account_id))
+                .await
+                .map_err(AppError::from)?
+        } else {
+            None
+        };
+        tx.commit().await?;
         if let Some(m) = &ctx.state().models {
             m.refresh_heads(db).await.map_err(AppError::Internal)?;
         }
-        if own_after != own_before {
-            // Stored scores are the previous head's: read the messages again.
-            jobs::enqueue(db, &ctx.state().queue, NewJob::rescore(account_id))
-                .await
-                .map_err(AppError::from)?;
-        }
+        jobs::enqueue::release(db, &ctx.state().queue, rescore.as_slice())
+            .await
+            .map_err(AppError::from)?;
         let row = model_version::Entity::find_by_id(id)
             .one(db)
             .await?

@@ -15,7 +15,8 @@ use crate::{context::AppState, error::AppResult, tenant};
 /// member's labels: every own version recorded since their first example
 /// goes too (row and file; the account reads with the platform's head if
 /// the active one went), and the account's head is retrained on the rest
-/// when enough remain.
+/// when enough remain. Those jobs are staged in the transaction and queued
+/// after it commits ([`worker::jobs::enqueue::stage`]).
 ///
 /// # Errors
 /// `NOT_FOUND` when the member is not in this account; database errors.
@@ -57,6 +58,9 @@ pub async fn erase(
         }
         None => Vec::new(),
     };
+    // Committed with the erasure, so a process that dies after the commit
+    // does not lose them.
+    let follow_up = super::sentiment::stage_after_forgetting(&txn, account_id, &forgotten).await?;
     relation::Entity::delete_many()
         .filter(relation::Column::AccountId.eq(account_id))
         .filter(
@@ -85,7 +89,7 @@ pub async fn erase(
     tracing::info!(heads_forgotten = forgotten.len(), "member erased");
     // The erasure is committed: what follows must not report it failed.
     if !forgotten.is_empty()
-        && let Err(e) = super::sentiment::forget_heads(state, account_id, &forgotten).await
+        && let Err(e) = super::sentiment::forget_heads(state, &forgotten, &follow_up).await
     {
         tracing::warn!(error = %e, "after an erasure: forgotten heads not followed up");
     }

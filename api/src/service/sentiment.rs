@@ -153,14 +153,45 @@ pub enum ReviewOrder {
     Sample,
 }
 
-/// After an erasure removed heads from the registry: their files, this
-/// process's copy (other processes drop theirs at their next registry
-/// check), a re-analysis if the head in use went, and a retrain on the
-/// examples that remain.
-pub(crate) async fn forget_heads(
-    state: &AppState,
+/// The jobs an erasure that removed `forgotten` from the registry calls
+/// for, staged in its transaction: a re-analysis if the head in use went
+/// (stored scores are its), and a retrain on the examples that remain.
+pub(crate) async fn stage_after_forgetting(
+    txn: &impl sea_orm::ConnectionTrait,
     account_id: Uuid,
     forgotten: &[entity::model_version::Model],
+) -> AppResult<Vec<entity::job_run::Model>> {
+    if forgotten.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut follow_up = Vec::new();
+    if forgotten.iter().any(|v| v.active) {
+        follow_up.push(NewJob::rescore(account_id));
+    }
+    let c = example_counts(txn, account_id).await?;
+    if c.positive >= examples::MIN_PER_CLASS && c.negative >= examples::MIN_PER_CLASS {
+        follow_up.push(NewJob::now(
+            account_id,
+            JobKind::RetrainSentiment,
+            json!({ "accountExamples": true }),
+        ));
+    }
+    let mut staged = Vec::new();
+    for job in follow_up {
+        staged.extend(jobs::enqueue::stage(txn, job).await?);
+    }
+    Ok(staged)
+}
+
+/// After an erasure removed heads from the registry and committed: their
+/// files, this process's copy (other processes drop theirs at their next
+/// registry check), then the jobs staged with it. Should this process
+/// stop first, the hourly sweep removes the files and any worker queues
+/// the jobs.
+pub(crate) async fn forget_heads(
+    state: &AppState,
+    forgotten: &[entity::model_version::Model],
+    staged: &[entity::job_run::Model],
 ) -> AppResult<()> {
     for v in forgotten {
         let onnx = std::path::Path::new(&v.path);
@@ -178,23 +209,8 @@ pub(crate) async fn forget_heads(
             .await
             .map_err(crate::error::AppError::Internal)?;
     }
-    let mut follow_up = Vec::new();
-    if forgotten.iter().any(|v| v.active) {
-        // Stored scores are the forgotten head's: read them again.
-        follow_up.push(NewJob::rescore(account_id));
-    }
-    let c = example_counts(&state.db, account_id).await?;
-    if c.positive >= examples::MIN_PER_CLASS && c.negative >= examples::MIN_PER_CLASS {
-        follow_up.push(NewJob::now(
-            account_id,
-            JobKind::RetrainSentiment,
-            json!({ "accountExamples": true }),
-        ));
-    }
-    for job in follow_up {
-        jobs::enqueue(&state.db, &state.queue, job)
-            .await
-            .map_err(crate::error::AppError::from)?;
-    }
+    // After the refresh: a re-analysis here must not read with the head
+    // that went.
+    jobs::enqueue::release(&state.db, &state.queue, staged).await?;
     Ok(())
 }

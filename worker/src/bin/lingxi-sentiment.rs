@@ -7,6 +7,8 @@
 //! lingxi-sentiment band    [--head FILE.onnx --json FILE.json] [--write [--eval]] [--band-accuracy X] [--long-min-chars N]
 //!                          # chooses the head's NEUTRAL band anew on the validation split
 //!                          # (`--write`: into its JSON; the shipped head's by default)
+//! lingxi-sentiment warm    # embeds the training corpus into its cache, as RETRAIN_SENTIMENT
+//!                          # reads it (`make setup` runs it, so the first retrain is not slow)
 //! lingxi-sentiment neutral [adapter]  # prints the generated neutral training messages
 //!                          # (`adapter`: the set the shipped adapter was trained on)
 //! lingxi-sentiment sweep   [--grid given|ablation|nb|clean] [--cv K] [recipe options]
@@ -37,7 +39,7 @@ use worker::sentiment::{
     self, EmbeddingPrefix, Head, SetReport, TrainOptions, corpus, features::FeatureSpec, train,
 };
 
-const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|band|sweep|brand|neutral> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--write] [--no-cache] [--no-prior] [recipe options] [TEXT...|-]";
+const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|band|sweep|brand|neutral|warm> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--write] [--no-cache] [--no-prior] [recipe options] [TEXT...|-]";
 
 #[derive(Default)]
 struct Args {
@@ -498,6 +500,16 @@ fn run(a: Args) -> anyhow::Result<()> {
             for (t, p) in texts.iter().zip(p) {
                 println!("{p:.3} {:<8} {t}", head.label(p, t));
             }
+        }
+        "warm" => {
+            let opts = TrainOptions::default();
+            let models = Models::load(&models_dir)?;
+            let corpus = sentiment::load_corpus(&models, &corpus_dir, opts.prefix, opts.output)?;
+            eprintln!(
+                "[sentiment] training corpus embedded and cached: {} sentences, {} neutral messages",
+                corpus.rows.len(),
+                corpus.neutral.len()
+            );
         }
         "sweep" => sweep(&a, &models_dir, &corpus_dir, &data_dir)?,
         "brand" => brand(&a, &models_dir, &corpus_dir, &data_dir)?,

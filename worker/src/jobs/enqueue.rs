@@ -1,7 +1,17 @@
 //! Creating jobs: a `job_run` row first, then the queue entry.
+//!
+//! A job that a change calls for (an erasure's retrain, a change of head's
+//! re-analysis) is *staged*: its row is written in the change's own
+//! transaction, so the two commit together, and it is handed to the queue
+//! after the commit ([`release`]). A process that dies in between leaves
+//! the row staged, and any worker's tick hands it over
+//! ([`release_stranded`]): a committed change never loses its follow-up.
 use chrono::{DateTime, Utc};
 use entity::job_run;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, sea_query::Expr,
+};
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -175,6 +185,102 @@ pub async fn enqueue(
     queue: &JobQueue,
     job: NewJob,
 ) -> Result<Option<job_run::Model>, EnqueueError> {
+    let Some(row) = insert(db, job, false).await? else {
+        return Ok(None);
+    };
+    if let Err(e) = queue.push(JobMessage { job_id: row.id }, row.run_at).await {
+        // Without a queue entry the row would sit QUEUED forever.
+        job_run::Entity::delete_by_id(row.id).exec(db).await?;
+        return Err(e.into());
+    }
+    tracing::info!(job_id = %row.id, kind = %row.kind, "job queued");
+    Ok(Some(row))
+}
+
+/// Stores the job in the caller's transaction without queueing it: it
+/// commits, or rolls back, with the change that calls for it. Hand it to
+/// the queue with [`release`] after the commit.
+///
+/// # Errors
+/// Invalid params, database errors.
+pub async fn stage(
+    db: &impl ConnectionTrait,
+    job: NewJob,
+) -> Result<Option<job_run::Model>, EnqueueError> {
+    insert(db, job, true).await
+}
+
+/// Hands staged jobs to the queue. Each is claimed first (its `staged`
+/// flag cleared where still set), so two processes releasing the same job
+/// queue it once. Returns how many this call queued.
+///
+/// # Errors
+/// Database or queue errors; a job whose push failed is staged again, for
+/// the next [`release_stranded`].
+pub async fn release(
+    db: &impl ConnectionTrait,
+    queue: &JobQueue,
+    jobs: &[job_run::Model],
+) -> Result<usize, EnqueueError> {
+    let mut queued = 0;
+    for j in jobs {
+        let mark = |staged: bool| {
+            job_run::Entity::update_many()
+                .col_expr(job_run::Column::Staged, Expr::value(staged))
+                .filter(job_run::Column::Id.eq(j.id))
+                .filter(job_run::Column::Staged.eq(!staged))
+        };
+        if mark(false).exec(db).await?.rows_affected == 0 {
+            continue; // released by another process
+        }
+        if let Err(e) = queue.push(JobMessage { job_id: j.id }, j.run_at).await {
+            mark(true).exec(db).await?;
+            return Err(e.into());
+        }
+        tracing::info!(job_id = %j.id, kind = %j.kind, "staged job queued");
+        queued += 1;
+    }
+    Ok(queued)
+}
+
+/// At most this many stranded jobs are released per call.
+const STRANDED_BATCH: u64 = 100;
+
+/// Releases jobs staged more than `min_age` ago: their process committed
+/// them and died before [`release`]. The age leaves a live process the
+/// time to release its own jobs, in the order it wants (after refreshing
+/// its models, say); a race costs nothing, as releases are claimed.
+///
+/// # Errors
+/// Database or queue errors.
+pub async fn release_stranded(
+    db: &impl ConnectionTrait,
+    queue: &JobQueue,
+    min_age: std::time::Duration,
+) -> Result<usize, EnqueueError> {
+    let before = Utc::now() - chrono::Duration::from_std(min_age).unwrap_or_default();
+    let stranded = job_run::Entity::find()
+        .filter(job_run::Column::Staged.eq(true))
+        .filter(job_run::Column::CreatedAt.lt(before))
+        .order_by_asc(job_run::Column::CreatedAt)
+        .limit(STRANDED_BATCH)
+        .all(db)
+        .await?;
+    if !stranded.is_empty() {
+        tracing::warn!(
+            jobs = stranded.len(),
+            "jobs committed but never queued (their process stopped): queueing them"
+        );
+    }
+    release(db, queue, &stranded).await
+}
+
+/// Writes the job's row; `None` when its `schedule_key` is taken.
+async fn insert(
+    db: &impl ConnectionTrait,
+    job: NewJob,
+    staged: bool,
+) -> Result<Option<job_run::Model>, EnqueueError> {
     validate(job.kind, &job.params)?;
     if let Some(key) = &job.schedule_key {
         let exists = job_run::Entity::find()
@@ -204,9 +310,10 @@ pub async fn enqueue(
         max_attempts: Set(job.max_attempts.clamp(1, 10)),
         schedule_key: Set(job.schedule_key),
         updated_at: Set(Some(now)),
+        staged: Set(staged),
     };
-    let row = match row.insert(db).await {
-        Ok(r) => r,
+    match row.insert(db).await {
+        Ok(r) => Ok(Some(r)),
         // Another process scheduled the same occurrence first.
         Err(e)
             if matches!(
@@ -214,17 +321,10 @@ pub async fn enqueue(
                 Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
             ) =>
         {
-            return Ok(None);
+            Ok(None)
         }
-        Err(e) => return Err(e.into()),
-    };
-    if let Err(e) = queue.push(JobMessage { job_id: row.id }, run_at).await {
-        // Without a queue entry the row would sit QUEUED forever.
-        job_run::Entity::delete_by_id(row.id).exec(db).await?;
-        return Err(e.into());
+        Err(e) => Err(e.into()),
     }
-    tracing::info!(job_id = %row.id, kind = job.kind.as_str(), "job queued");
-    Ok(Some(row))
 }
 
 #[cfg(test)]
@@ -242,5 +342,88 @@ mod tests {
         }
         assert!(validate(JobKind::AnalyzeTexts, &json!({ "memberIds": ["nope"] })).is_err());
         assert!(validate(JobKind::AnalyzeTexts, &json!([1])).is_err());
+    }
+}
+
+#[cfg(test)]
+mod staging_tests {
+    use std::time::Duration;
+
+    use migration::MigratorTrait;
+    use sea_orm::{DatabaseConnection, TransactionTrait};
+    use serde_json::json;
+
+    use super::*;
+
+    async fn open(dir: &std::path::Path) -> (DatabaseConnection, JobQueue, Uuid) {
+        let mut cfg = crate::Config::from_env().unwrap();
+        cfg.data_dir = dir.to_path_buf();
+        cfg.database_url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        cfg.queue_url = None;
+        let db = crate::config::connect(&cfg).await.unwrap();
+        migration::Migrator::up(&db, None).await.unwrap();
+        let queue = JobQueue::connect(&cfg, &db).await.unwrap();
+        let account = Uuid::now_v7();
+        entity::account::ActiveModel {
+            id: Set(account),
+            name: Set("店".into()),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+        (db, queue, account)
+    }
+
+    async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index(0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_staged_job_commits_with_its_transaction_and_is_queued_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, queue, account) = open(dir.path()).await;
+        let job = || NewJob::now(account, JobKind::BuildPersonas, json!({}));
+        let queued = "SELECT COUNT(*) FROM Jobs";
+
+        let tx = db.begin().await.unwrap();
+        stage(&tx, job()).await.unwrap().unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(count(&db, "SELECT COUNT(*) FROM job_run").await, 0);
+
+        let tx = db.begin().await.unwrap();
+        let row = stage(&tx, job()).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        assert!(row.staged);
+        assert_eq!(count(&db, queued).await, 0, "not queued before release");
+        let young = release_stranded(&db, &queue, Duration::from_secs(60)).await;
+        assert_eq!(young.unwrap(), 0, "left to its own process for a while");
+
+        // Its process and a worker's tick release it together: queued once.
+        let (mine, tick) = tokio::join!(
+            release(&db, &queue, std::slice::from_ref(&row)),
+            release_stranded(&db, &queue, Duration::ZERO)
+        );
+        assert_eq!(mine.unwrap() + tick.unwrap(), 1);
+        assert_eq!(count(&db, queued).await, 1);
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM job_run WHERE staged").await,
+            0
+        );
+        assert_eq!(release(&db, &queue, &[row]).await.unwrap(), 0);
+
+        // A job enqueued the ordinary way is never staged.
+        let now = enqueue(&db, &queue, job()).await.unwrap().unwrap();
+        assert!(!now.staged);
+        assert_eq!(count(&db, queued).await, 2);
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{
     JobError,
-    enqueue::RetrainParams,
+    enqueue::{NewJob, RetrainParams, release, stage},
     execute::{JobContext, Progress, params},
 };
 use crate::{
@@ -82,15 +82,17 @@ async fn platform(
     let row = record(&tx, None, &trained).await?;
     let before = previous.as_ref().map_or(0.0, |p| score(&p.metrics));
     let promoted = score(&trained.metrics) > before;
+    let mut rescores = Vec::new();
     if promoted {
         registry::activate(&tx, row.id).await?;
+        rescores = stage_shared_readers(&tx).await?;
     }
     tx.commit().await?;
-    let mut reanalysis = 0;
     if promoted {
         models.set_head(trained.head);
-        reanalysis = reanalyze_shared_readers(ctx).await?;
+        release_after_commit(ctx, &rescores).await;
     }
+    let reanalysis = rescores.len();
     tracing::info!(version = %trained.version, promoted, reanalysis, "platform sentiment head trained");
     Ok(json!({
         "version": trained.version,
@@ -101,13 +103,15 @@ async fn platform(
     }))
 }
 
-/// Queues `ANALYZE_TEXTS { stale }` for every account that has
-/// analysed messages and reads with the platform's head (not its own), so
-/// its stored scores are the new head's. Returns how many were queued.
-async fn reanalyze_shared_readers(ctx: &JobContext) -> Result<usize, JobError> {
+/// Stages `ANALYZE_TEXTS { stale }` for every account that has analysed
+/// messages and reads with the platform's head (not its own), so its
+/// stored scores become the new head's.
+async fn stage_shared_readers(
+    tx: &impl sea_orm::ConnectionTrait,
+) -> Result<Vec<entity::job_run::Model>, JobError> {
     use sea_orm::QuerySelect;
     let own: std::collections::HashSet<uuid::Uuid> =
-        registry::all_active(&ctx.db, registry::kind::SENTIMENT)
+        registry::all_active(tx, registry::kind::SENTIMENT)
             .await?
             .into_iter()
             .filter_map(|v| v.account_id)
@@ -118,14 +122,30 @@ async fn reanalyze_shared_readers(ctx: &JobContext) -> Result<usize, JobError> {
         .filter(entity::message::Column::AnalyzedAt.is_not_null())
         .distinct()
         .into_tuple()
-        .all(&ctx.db)
+        .all(tx)
         .await?;
-    let mut queued = 0;
+    let mut staged = Vec::new();
     for a in analysed.into_iter().filter(|a| !own.contains(a)) {
-        super::stale::queue_rescore(ctx, a).await?;
-        queued += 1;
+        staged.extend(
+            stage(tx, NewJob::rescore(a))
+                .await
+                .map_err(enqueue_failed)?,
+        );
     }
-    Ok(queued)
+    Ok(staged)
+}
+
+fn enqueue_failed(e: super::EnqueueError) -> JobError {
+    JobError::Transient(e.into())
+}
+
+/// Queues jobs staged with a head the job has committed. A failure is
+/// logged, not returned: retrying would train again, and the staged rows
+/// are queued by the next worker tick anyway.
+async fn release_after_commit(ctx: &JobContext, staged: &[entity::job_run::Model]) {
+    if let Err(e) = release(&ctx.db, &ctx.queue, staged).await {
+        tracing::warn!(error = %e, "re-analysis after a new head left for the next tick");
+    }
 }
 
 /// Records a trained head (not active yet).
@@ -278,16 +298,20 @@ async fn account(
         current_held_out: before.balanced_accuracy,
     });
     let (promoted, reason) = (verdict.promote, verdict.reason);
+    let mut rescore = None;
     if promoted {
         registry::activate(&tx, row.id).await?;
+        // Stored scores are the previous head's: read the messages again.
+        rescore = stage(&tx, NewJob::rescore(account))
+            .await
+            .map_err(enqueue_failed)?;
     }
     tx.commit().await?;
-    let mut reanalysis = None;
     if promoted {
         models.set_account_head(&row, trained.head);
-        // Stored scores are the previous head's: read the messages again.
-        reanalysis = super::stale::queue_rescore(ctx, account).await?;
+        release_after_commit(ctx, rescore.as_slice()).await;
     }
+    let reanalysis = rescore.map(|j| j.id.to_string());
     tracing::info!(version = %trained.version, promoted, "account sentiment head trained");
     Ok(json!({
         "version": trained.version,

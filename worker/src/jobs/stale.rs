@@ -1,12 +1,14 @@
 //! Stored scores that a change of sentiment head left behind.
 //!
-//! Each change of head queues `ANALYZE_TEXTS { stale: true }` for the
-//! accounts it concerns ([`NewJob::rescore`]). That is edge-triggered: a
-//! process that dies between promoting a head and queueing the job loses
-//! it. A full persona rebuild (the nightly one) therefore also looks at the
-//! level — analysed messages scored by another head than the one in use —
-//! and queues the job when nobody else has, so stale scores last one night
-//! at most.
+//! Each change of head stages `ANALYZE_TEXTS { stale: true }` for the
+//! accounts it concerns ([`NewJob::rescore`]) in its own transaction, so
+//! the job is not lost. Scores can still go stale otherwise: a queue entry
+//! lost with a Redis that keeps nothing, a re-analysis already running
+//! with the previous head when the head changed, a head change made by a
+//! release that did not stage. A full persona rebuild (the nightly one)
+//! therefore also looks at the level — analysed messages scored by another
+//! head than the one in use — and queues the job when nobody else has, so
+//! stale scores last one night at most.
 use entity::message;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::Value;
@@ -45,23 +47,30 @@ pub async fn catch_up(
 }
 
 /// Whether some analysed message of the account was scored by another head
-/// than `head` (or by a release that did not record it).
+/// than `head` (or by a release that did not record it). Three probes of
+/// one index range each: when nothing is stale, as on most nights, none
+/// reads a message (docs/benchmarks.md).
 pub async fn any_stale(
     db: &impl ConnectionTrait,
     account: Uuid,
     head: &str,
 ) -> Result<bool, DbErr> {
-    let one: Option<Uuid> = message::Entity::find()
-        .select_only()
-        .column(message::Column::Id)
-        .filter(message::Column::AccountId.eq(account))
-        .filter(message::Column::AnalyzedAt.is_not_null())
-        .filter(crate::analysis::scored_by_another(head))
-        .limit(1)
-        .into_tuple()
-        .one(db)
-        .await?;
-    Ok(one.is_some())
+    for range in crate::analysis::scored_by_another_ranges(head) {
+        let one: Option<Uuid> = message::Entity::find()
+            .select_only()
+            .column(message::Column::Id)
+            .filter(message::Column::AccountId.eq(account))
+            .filter(range)
+            .filter(message::Column::AnalyzedAt.is_not_null())
+            .limit(1)
+            .into_tuple()
+            .one(db)
+            .await?;
+        if one.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether a due or running ANALYZE_TEXTS job of the account will take
