@@ -311,6 +311,13 @@ async fn an_accounts_examples_train_a_head_that_reads_only_its_texts() {
     );
     // and the stored scores of the forgotten head are read again
     assert_eq!(s.sql_count(reanalyses).await, 4);
+    // Both were committed with the erasure and queued after it, before it
+    // answered.
+    assert_eq!(
+        s.sql_count("SELECT COUNT(*) FROM job_run WHERE staged = TRUE")
+            .await,
+        0
+    );
 }
 
 /// Too few examples: the job fails at once and says how many are needed;

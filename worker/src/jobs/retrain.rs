@@ -85,7 +85,7 @@ async fn platform(
     let mut rescores = Vec::new();
     if promoted {
         registry::activate(&tx, row.id).await?;
-        rescores = stage_shared_readers(&tx).await?;
+        rescores = stage_shared_readers(&tx, &trained.version).await?;
     }
     tx.commit().await?;
     if promoted {
@@ -103,11 +103,14 @@ async fn platform(
     }))
 }
 
-/// Stages `ANALYZE_TEXTS { stale }` for every account that has analysed
-/// messages and reads with the platform's head (not its own), so its
-/// stored scores become the new head's.
+/// Stages `ANALYZE_TEXTS { stale }` for every account that reads with the
+/// platform's head (not its own) and has analysed messages that `head`,
+/// the new one, did not score, so its stored scores become the new head's.
+/// One index probe per account ([`super::stale::any_stale`]), not a scan
+/// of every message: this runs under the registry's lock.
 async fn stage_shared_readers(
     tx: &impl sea_orm::ConnectionTrait,
+    head: &str,
 ) -> Result<Vec<entity::job_run::Model>, JobError> {
     use sea_orm::QuerySelect;
     let own: std::collections::HashSet<uuid::Uuid> =
@@ -116,21 +119,17 @@ async fn stage_shared_readers(
             .into_iter()
             .filter_map(|v| v.account_id)
             .collect();
-    let analysed: Vec<uuid::Uuid> = entity::message::Entity::find()
+    let accounts: Vec<uuid::Uuid> = entity::account::Entity::find()
         .select_only()
-        .column(entity::message::Column::AccountId)
-        .filter(entity::message::Column::AnalyzedAt.is_not_null())
-        .distinct()
+        .column(entity::account::Column::Id)
         .into_tuple()
         .all(tx)
         .await?;
     let mut staged = Vec::new();
-    for a in analysed.into_iter().filter(|a| !own.contains(a)) {
-        staged.extend(
-            stage(tx, NewJob::rescore(a))
-                .await
-                .map_err(enqueue_failed)?,
-        );
+    for a in accounts.into_iter().filter(|a| !own.contains(a)) {
+        if super::stale::any_stale(tx, a, head).await? {
+            staged.extend(stage(tx, NewJob::rescore(a)).await.map_err(enqueue_failed)?);
+        }
     }
     Ok(staged)
 }
