@@ -128,7 +128,11 @@ async fn stage_shared_readers(
     let mut staged = Vec::new();
     for a in accounts.into_iter().filter(|a| !own.contains(a)) {
         if super::stale::any_stale(tx, a, head).await? {
-            staged.extend(stage(tx, NewJob::rescore(a)).await.map_err(enqueue_failed)?);
+            staged.extend(
+                stage(tx, NewJob::rescore(a))
+                    .await
+                    .map_err(enqueue_failed)?,
+            );
         }
     }
     Ok(staged)
