@@ -177,11 +177,7 @@ impl ModelsMutation {
         if let Some(m) = &ctx.state().models {
             m.refresh_heads(db).await.map_err(AppError::Internal)?;
         }
-        // The change is committed: a failed hand-over is left to the
-        // workers' tick (release_stranded), not reported as a failure.
-        if let Err(e) = jobs::enqueue::release(db, &ctx.state().queue, rescore.as_slice()).await {
-            tracing::warn!(error = %e, "re-analysis after a change of head left for the next tick");
-        }
+        jobs::enqueue::release(db, &ctx.state().queue, rescore.as_slice()).await;
         let row = model_version::Entity::find_by_id(id)
             .one(db)
             .await?

@@ -211,6 +211,6 @@ pub(crate) async fn forget_heads(
     }
     // After the refresh: a re-analysis here must not read with the head
     // that went.
-    jobs::enqueue::release(&state.db, &state.queue, staged).await?;
+    jobs::enqueue::release(&state.db, &state.queue, staged).await;
     Ok(())
 }

@@ -214,14 +214,14 @@ pub async fn stage(
 /// flag cleared where still set), so two processes releasing the same job
 /// queue it once. Returns how many this call queued.
 ///
-/// # Errors
-/// Database or queue errors; a job whose push failed is staged again, for
-/// the next [`release_stranded`].
+/// Failures are logged, not returned: the change that staged the jobs has
+/// committed, so there is nothing to undo, and a job not handed over stays
+/// staged for the next [`release_stranded`].
 pub async fn release(
     db: &impl ConnectionTrait,
     queue: &JobQueue,
     jobs: &[job_run::Model],
-) -> Result<usize, EnqueueError> {
+) -> usize {
     let mut queued = 0;
     for j in jobs {
         let mark = |staged: bool| {
@@ -230,17 +230,25 @@ pub async fn release(
                 .filter(job_run::Column::Id.eq(j.id))
                 .filter(job_run::Column::Staged.eq(!staged))
         };
-        if mark(false).exec(db).await?.rows_affected == 0 {
-            continue; // released by another process
+        match mark(false).exec(db).await {
+            Ok(r) if r.rows_affected == 0 => continue, // released by another process
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(job_id = %j.id, error = %e, "staged job left for the next tick");
+                continue;
+            }
         }
         if let Err(e) = queue.push(JobMessage { job_id: j.id }, j.run_at).await {
-            mark(true).exec(db).await?;
-            return Err(e.into());
+            tracing::warn!(job_id = %j.id, error = %e, "staged job left for the next tick");
+            if let Err(e) = mark(true).exec(db).await {
+                tracing::error!(job_id = %j.id, error = %e, "staged job neither queued nor staged again");
+            }
+            continue;
         }
         tracing::info!(job_id = %j.id, kind = %j.kind, "staged job queued");
         queued += 1;
     }
-    Ok(queued)
+    queued
 }
 
 /// At most this many stranded jobs are released per call.
@@ -252,7 +260,7 @@ const STRANDED_BATCH: u64 = 100;
 /// its models, say); a race costs nothing, as releases are claimed.
 ///
 /// # Errors
-/// Database or queue errors.
+/// Database errors while looking for them.
 pub async fn release_stranded(
     db: &impl ConnectionTrait,
     queue: &JobQueue,
@@ -272,7 +280,7 @@ pub async fn release_stranded(
             "jobs committed but never queued (their process stopped): queueing them"
         );
     }
-    release(db, queue, &stranded).await
+    Ok(release(db, queue, &stranded).await)
 }
 
 /// Writes the job's row; `None` when its `schedule_key` is taken.
@@ -413,13 +421,13 @@ mod staging_tests {
             release(&db, &queue, std::slice::from_ref(&row)),
             release_stranded(&db, &queue, Duration::ZERO)
         );
-        assert_eq!(mine.unwrap() + tick.unwrap(), 1);
+        assert_eq!(mine + tick.unwrap(), 1);
         assert_eq!(count(&db, queued).await, 1);
         assert_eq!(
             count(&db, "SELECT COUNT(*) FROM job_run WHERE staged").await,
             0
         );
-        assert_eq!(release(&db, &queue, &[row]).await.unwrap(), 0);
+        assert_eq!(release(&db, &queue, &[row]).await, 0);
 
         // A job enqueued the ordinary way is never staged.
         let now = enqueue(&db, &queue, job()).await.unwrap().unwrap();

@@ -90,7 +90,7 @@ async fn platform(
     tx.commit().await?;
     if promoted {
         models.set_head(trained.head);
-        release_after_commit(ctx, &rescores).await;
+        release(&ctx.db, &ctx.queue, &rescores).await;
     }
     let reanalysis = rescores.len();
     tracing::info!(version = %trained.version, promoted, reanalysis, "platform sentiment head trained");
@@ -140,15 +140,6 @@ async fn stage_shared_readers(
 
 fn enqueue_failed(e: super::EnqueueError) -> JobError {
     JobError::Transient(e.into())
-}
-
-/// Queues jobs staged with a head the job has committed. A failure is
-/// logged, not returned: retrying would train again, and the staged rows
-/// are queued by the next worker tick anyway.
-async fn release_after_commit(ctx: &JobContext, staged: &[entity::job_run::Model]) {
-    if let Err(e) = release(&ctx.db, &ctx.queue, staged).await {
-        tracing::warn!(error = %e, "re-analysis after a new head left for the next tick");
-    }
 }
 
 /// Records a trained head (not active yet).
@@ -312,7 +303,7 @@ async fn account(
     tx.commit().await?;
     if promoted {
         models.set_account_head(&row, trained.head);
-        release_after_commit(ctx, rescore.as_slice()).await;
+        release(&ctx.db, &ctx.queue, rescore.as_slice()).await;
     }
     let reanalysis = rescore.map(|j| j.id.to_string());
     tracing::info!(version = %trained.version, promoted, "account sentiment head trained");

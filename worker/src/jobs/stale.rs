@@ -21,15 +21,6 @@ use super::{
     status,
 };
 
-/// Queues a re-analysis of the account's messages under the head it reads
-/// with now; returns the job's id.
-pub async fn queue_rescore(ctx: &JobContext, account: Uuid) -> Result<Option<String>, JobError> {
-    let j = enqueue(&ctx.db, &ctx.queue, NewJob::rescore(account))
-        .await
-        .map_err(|e| JobError::Transient(e.into()))?;
-    Ok(j.map(|j| j.id.to_string()))
-}
-
 /// Queues [`NewJob::rescore`] when the account has analysed messages that
 /// `head` (the version it reads with now) did not score, unless a job that
 /// will score them is due or running already. Returns the queued job's
@@ -43,7 +34,10 @@ pub async fn catch_up(
         return Ok(None);
     }
     tracing::info!(%account, head, "stale sentiment scores found: queueing their re-analysis");
-    queue_rescore(ctx, account).await
+    let j = enqueue(&ctx.db, &ctx.queue, NewJob::rescore(account))
+        .await
+        .map_err(|e| JobError::Transient(e.into()))?;
+    Ok(j.map(|j| j.id.to_string()))
 }
 
 /// Whether some analysed message of the account was scored by another head
