@@ -286,9 +286,8 @@ async fn cancelled_and_delayed_jobs(extra_env: Vec<(String, String)>) {
 async fn a_staged_job_its_process_never_queued_is_queued_by_a_worker() {
     let s = Server::start().await;
     audience(&s).await;
-    // A job for in an hour sits in the queue storage for then. Staged and
-    // due long ago, it is what a process that died after its commit
-    // leaves: a row that the queue does not deliver now.
+    // Staged, due long ago and without a queue entry: what a process that
+    // died after its commit leaves.
     let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let id = s
         .gql(
@@ -305,6 +304,7 @@ async fn a_staged_job_its_process_never_queued_is_queued_by_a_worker() {
         ))
         .await;
     assert_eq!(staged, 1);
+    remove_entry(&s, &id).await;
     let done = s.wait_job(&id, 90).await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
     assert_eq!(done["attempts"], 1, "{done}");
@@ -313,6 +313,89 @@ async fn a_staged_job_its_process_never_queued_is_queued_by_a_worker() {
         s.sql_count("SELECT COUNT(*) FROM job_run WHERE staged = TRUE")
             .await,
         0
+    );
+}
+
+/// A QUEUED job whose queue entry is gone (its process died between
+/// writing the job and queueing it; a Redis without persistence restarted)
+/// is queued again by a worker, and runs once.
+#[tokio::test]
+async fn a_queued_job_whose_queue_entry_was_lost_runs() {
+    let (s, id) = queued_for_later(Vec::new()).await;
+    remove_entry(&s, &id).await;
+    runs_once_due(&s, &id).await;
+}
+
+/// Removes the queue entry of job `id`'s first delivery (SQL storages).
+async fn remove_entry(s: &Server, id: &Value) {
+    let entries = if tests::backend() == "postgres" {
+        "apalis.jobs"
+    } else {
+        "Jobs"
+    };
+    // An entry's key is its job's id and its attempts so far.
+    let removed = s
+        .sql_exec(&format!(
+            "DELETE FROM {entries} WHERE idempotency_key = '{}/0'",
+            id.as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(removed, 1, "the job's one entry");
+}
+
+#[tokio::test]
+async fn with_the_queue_in_redis_a_restart_that_lost_the_queue_loses_no_job() {
+    let Some(redis) =
+        RedisQueue::new("with_the_queue_in_redis_a_restart_that_lost_the_queue_loses_no_job")
+    else {
+        return;
+    };
+    let (s, id) = queued_for_later(redis.env()).await;
+    // What a restart of a Redis that keeps nothing on disk leaves of the
+    // queue: nothing (the workers register again).
+    let keys: Vec<String> = redis.cmd(redis::cmd("KEYS").arg(redis.key("*")));
+    assert!(!keys.is_empty());
+    redis.cmd::<()>(redis::cmd("DEL").arg(&keys));
+    runs_once_due(&s, &id).await;
+}
+
+/// A server with an audience and a BUILD_PERSONAS job queued for in an hour.
+async fn queued_for_later(extra_env: Vec<(String, String)>) -> (Server, Value) {
+    let s = Server::start_with(Options {
+        extra_env,
+        ..Default::default()
+    })
+    .await;
+    audience(&s).await;
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let id = s
+        .gql(
+            ENQUEUE,
+            json!({ "i": { "kind": "BUILD_PERSONAS", "runAt": later } }),
+        )
+        .await["enqueueJob"]["id"]
+        .clone();
+    (s, id)
+}
+
+/// Makes job `id` due long ago (its queue entry gone, nothing would deliver
+/// it) and expects it to run, once.
+async fn runs_once_due(s: &Server, id: &Value) {
+    let due = s
+        .sql_exec(
+            "UPDATE job_run SET run_at = '2000-01-01 00:00:00+00:00' \
+             WHERE kind = 'BUILD_PERSONAS' AND status = 'QUEUED'",
+        )
+        .await;
+    assert_eq!(due, 1);
+    let done = s.wait_job(id, 90).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}\n{}", s.log());
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(done["result"]["members"], 4, "{done}");
+    assert!(
+        s.log().contains("queued again"),
+        "the worker says what it did:\n{}",
+        s.log()
     );
 }
 
@@ -647,8 +730,9 @@ async fn metrics_show_the_job_backlog_and_a_stalled_job() {
     assert_eq!(tests::metric(&m, QUEUED), Some(1.0), "{m}");
     assert_eq!(tests::metric(&m, OLDEST), Some(0.0), "{m}");
 
-    // A job that ran, put back to QUEUED behind the queue's back: nothing
-    // will deliver it again, as when a queue entry is lost.
+    // A job that ran, put back to QUEUED behind the queue's back: its
+    // entry is there, finished, so nothing delivers it again (a stall as
+    // when the workers are down).
     let id = s
         .gql(ENQUEUE, json!({ "i": { "kind": "INDEX_PERSONAS" } }))
         .await["enqueueJob"]["id"]

@@ -11,7 +11,8 @@ use crate::{
     jobs::{
         JobQueue,
         execute::{JobContext, handle},
-        queue::POLL,
+        lost::LostEntries,
+        queue::{POLL, Storage},
         recurring,
     },
     models::SharedModels,
@@ -28,6 +29,11 @@ const SWEEP_HEADS_EVERY: Duration = Duration::from_secs(3600);
 const RELEASE_STRANDED_EVERY: Duration = Duration::from_secs(10);
 /// How long a staged job is left to the process that staged it.
 const STRANDED_AFTER: Duration = Duration::from_secs(30);
+/// How often a page of queued jobs is checked for a lost queue entry.
+const LOST_ENTRIES_EVERY: Duration = Duration::from_secs(10);
+/// How long after its time a queued job is checked: its enqueuer pushes
+/// right after writing it.
+const LOST_AFTER: Duration = Duration::from_secs(10);
 
 pub struct WorkerOptions {
     /// Jobs run at once in this process.
@@ -115,10 +121,10 @@ pub async fn run(
                 .await
         }};
     }
-    let result = match queue {
-        JobQueue::Sqlite(storage) => run_on!(storage),
-        JobQueue::Postgres(storage) => run_on!(storage),
-        JobQueue::Redis(storage) => run_on!(storage),
+    let result = match queue.storage().clone() {
+        Storage::Sqlite(storage) => run_on!(storage),
+        Storage::Postgres(storage) => run_on!(storage),
+        Storage::Redis(storage) => run_on!(storage),
     };
     if let Err(e) = result {
         tracing::error!(error = %e, "job workers stopped with an error");
@@ -161,6 +167,8 @@ async fn tick_loop(
     let mut purge = Every::new((keep_finished / 4).clamp(TICK, PURGE_AT_MOST_EVERY));
     let mut sweep = Every::new(SWEEP_HEADS_EVERY);
     let mut stranded = Every::new(RELEASE_STRANDED_EVERY);
+    let mut lost_check = Every::new(LOST_ENTRIES_EVERY);
+    let mut lost = LostEntries::default();
     loop {
         tokio::select! {
             _ = interval.tick() => {
@@ -179,6 +187,13 @@ async fn tick_loop(
                         Ok(0) => {}
                         Ok(n) => tracing::info!(queued = n, "stranded jobs queued"),
                         Err(e) => tracing::warn!(error = %e, "queueing stranded jobs failed"),
+                    }
+                }
+                if lost_check.due() {
+                    match lost.step(&db, &queue, LOST_AFTER).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::warn!(queued = n, "jobs without a queue entry queued again"),
+                        Err(e) => tracing::warn!(error = %e, "checking queued jobs' entries failed"),
                     }
                 }
                 if purge.due() {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{JobKind, JobMessage, JobQueue, status};
+use super::{JobKind, JobQueue, status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnqueueError {
@@ -188,7 +188,7 @@ pub async fn enqueue(
     let Some(row) = insert(db, job, false).await? else {
         return Ok(None);
     };
-    if let Err(e) = queue.push(JobMessage { job_id: row.id }, row.run_at).await {
+    if let Err(e) = queue.push((&row).into()).await {
         // Without a queue entry the row would sit QUEUED forever.
         job_run::Entity::delete_by_id(row.id).exec(db).await?;
         return Err(e.into());
@@ -210,9 +210,11 @@ pub async fn stage(
     insert(db, job, true).await
 }
 
-/// Hands staged jobs to the queue. Each is claimed first (its `staged`
-/// flag cleared where still set), so two processes releasing the same job
-/// queue it once. Returns how many this call queued.
+/// Hands staged jobs to the queue, then clears their `staged` flag.
+/// Pushing a delivery twice leaves one entry, so two processes releasing
+/// the same job queue it once, and a process that dies between the push
+/// and the flag leaves a job the next [`release_stranded`] finds queued.
+/// Returns how many jobs this call released.
 ///
 /// Failures are logged, not returned: the change that staged the jobs has
 /// committed, so there is nothing to undo, and a job not handed over stays
@@ -222,33 +224,31 @@ pub async fn release(
     queue: &JobQueue,
     jobs: &[job_run::Model],
 ) -> usize {
-    let mut queued = 0;
+    let mut released = 0;
     for j in jobs {
-        let mark = |staged: bool| {
-            job_run::Entity::update_many()
-                .col_expr(job_run::Column::Staged, Expr::value(staged))
-                .filter(job_run::Column::Id.eq(j.id))
-                .filter(job_run::Column::Staged.eq(!staged))
-        };
-        match mark(false).exec(db).await {
-            Ok(r) if r.rows_affected == 0 => continue, // released by another process
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(job_id = %j.id, error = %e, "staged job left for the next tick");
-                continue;
-            }
-        }
-        if let Err(e) = queue.push(JobMessage { job_id: j.id }, j.run_at).await {
+        if let Err(e) = queue.push(j.into()).await {
             tracing::warn!(job_id = %j.id, error = %e, "staged job left for the next tick");
-            if let Err(e) = mark(true).exec(db).await {
-                tracing::error!(job_id = %j.id, error = %e, "staged job neither queued nor staged again");
-            }
             continue;
         }
-        tracing::info!(job_id = %j.id, kind = %j.kind, "staged job queued");
-        queued += 1;
+        let cleared = job_run::Entity::update_many()
+            .col_expr(job_run::Column::Staged, Expr::value(false))
+            .filter(job_run::Column::Id.eq(j.id))
+            .filter(job_run::Column::Staged.eq(true))
+            .exec(db)
+            .await;
+        match cleared {
+            Ok(r) if r.rows_affected == 0 => {} // released by another process
+            Ok(_) => {
+                tracing::info!(job_id = %j.id, kind = %j.kind, "staged job queued");
+                released += 1;
+            }
+            // Queued, and released again by the tick (a push it skips).
+            Err(e) => {
+                tracing::warn!(job_id = %j.id, error = %e, "staged job queued; its flag is left")
+            }
+        }
     }
-    queued
+    released
 }
 
 /// At most this many stranded jobs are released per call.
@@ -357,44 +357,11 @@ mod tests {
 mod staging_tests {
     use std::time::Duration;
 
-    use migration::MigratorTrait;
-    use sea_orm::{DatabaseConnection, TransactionTrait};
+    use sea_orm::TransactionTrait;
     use serde_json::json;
 
     use super::*;
-
-    async fn open(dir: &std::path::Path) -> (DatabaseConnection, JobQueue, Uuid) {
-        let mut cfg = crate::Config::from_env().unwrap();
-        cfg.data_dir = dir.to_path_buf();
-        cfg.database_url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
-        cfg.queue_url = None;
-        let db = crate::config::connect(&cfg).await.unwrap();
-        migration::Migrator::up(&db, None).await.unwrap();
-        let queue = JobQueue::connect(&cfg, &db).await.unwrap();
-        let account = Uuid::now_v7();
-        entity::account::ActiveModel {
-            id: Set(account),
-            name: Set("店".into()),
-            created_at: Set(Utc::now()),
-            ..Default::default()
-        }
-        .insert(&db)
-        .await
-        .unwrap();
-        (db, queue, account)
-    }
-
-    async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
-        let row = db
-            .query_one_raw(sea_orm::Statement::from_string(
-                db.get_database_backend(),
-                sql.to_owned(),
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        row.try_get_by_index(0).unwrap()
-    }
+    use crate::jobs::testing::{count, open};
 
     #[tokio::test]
     async fn a_staged_job_commits_with_its_transaction_and_is_queued_once() {
@@ -429,9 +396,24 @@ mod staging_tests {
         );
         assert_eq!(release(&db, &queue, &[row]).await, 0);
 
+        // Its process queued it and died before clearing the flag: the
+        // tick releases it without queueing it twice.
+        let tx = db.begin().await.unwrap();
+        let row = stage(&tx, job()).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        queue.push((&row).into()).await.unwrap();
+        assert_eq!(count(&db, queued).await, 2);
+        let tick = release_stranded(&db, &queue, Duration::ZERO).await;
+        assert_eq!(tick.unwrap(), 1);
+        assert_eq!(count(&db, queued).await, 2, "not queued twice");
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM job_run WHERE staged").await,
+            0
+        );
+
         // A job enqueued the ordinary way is never staged.
         let now = enqueue(&db, &queue, job()).await.unwrap().unwrap();
         assert!(!now.staged);
-        assert_eq!(count(&db, queued).await, 2);
+        assert_eq!(count(&db, queued).await, 3);
     }
 }

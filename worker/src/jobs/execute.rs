@@ -112,19 +112,38 @@ pub async fn handle(
     msg: JobMessage,
     ctx: apalis::prelude::Data<JobContext>,
 ) -> Result<(), apalis::prelude::BoxDynError> {
-    run(&ctx, msg.job_id).await.map_err(Into::into)
+    run(&ctx, &msg).await.map_err(Into::into)
 }
 
-/// Runs job `job_id` once.
+/// Whether a delivery queued after `queued` attempts is the job's current
+/// one: the job waits for it (QUEUED with as many attempts), or workers
+/// died running it (RUNNING with more; apalis hands the entry on each time).
+/// A QUEUED job with another count waits for another delivery: this one is
+/// a copy, or one whose retry has been queued since. Entries without a
+/// count are taken as current.
+fn is_current(job: &job_run::Model, queued: Option<i32>) -> bool {
+    match queued {
+        None => true,
+        Some(n) if job.status == status::QUEUED => job.attempts == n,
+        Some(n) => job.status == status::RUNNING && job.attempts > n,
+    }
+}
+
+/// Runs one delivery of a job.
 ///
 /// # Errors
 /// Database errors while claiming or recording the job.
-pub async fn run(ctx: &JobContext, job_id: Uuid) -> anyhow::Result<()> {
+pub async fn run(ctx: &JobContext, msg: &JobMessage) -> anyhow::Result<()> {
+    let job_id = msg.job_id;
     let Some(job) = job_run::Entity::find_by_id(job_id).one(&ctx.db).await? else {
         return Ok(()); // deleted with its account or member
     };
     if status::is_final(&job.status) {
         return Ok(()); // a duplicate delivery, or cancelled while queued
+    }
+    if !is_current(&job, msg.attempts) {
+        tracing::info!(job_id = %job_id, "an earlier delivery of the job skipped");
+        return Ok(());
     }
     let attempt = job.attempts + 1;
     let now = Utc::now();
@@ -192,7 +211,13 @@ pub async fn run(ctx: &JobContext, job_id: Uuid) -> anyhow::Result<()> {
                 .col_expr(job_run::Column::RunAt, Expr::value(run_at))
                 .exec(&ctx.db)
                 .await?;
-            ctx.queue.push(JobMessage { job_id }, run_at).await?;
+            ctx.queue
+                .push(super::Delivery {
+                    job_id,
+                    attempts: attempt,
+                    run_at,
+                })
+                .await?;
             tracing::warn!(job_id = %job_id, attempt, retry_in_s = delay.as_secs(), error = %e, "job failed; will retry");
         }
         Err(JobError::Transient(e)) => {
@@ -373,7 +398,39 @@ async fn category_vectors(ctx: &JobContext) -> Result<Option<personas::CategoryV
 
 #[cfg(test)]
 mod tests {
-    use super::backoff;
+    use super::{backoff, is_current, job_run, status};
+
+    #[test]
+    fn a_delivery_runs_the_job_that_waits_for_it_or_one_a_dead_worker_left() {
+        let job = |st: &str, attempts: i32| job_run::Model {
+            id: uuid::Uuid::nil(),
+            account_id: uuid::Uuid::nil(),
+            kind: "BUILD_PERSONAS".into(),
+            status: st.into(),
+            params: serde_json::json!({}),
+            result: None,
+            error: None,
+            progress: 0.0,
+            attempts,
+            run_at: chrono::Utc::now(),
+            created_at: chrono::Utc::now(),
+            started_at: None,
+            finished_at: None,
+            max_attempts: 3,
+            schedule_key: None,
+            updated_at: None,
+            staged: false,
+        };
+        assert!(is_current(&job(status::QUEUED, 1), Some(1)));
+        // The first delivery, late, while the job waits for its retry.
+        assert!(!is_current(&job(status::QUEUED, 1), Some(0)));
+        // apalis hands on the entry of a worker that died, once or more.
+        assert!(is_current(&job(status::RUNNING, 1), Some(0)));
+        assert!(is_current(&job(status::RUNNING, 3), Some(1)));
+        assert!(!is_current(&job(status::RUNNING, 1), Some(1)));
+        // Entries queued before deliveries were counted.
+        assert!(is_current(&job(status::QUEUED, 2), None));
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

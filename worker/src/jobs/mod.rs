@@ -8,22 +8,30 @@
 pub mod backlog;
 pub mod enqueue;
 pub mod execute;
+pub mod lost;
 pub mod queue;
 pub mod recurring;
 pub mod refresh;
 pub mod retrain;
 pub mod stale;
+#[cfg(test)]
+mod testing;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use enqueue::{EnqueueError, enqueue};
-pub use queue::JobQueue;
+pub use queue::{Delivery, JobQueue};
 
-/// What travels through the queue: only the id of our `job_run` row.
+/// What travels through the queue: the id of our `job_run` row, and the
+/// attempts it had when this delivery was queued (absent in entries queued
+/// before deliveries were counted), so that a delivery that is no longer
+/// the job's current one is told apart.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobMessage {
     pub job_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i32>,
 }
 
 /// The kinds of job.
