@@ -284,18 +284,9 @@ async fn cancelled_and_delayed_jobs(extra_env: Vec<(String, String)>) {
 /// `staged` in `job_run`: a worker hands it over.
 #[tokio::test]
 async fn a_staged_job_its_process_never_queued_is_queued_by_a_worker() {
-    let s = Server::start().await;
-    audience(&s).await;
+    let (s, id) = queued_for_later(Vec::new()).await;
     // Staged, due long ago and without a queue entry: what a process that
     // died after its commit leaves.
-    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let id = s
-        .gql(
-            ENQUEUE,
-            json!({ "i": { "kind": "BUILD_PERSONAS", "runAt": later } }),
-        )
-        .await["enqueueJob"]["id"]
-        .clone();
     let long_ago = "'2000-01-01 00:00:00+00:00'";
     let staged = s
         .sql_exec(&format!(

@@ -235,27 +235,25 @@ impl JobQueue {
             .map(|d| (entry_key(d.job_id, d.attempts), d.job_id))
             .collect();
         let keys: Vec<&String> = by_key.keys().collect();
-        let mut found: HashSet<Uuid> = match &self.storage {
+        let held: Vec<String> = match &self.storage {
             Storage::Redis(s) => {
+                // Where the push script keeps a key it claimed.
                 let prefix = s.get_config().idempotency_key_set();
                 let names: Vec<String> = keys.iter().map(|k| format!("{prefix}:{k}")).collect();
-                let held: Vec<Option<String>> = redis::cmd("MGET")
+                let values: Vec<Option<String>> = redis::cmd("MGET")
                     .arg(&names)
                     .query_async(&mut s.clone().get_connection().clone())
                     .await?;
-                return Ok(keys
-                    .iter()
-                    .zip(held)
-                    .filter(|(_, h)| h.is_some())
-                    .map(|(k, _)| by_key[*k])
-                    .collect());
+                keys.iter()
+                    .zip(values)
+                    .filter_map(|(k, v)| v.map(|_| (*k).clone()))
+                    .collect()
             }
             Storage::Sqlite(s) => {
                 let sql = format!(
                     "SELECT idempotency_key FROM Jobs WHERE job_type = ? AND idempotency_key IN ({})",
-                    vec!["?"; keys.len()].join(",")
+                    placeholders(keys.len())
                 );
-                // Only placeholders are spliced in.
                 let mut q =
                     sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).bind(&self.name);
                 for k in &keys {
@@ -273,10 +271,8 @@ impl JobQueue {
                 .fetch_all(s.pool())
                 .await?
             }
-        }
-        .into_iter()
-        .filter_map(|k| by_key.get(&k).copied())
-        .collect();
+        };
+        let mut found: HashSet<Uuid> = held.iter().filter_map(|k| by_key.get(k).copied()).collect();
         found.extend(self.legacy_entries(deliveries, &found).await?);
         Ok(found)
     }
@@ -288,11 +284,18 @@ impl JobQueue {
         deliveries: &[Delivery],
         found: &HashSet<Uuid>,
     ) -> anyhow::Result<Vec<Uuid>> {
+        if matches!(self.storage, Storage::Redis(_)) {
+            return Ok(Vec::new()); // its entries are not searched by content
+        }
         let missing: Vec<(Vec<u8>, Uuid)> = deliveries
             .iter()
             .filter(|d| !found.contains(&d.job_id))
             .map(|d| {
-                let legacy = serde_json::json!({ "job_id": d.job_id });
+                // The message as it was then: the id alone.
+                let legacy = JobMessage {
+                    job_id: d.job_id,
+                    attempts: None,
+                };
                 Ok((serde_json::to_vec(&legacy)?, d.job_id))
             })
             .collect::<Result<_, serde_json::Error>>()?;
@@ -301,13 +304,12 @@ impl JobQueue {
         }
         let blobs: Vec<Vec<u8>> = missing.iter().map(|(b, _)| b.clone()).collect();
         let held: Vec<Vec<u8>> = match &self.storage {
-            Storage::Redis(_) => return Ok(Vec::new()),
+            Storage::Redis(_) => Vec::new(),
             Storage::Sqlite(s) => {
                 let sql = format!(
                     "SELECT job FROM Jobs WHERE job_type = ? AND idempotency_key IS NULL AND job IN ({})",
-                    vec!["?"; blobs.len()].join(",")
+                    placeholders(blobs.len())
                 );
-                // Only placeholders are spliced in.
                 let mut q =
                     sqlx::query_scalar::<_, Vec<u8>>(sqlx::AssertSqlSafe(sql)).bind(&self.name);
                 for b in &blobs {
@@ -387,6 +389,12 @@ impl JobQueue {
         let stmt = Statement::from_sql_and_values(db.get_database_backend(), sql, [cutoff]);
         Ok(db.execute_raw(stmt).await?.rows_affected())
     }
+}
+
+/// `n` SQLite placeholders, `?,?,…`: the only text spliced into the
+/// queries above (hence their `AssertSqlSafe`).
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(",")
 }
 
 /// Every storage schedules in whole Unix seconds and delivers a task once
