@@ -324,6 +324,7 @@ mod tests {
             schedule_key: Set(None),
             updated_at: Set(Some(now)),
             staged: Set(false),
+            heartbeat_at: Set(None),
         }
         .insert(db)
         .await

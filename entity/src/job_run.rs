@@ -27,6 +27,10 @@ pub struct Model {
     /// Written in a change's transaction and not yet handed to the queue
     /// (`worker::jobs::enqueue::stage`).
     pub staged: bool,
+    /// When the process running the job last said it was alive
+    /// (`worker::jobs::execute`); older than the heartbeat timeout, the
+    /// process is taken for dead.
+    pub heartbeat_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

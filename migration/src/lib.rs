@@ -12,6 +12,7 @@ mod m20261207_000008_model_files;
 mod m20261207_000009_message_sentiment_model;
 mod m20261207_000010_job_run_staged;
 mod m20261207_000011_message_scored_by_index;
+mod m20261207_000012_job_run_heartbeat;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000009_message_sentiment_model::Migration),
             Box::new(m20261207_000010_job_run_staged::Migration),
             Box::new(m20261207_000011_message_scored_by_index::Migration),
+            Box::new(m20261207_000012_job_run_heartbeat::Migration),
         ]
     }
 }

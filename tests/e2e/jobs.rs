@@ -441,7 +441,7 @@ async fn analysis_without_models_fails_permanently_with_the_fix() {
 /// its effects are not doubled.
 #[tokio::test]
 async fn a_killed_worker_job_completes_after_restart_without_doubled_effects() {
-    killed_worker_job_completes_after_restart(Vec::new()).await;
+    killed_worker_job_completes_after_restart(Vec::new(), None).await;
 }
 
 #[tokio::test]
@@ -451,10 +451,29 @@ async fn with_the_queue_in_redis_a_killed_worker_job_completes_after_restart() {
     else {
         return;
     };
-    killed_worker_job_completes_after_restart(redis.env()).await;
+    killed_worker_job_completes_after_restart(redis.env(), None).await;
 }
 
-async fn killed_worker_job_completes_after_restart(extra_env: Vec<(String, String)>) {
+/// The worker running a job dies while a Redis without persistence restarts:
+/// nothing in the queue hands the job on, and the job's heartbeat stops. A
+/// worker queues it again once the heartbeat is overdue.
+#[tokio::test]
+async fn with_the_queue_in_redis_a_job_whose_worker_died_while_redis_lost_the_queue_completes() {
+    let Some(redis) = RedisQueue::new(
+        "with_the_queue_in_redis_a_job_whose_worker_died_while_redis_lost_the_queue_completes",
+    ) else {
+        return;
+    };
+    let mut env = redis.env();
+    env.push(("LINGXI_JOB_HEARTBEAT_TIMEOUT_SECS".into(), "8".into()));
+    killed_worker_job_completes_after_restart(env, Some(&redis)).await;
+}
+
+/// `wipe`: the Redis whose keys are all deleted once the worker is dead.
+async fn killed_worker_job_completes_after_restart(
+    extra_env: Vec<(String, String)>,
+    wipe: Option<&RedisQueue>,
+) {
     let s = Server::start_with(Options {
         args: vec!["--no-worker".into()],
         extra_env,
@@ -489,6 +508,15 @@ async fn killed_worker_job_completes_after_restart(extra_env: Vec<(String, Strin
         "the worker did not start the job:\n{}",
         s.worker_log(1)
     );
+    assert_eq!(
+        s.sql_count(
+            "SELECT COUNT(*) FROM job_run \
+             WHERE kind = 'BUILD_PERSONAS' AND status = 'RUNNING' AND heartbeat_at IS NOT NULL"
+        )
+        .await,
+        1,
+        "a running job's process says it is alive"
+    );
     w1.kill().unwrap(); // SIGKILL
     w1.wait().unwrap();
     assert_eq!(
@@ -496,6 +524,11 @@ async fn killed_worker_job_completes_after_restart(extra_env: Vec<(String, Strin
         "RUNNING",
         "a dead worker leaves the job behind"
     );
+    if let Some(r) = wipe {
+        let keys: Vec<String> = r.cmd(redis::cmd("KEYS").arg(r.key("*")));
+        assert!(!keys.is_empty());
+        r.cmd::<()>(redis::cmd("DEL").arg(&keys));
+    }
 
     let mut w2 = s.spawn_worker(2);
     let j = eventually(90, || async {

@@ -49,6 +49,11 @@ pub struct Config {
     /// failed for good) older than this are removed (default one day); the `job_run` rows
     /// keep the history.
     pub queue_keep_finished: Duration,
+    /// `LINGXI_JOB_HEARTBEAT_TIMEOUT_SECS`: a running job whose process has not
+    /// said it is alive for this long (default 120) is taken for abandoned; one the
+    /// queue no longer holds is handed to another worker. Processes say so four
+    /// times per period.
+    pub job_heartbeat_timeout: Duration,
     /// `LINGXI_SEARCH_IDLE_SECS`: an account's embedded segment index (and the memory of
     /// its decoded columns) is closed after this long without a query or write (default 900).
     pub search_idle: Duration,
@@ -147,6 +152,9 @@ impl Config {
                 "LINGXI_QUEUE_KEEP_FINISHED_SECS",
                 86_400,
             )?),
+            job_heartbeat_timeout: Duration::from_secs(
+                parse("LINGXI_JOB_HEARTBEAT_TIMEOUT_SECS", 120u64)?.max(4),
+            ),
             schedule_min_gap_secs: parse("LINGXI_SCHEDULE_MIN_SECS", 60i64)?.max(1),
             log_json: matches!(var("LINGXI_LOG_FORMAT").as_deref(), Some("json")),
             max_depth: parse("LINGXI_MAX_DEPTH", 16)?,

@@ -34,6 +34,8 @@ const LOST_ENTRIES_EVERY: Duration = Duration::from_secs(10);
 /// How long after its time a queued job is checked: its enqueuer pushes
 /// right after writing it.
 const LOST_AFTER: Duration = Duration::from_secs(10);
+/// Heartbeats a running job's process writes per heartbeat timeout.
+const HEARTBEATS_PER_TIMEOUT: u32 = 4;
 
 pub struct WorkerOptions {
     /// Jobs run at once in this process.
@@ -45,6 +47,8 @@ pub struct WorkerOptions {
     pub name: String,
     /// Finished queue entries older than this are purged.
     pub keep_finished: Duration,
+    /// A running job silent this long is taken for abandoned.
+    pub heartbeat_timeout: Duration,
 }
 
 impl WorkerOptions {
@@ -59,6 +63,7 @@ impl WorkerOptions {
                 uuid::Uuid::new_v4().simple()
             ),
             keep_finished: cfg.queue_keep_finished,
+            heartbeat_timeout: cfg.job_heartbeat_timeout,
         }
     }
 }
@@ -79,10 +84,12 @@ pub async fn run(
         data_dir: opts.data_dir.clone(),
         models_dir: opts.models_dir.clone(),
         search,
+        heartbeat: opts.heartbeat_timeout / HEARTBEATS_PER_TIMEOUT,
     };
     let ticker = tokio::spawn(tick_loop(
         db,
         queue.clone(),
+        opts.heartbeat_timeout,
         opts.keep_finished,
         crate::registry::heads_dir(&opts.data_dir),
         shutdown.clone(),
@@ -157,6 +164,7 @@ impl Every {
 async fn tick_loop(
     db: DatabaseConnection,
     queue: JobQueue,
+    heartbeat_timeout: Duration,
     keep_finished: Duration,
     heads_dir: std::path::PathBuf,
     mut shutdown: watch::Receiver<bool>,
@@ -194,6 +202,11 @@ async fn tick_loop(
                         Ok(0) => {}
                         Ok(n) => tracing::warn!(queued = n, "jobs without a queue entry queued again"),
                         Err(e) => tracing::warn!(error = %e, "checking queued jobs' entries failed"),
+                    }
+                    match crate::jobs::lost::abandoned(&db, &queue, heartbeat_timeout).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::warn!(queued = n, "abandoned running jobs queued again"),
+                        Err(e) => tracing::warn!(error = %e, "checking running jobs failed"),
                     }
                 }
                 if purge.due() {

@@ -319,6 +319,7 @@ async fn insert(
         schedule_key: Set(job.schedule_key),
         updated_at: Set(Some(now)),
         staged: Set(staged),
+        heartbeat_at: Set(None),
     };
     match row.insert(db).await {
         Ok(r) => Ok(Some(r)),

@@ -32,6 +32,8 @@ pub struct JobContext {
     pub models_dir: std::path::PathBuf,
     /// The persona search index, kept up to date after persona builds.
     pub search: crate::search::Search,
+    /// How often a running job's process says it is alive (`heartbeat_at`).
+    pub heartbeat: Duration,
 }
 
 /// Reports progress (throttled) and notices cancellation.
@@ -101,6 +103,45 @@ impl Progress {
     }
 }
 
+/// Writes `heartbeat_at` of a running job every `ctx.heartbeat` until
+/// dropped, so that a job whose process died is told from one that is
+/// slow ([`super::lost`]). Not `updated_at`: subscribers would be woken.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    fn start(ctx: &JobContext, job_id: Uuid, attempt: i32) -> Self {
+        let db = ctx.db.clone();
+        let every = ctx.heartbeat;
+        Heartbeat(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await; // the claim wrote the first
+            loop {
+                tick.tick().await;
+                let beat = job_run::Entity::update_many()
+                    .col_expr(job_run::Column::HeartbeatAt, Expr::value(Utc::now()))
+                    .filter(job_run::Column::Id.eq(job_id))
+                    .filter(job_run::Column::Attempts.eq(attempt))
+                    .filter(job_run::Column::Status.eq(status::RUNNING))
+                    .exec(&db)
+                    .await;
+                match beat {
+                    Ok(r) if r.rows_affected == 0 => break, // cancelled, or taken over
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(job_id = %job_id, error = %e, "job heartbeat not written")
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Backoff before attempt `n + 1`: 2 s, 4 s, 8 s … at most 5 minutes.
 pub fn backoff(attempt: i32) -> Duration {
     Duration::from_secs(2u64.saturating_pow(attempt.clamp(1, 9) as u32).min(300))
@@ -153,6 +194,7 @@ pub async fn run(ctx: &JobContext, msg: &JobMessage) -> anyhow::Result<()> {
         .col_expr(job_run::Column::Attempts, Expr::value(attempt))
         .col_expr(job_run::Column::StartedAt, Expr::value(now))
         .col_expr(job_run::Column::UpdatedAt, Expr::value(now))
+        .col_expr(job_run::Column::HeartbeatAt, Expr::value(now))
         .filter(job_run::Column::Id.eq(job_id))
         .filter(job_run::Column::Attempts.eq(job.attempts))
         .filter(job_run::Column::Status.is_in([status::QUEUED, status::RUNNING]))
@@ -163,6 +205,7 @@ pub async fn run(ctx: &JobContext, msg: &JobMessage) -> anyhow::Result<()> {
     }
     tracing::info!(job_id = %job_id, kind = %job.kind, attempt, "job started");
     let progress = Progress::new(ctx.db.clone(), job_id);
+    let alive = Heartbeat::start(ctx, job_id, attempt);
     let outcome = match JobKind::parse(&job.kind) {
         Some(kind) => execute(ctx, kind, &job, &progress).await,
         None => Err(JobError::Permanent(format!(
@@ -170,6 +213,7 @@ pub async fn run(ctx: &JobContext, msg: &JobMessage) -> anyhow::Result<()> {
             job.kind
         ))),
     };
+    drop(alive);
     let now = Utc::now();
     let finish = |st: &'static str| {
         job_run::Entity::update_many()
@@ -420,6 +464,7 @@ mod tests {
             schedule_key: None,
             updated_at: None,
             staged: false,
+            heartbeat_at: None,
         };
         assert!(is_current(&job(status::QUEUED, 1), Some(1)));
         // The first delivery, late, while the job waits for its retry.

@@ -87,6 +87,68 @@ impl LostEntries {
     }
 }
 
+/// Running jobs looked at per call.
+const ABANDONED_BATCH: u64 = 100;
+
+/// Queues again jobs RUNNING in a process that has not said it is alive for
+/// `timeout` (it died) when the queue holds none of their deliveries.
+/// Usually it holds the one that was running, and hands it to another
+/// worker itself (apalis's orphan recovery); a Redis restarted without
+/// persistence holds nothing, and such a job would stay RUNNING for ever.
+/// Returns how many it queued again.
+///
+/// # Errors
+/// The database or the queue cannot be read or written.
+pub async fn abandoned(
+    db: &impl ConnectionTrait,
+    queue: &JobQueue,
+    timeout: std::time::Duration,
+) -> anyhow::Result<usize> {
+    let silent_since = Utc::now() - chrono::Duration::from_std(timeout)?;
+    let jobs = job_run::Entity::find()
+        .filter(job_run::Column::Status.eq(status::RUNNING))
+        .filter(
+            Condition::any()
+                .add(job_run::Column::HeartbeatAt.lt(silent_since))
+                // Started by a release that wrote no heartbeat.
+                .add(
+                    Condition::all()
+                        .add(job_run::Column::HeartbeatAt.is_null())
+                        .add(job_run::Column::StartedAt.lt(silent_since)),
+                ),
+        )
+        .order_by_asc(job_run::Column::StartedAt)
+        .limit(ABANDONED_BATCH)
+        .all(db)
+        .await?;
+    // Whichever delivery the job has had may be the one that ran it.
+    let deliveries: Vec<Delivery> = jobs
+        .iter()
+        .flat_map(|j| {
+            (0..j.attempts).map(|n| Delivery {
+                job_id: j.id,
+                attempts: n,
+                run_at: j.run_at,
+            })
+        })
+        .collect();
+    let present = queue.present(&deliveries).await?;
+    let mut queued = 0;
+    for j in jobs.iter().filter(|j| !present.contains(&j.id)) {
+        // The delivery of its last attempt: a worker takes it over.
+        queue
+            .push(Delivery {
+                job_id: j.id,
+                attempts: (j.attempts - 1).max(0),
+                run_at: Utc::now(),
+            })
+            .await?;
+        tracing::warn!(job_id = %j.id, "running job abandoned by its process and not in the queue: queued again");
+        queued += 1;
+    }
+    Ok(queued)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -157,6 +219,71 @@ mod tests {
         assert_eq!(again, 1, "the lost job's delivery is the one queued");
         assert_eq!(check.step(&db, &queue, GRACE).await.unwrap(), 0, "once");
         assert_eq!(count(&db, ENTRIES).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_running_job_whose_process_went_silent_and_the_queue_lost_is_queued_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, queue, account) = open(dir.path()).await;
+        let timeout = Duration::from_secs(120);
+        let long_ago = Some(Utc::now() - chrono::Duration::seconds(600));
+        // Running (first attempt), its delivery 0 still in the queue.
+        let running = |heartbeat_at: Option<DateTime<Utc>>| {
+            let (db, queue) = (&db, &queue);
+            async move {
+                let j = enqueue(
+                    db,
+                    queue,
+                    NewJob::now(account, JobKind::BuildPersonas, json!({})),
+                )
+                .await
+                .unwrap()
+                .unwrap();
+                let mut row: job_run::ActiveModel = j.into();
+                row.status = Set(status::RUNNING.into());
+                row.attempts = Set(1);
+                row.started_at = Set(long_ago);
+                row.heartbeat_at = Set(heartbeat_at);
+                row.update(db).await.unwrap()
+            }
+        };
+        let silent_lost = running(long_ago).await;
+        let silent_held = running(long_ago).await; // apalis hands it on
+        let alive_lost = running(Some(Utc::now())).await;
+        let legacy_lost = running(None).await; // started before heartbeats
+        let queue_pool = match queue.storage() {
+            super::super::queue::Storage::Sqlite(s) => s.pool().clone(),
+            _ => unreachable!(),
+        };
+        for j in [&silent_lost, &alive_lost, &legacy_lost] {
+            sqlx::query("DELETE FROM Jobs WHERE idempotency_key = ?")
+                .bind(super::super::queue::entry_key(j.id, 0))
+                .execute(&queue_pool)
+                .await
+                .unwrap();
+        }
+        assert_eq!(count(&db, ENTRIES).await, 1);
+
+        assert_eq!(abandoned(&db, &queue, timeout).await.unwrap(), 2);
+        let held = queue
+            .present(
+                &[&silent_lost, &silent_held, &alive_lost, &legacy_lost].map(|j| Delivery {
+                    job_id: j.id,
+                    attempts: 0,
+                    run_at: j.run_at,
+                }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            held,
+            [&silent_lost, &silent_held, &legacy_lost]
+                .map(|j| j.id)
+                .into(),
+            "the live one is left to its process"
+        );
+        assert_eq!(abandoned(&db, &queue, timeout).await.unwrap(), 0, "once");
+        assert_eq!(count(&db, ENTRIES).await, 3);
     }
 
     #[tokio::test]
