@@ -2,10 +2,9 @@
 //!
 //! Each change of head stages `ANALYZE_TEXTS { stale: true }` for the
 //! accounts it concerns ([`NewJob::rescore`]) in its own transaction, so
-//! the job is not lost. Scores can still go stale otherwise: a queue entry
-//! lost with a Redis that keeps nothing, a re-analysis already running
-//! with the previous head when the head changed, a head change made by a
-//! release that did not stage. A full persona rebuild (the nightly one)
+//! the job is not lost. Scores can still go stale otherwise: a re-analysis
+//! already running with the previous head when the head changed, a head
+//! change made by a release that did not stage. A full persona rebuild (the nightly one)
 //! therefore also looks at the level — analysed messages scored by another
 //! head than the one in use — and queues the job when nobody else has, so
 //! stale scores last one night at most.
