@@ -54,12 +54,13 @@ impl LostEntries {
             .filter(job_run::Column::Staged.eq(false))
             .filter(job_run::Column::RunAt.lt(due_before));
         if let Some((run_at, id)) = self.after {
-            page = page.filter(
-                Condition::any().add(job_run::Column::RunAt.gt(run_at)).add(
-                    Condition::all()
-                        .add(job_run::Column::RunAt.eq(run_at))
-                        .add(job_run::Column::Id.gt(id)),
-                ),
+            // `run_at >= ?` alone bounds the index range; the OR, which
+            // no index range serves, only drops the rows already seen
+            // at that very time.
+            page = page.filter(job_run::Column::RunAt.gte(run_at)).filter(
+                Condition::any()
+                    .add(job_run::Column::RunAt.gt(run_at))
+                    .add(job_run::Column::Id.gt(id)),
             );
         }
         let jobs = page
