@@ -226,3 +226,25 @@ async fn events_messages_and_relations_import_with_references_checked() {
     assert_eq!(o1["friends"], json!(["o_2"]));
     assert_eq!(o2["friends"], json!(["wx_outsider"]));
 }
+
+/// On PostgreSQL an import keeps the planner's statistics of the table it
+/// grows current (autovacuum would analyse it a minute or more later, and
+/// until then each chunk's lookups are planned for an empty table).
+#[tokio::test]
+async fn on_postgresql_an_import_keeps_the_planner_statistics_current() {
+    if tests::backend() != "postgres" {
+        eprintln!("skipped: PostgreSQL only (LINGXI_TEST_BACKEND=postgres)");
+        return;
+    }
+    let s = Server::start().await;
+    let csv: String = std::iter::once("openid,city\n".to_owned())
+        .chain((0..1_200).map(|i| format!("o_stat{i:04},上海\n")))
+        .collect();
+    let r = s.import(ADMIN_KEY, "importMembers", "CSV", &csv).await;
+    assert_eq!(r["accepted"], 1_200, "{r}");
+    // ANALYZE writes pg_class.reltuples (-1 until a table is analysed).
+    let counted = s
+        .sql_count("SELECT reltuples::bigint FROM pg_class WHERE relname = 'member'")
+        .await;
+    assert!(counted >= 1_000, "statistics count {counted} members");
+}

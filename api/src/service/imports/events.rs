@@ -45,6 +45,7 @@ pub fn event_kind(value: &serde_json::Value) -> Result<String, String> {
 }
 
 impl Importer for EventsImport {
+    type Table = entity::event::Entity;
     type Row = EventRow;
     const COLUMNS: &'static [&'static str] =
         &["openid", "type", "at", "contentId", "campaignId", "value"];

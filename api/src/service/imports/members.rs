@@ -70,6 +70,7 @@ pub fn openid(value: &serde_json::Value, field: &str) -> Result<String, String> 
 }
 
 impl Importer for MembersImport {
+    type Table = entity::member::Entity;
     type Row = MemberRow;
     const COLUMNS: &'static [&'static str] = &[
         "openid",

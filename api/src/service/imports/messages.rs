@@ -38,6 +38,7 @@ pub fn message_kind(value: &serde_json::Value) -> Result<&'static str, String> {
 }
 
 impl Importer for MessagesImport {
+    type Table = entity::message::Entity;
     type Row = MessageRow;
     const COLUMNS: &'static [&'static str] = &["openid", "kind", "text", "at", "contentId"];
     const REQUIRED: &'static [&'static str] = &["openid", "text", "at"];

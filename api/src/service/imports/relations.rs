@@ -21,6 +21,7 @@ pub struct RelationRow {
 }
 
 impl Importer for RelationsImport {
+    type Table = entity::relation::Entity;
     type Row = RelationRow;
     const COLUMNS: &'static [&'static str] = &["openid", "friendOpenid"];
     const REQUIRED: &'static [&'static str] = &["openid", "friendOpenid"];

@@ -41,6 +41,7 @@ pub fn label(value: &serde_json::Value) -> Result<ExampleLabel, String> {
 }
 
 impl Importer for SentimentExamplesImport {
+    type Table = entity::sentiment_example::Entity;
     type Row = ExampleRow;
     const COLUMNS: &'static [&'static str] = &["label", "text", "review"];
     const REQUIRED: &'static [&'static str] = &["label"];
