@@ -609,6 +609,8 @@ async fn retraining_records_a_new_version_and_promotes_only_if_better() {
     let again = s.wait_job(&d["enqueueJob"]["id"], 120).await;
     assert_eq!(again["status"], "SUCCEEDED", "{again}");
     assert_eq!(again["result"]["messages"], 0, "{again}");
+    // and, having scored nothing, rebuilds no persona
+    assert_eq!(again["result"]["personas"]["members"], 0, "{again}");
     assert_eq!(list.iter().filter(|m| m["active"] == true).count(), 1);
 }
 

@@ -310,16 +310,28 @@ async fn execute(
                 &analysis,
             )
             .await?;
-            if then_personas {
-                // The members asked for (their attributes may have changed
-                // without new messages) and those whose messages were analysed;
-                // without ids, everyone.
-                let targets: Option<Vec<Uuid>> = p.member_ids.map(|mut ids| {
+            // The members asked for (their attributes may have changed
+            // without new messages) and those whose messages were analysed;
+            // a re-scoring pass over the account (`stale`, as a change of
+            // head queues) changes only the latter; otherwise everyone.
+            let targets: Option<Vec<Uuid>> = match p.member_ids {
+                Some(mut ids) => {
                     ids.extend(members);
                     ids.sort();
                     ids.dedup();
-                    ids
-                });
+                    Some(ids)
+                }
+                None if p.stale && !p.reanalyze => {
+                    let mut ids: Vec<Uuid> = members.into_iter().collect();
+                    ids.sort();
+                    ids.dedup();
+                    Some(ids)
+                }
+                None => None,
+            };
+            if then_personas && targets.as_ref().is_some_and(Vec::is_empty) {
+                result["personas"] = serde_json::json!({ "members": 0, "withSentiment": 0 });
+            } else if then_personas {
                 let cats = category_vectors(ctx).await?;
                 result["personas"] = personas::build(
                     &ctx.db,
