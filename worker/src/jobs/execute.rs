@@ -317,18 +317,16 @@ async fn execute(
             let targets: Option<Vec<Uuid>> = match p.member_ids {
                 Some(mut ids) => {
                     ids.extend(members);
-                    ids.sort();
-                    ids.dedup();
                     Some(ids)
                 }
-                None if p.stale && !p.reanalyze => {
-                    let mut ids: Vec<Uuid> = members.into_iter().collect();
-                    ids.sort();
-                    ids.dedup();
-                    Some(ids)
-                }
+                None if p.stale && !p.reanalyze => Some(members),
                 None => None,
-            };
+            }
+            .map(|mut ids| {
+                ids.sort();
+                ids.dedup();
+                ids
+            });
             if then_personas && targets.as_ref().is_some_and(Vec::is_empty) {
                 result["personas"] = serde_json::json!({ "members": 0, "withSentiment": 0 });
             } else if then_personas {

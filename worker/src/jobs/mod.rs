@@ -136,3 +136,11 @@ impl From<sea_orm::DbErr> for JobError {
         JobError::Transient(e.into())
     }
 }
+
+/// A follow-up job a job queues: its params are built in code, so a
+/// failure is the database's or the queue's, and may pass.
+impl From<EnqueueError> for JobError {
+    fn from(e: EnqueueError) -> Self {
+        JobError::Transient(e.into())
+    }
+}

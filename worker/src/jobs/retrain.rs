@@ -128,18 +128,10 @@ async fn stage_shared_readers(
     let mut staged = Vec::new();
     for a in accounts.into_iter().filter(|a| !own.contains(a)) {
         if super::stale::any_stale(tx, a, head).await? {
-            staged.extend(
-                stage(tx, NewJob::rescore(a))
-                    .await
-                    .map_err(enqueue_failed)?,
-            );
+            staged.extend(stage(tx, NewJob::rescore(a)).await?);
         }
     }
     Ok(staged)
-}
-
-fn enqueue_failed(e: super::EnqueueError) -> JobError {
-    JobError::Transient(e.into())
 }
 
 /// Records a trained head (not active yet).
@@ -296,9 +288,7 @@ async fn account(
     if promoted {
         registry::activate(&tx, row.id).await?;
         // Stored scores are the previous head's: read the messages again.
-        rescore = stage(&tx, NewJob::rescore(account))
-            .await
-            .map_err(enqueue_failed)?;
+        rescore = stage(&tx, NewJob::rescore(account)).await?;
     }
     tx.commit().await?;
     if promoted {

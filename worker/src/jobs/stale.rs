@@ -33,9 +33,7 @@ pub async fn catch_up(
         return Ok(None);
     }
     tracing::info!(%account, head, "stale sentiment scores found: queueing their re-analysis");
-    let j = enqueue(&ctx.db, &ctx.queue, NewJob::rescore(account))
-        .await
-        .map_err(|e| JobError::Transient(e.into()))?;
+    let j = enqueue(&ctx.db, &ctx.queue, NewJob::rescore(account)).await?;
     Ok(j.map(|j| j.id.to_string()))
 }
 
