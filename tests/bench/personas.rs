@@ -80,12 +80,17 @@ async fn main() {
     }
     println!("loaded in {:.1} s", t.elapsed().as_secs_f64());
     // Let the debounced refresh jobs the imports queued finish first.
+    let t = Instant::now();
     let idle = eventually(600, || async {
         let d = s.gql("{ q: jobs(status: QUEUED) { totalCount } r: jobs(status: RUNNING) { totalCount } }", json!({})).await;
         (d["r"]["totalCount"] == 0 && d["q"]["totalCount"].as_i64().unwrap() <= 1).then_some(())
     })
     .await;
     assert!(idle.is_some());
+    println!(
+        "refresh jobs the imports queued drained in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     let id = s
         .gql(
