@@ -25,6 +25,12 @@ pub struct Model {
     pub sentiment_model: Option<String>,
     /// Little-endian f32 vector, filled by text analysis.
     pub embedding: Option<Vec<u8>>,
+    /// The vector the sentiment head read (little-endian f16), kept so a
+    /// change of head re-scores the message without the encoder.
+    pub head_input: Option<Vec<u8>>,
+    /// What gave `head_input`: the encoder output's model id and prefix
+    /// (`analysis::TextModels::head_input_key`).
+    pub head_input_model: Option<String>,
     pub keywords: Option<Json>,
     pub analyzed_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,

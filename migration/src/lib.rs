@@ -13,6 +13,7 @@ mod m20261207_000009_message_sentiment_model;
 mod m20261207_000010_job_run_staged;
 mod m20261207_000011_message_scored_by_index;
 mod m20261207_000012_job_run_heartbeat;
+mod m20261207_000013_message_head_input;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000010_job_run_staged::Migration),
             Box::new(m20261207_000011_message_scored_by_index::Migration),
             Box::new(m20261207_000012_job_run_heartbeat::Migration),
+            Box::new(m20261207_000013_message_head_input::Migration),
         ]
     }
 }

@@ -614,6 +614,119 @@ async fn retraining_records_a_new_version_and_promotes_only_if_better() {
     assert_eq!(list.iter().filter(|m| m["active"] == true).count(), 1);
 }
 
+/// Runs `ANALYZE_TEXTS` with `params` (a GraphQL object literal).
+async fn analyze_job(s: &Server, params: &str) -> Value {
+    let d = s
+        .gql(
+            &format!("mutation {{ enqueueJob(input: {{ kind: ANALYZE_TEXTS, params: {params} }}) {{ id }} }}"),
+            json!({}),
+        )
+        .await;
+    let j = s.wait_job(&d["enqueueJob"]["id"], 120).await;
+    assert_eq!(j["status"], "SUCCEEDED", "{j}");
+    j
+}
+
+/// Each stored message's text → (score, label), through the API.
+async fn stored_scores(s: &Server) -> std::collections::HashMap<String, (f64, String)> {
+    let d = s
+        .gql(
+            "{ members(first: 5) { nodes { messages(first: 5) { nodes { text sentiment sentimentLabel } } } } }",
+            json!({}),
+        )
+        .await;
+    d["members"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["messages"]["nodes"].as_array().unwrap().clone())
+        .map(|m| {
+            (
+                m["text"].as_str().unwrap().to_owned(),
+                (
+                    m["sentiment"].as_f64().unwrap(),
+                    m["sentimentLabel"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// After a change of head, analysed messages are scored again by the head
+/// alone from the vectors it read, which analysis stores (f16): the scores
+/// a fresh analysis gives, without the encoder pass. A message whose
+/// stored vector another encoder output gave goes through the encoder, and
+/// `reanalyze` takes every message through it.
+#[tokio::test]
+async fn a_change_of_head_rescores_stored_messages_without_the_encoder() {
+    let s = with_models().await;
+    let head = active_sentiment(&s).await["version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let texts = [
+        ("o_1", "物流很快，包装也好，下次还来"),
+        ("o_1", "客服一直不回消息，太失望了"),
+        ("o_2", "请问这款面霜适合敏感肌吗"),
+        ("o_3", "房间干净，前台服务很周到，推荐"),
+    ];
+    s.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_1\no_2\no_3\n")
+        .await;
+    let now = chrono::Utc::now().to_rfc3339();
+    let lines: Vec<String> = texts
+        .iter()
+        .map(|(o, t)| json!({ "openid": o, "text": t, "at": now }).to_string())
+        .collect();
+    s.import(ADMIN_KEY, "importMessages", "JSONL", &lines.join("\n"))
+        .await;
+    let by_head = format!("SELECT COUNT(*) FROM message WHERE sentiment_model = '{head}'");
+    let analysed = tests::eventually(120, || async {
+        (s.sql_count(&by_head).await == 4).then_some(())
+    })
+    .await;
+    assert!(analysed.is_some(), "{}", s.log());
+    let busy = "SELECT COUNT(*) FROM job_run WHERE status IN ('QUEUED', 'RUNNING')";
+    let idle = tests::eventually(120, || async {
+        (s.sql_count(busy).await == 0).then_some(())
+    });
+    assert!(idle.await.is_some(), "{}", s.log());
+    // What the head read is kept beside the message: 384 dims in f16, and
+    // the adapter's output under the `query: ` prefix.
+    let kept = "SELECT COUNT(*) FROM message WHERE LENGTH(head_input) = 768 \
+                AND head_input_model LIKE '%+lora-%#query'";
+    assert_eq!(s.sql_count(kept).await, 4);
+    let fresh = s.gql(ANALYZE, json!({ "t": texts.map(|(_, t)| t) })).await;
+
+    // A change of head (as a promotion leaves them): every score stale.
+    let stale = "UPDATE message SET sentiment_model = 'sentiment-20261201-000000', sentiment = 0.5";
+    assert_eq!(s.sql_exec(stale).await, 4);
+    let other = format!(
+        "UPDATE message SET head_input_model = 'another-encoder@1#query' WHERE text = '{}'",
+        texts[2].1
+    );
+    assert_eq!(s.sql_exec(&other).await, 1);
+    let j = analyze_job(&s, "{ stale: true }").await;
+    assert_eq!(j["result"]["messages"], 4, "{j}");
+    assert_eq!(j["result"]["rescored"], 3, "{j}");
+    assert_eq!(s.sql_count(&by_head).await, 4);
+    // the message analysed anew now keeps this encoder's vector
+    assert_eq!(s.sql_count(kept).await, 4);
+    let stored = stored_scores(&s).await;
+    for a in fresh["analyzeText"].as_array().unwrap() {
+        let (score, label) = &stored[a["text"].as_str().unwrap()];
+        let want = a["sentiment"]["score"].as_f64().unwrap();
+        assert!((score - want).abs() < 2e-3, "{a}: stored {score}");
+        assert_eq!(label, a["sentiment"]["label"].as_str().unwrap(), "{a}");
+    }
+
+    // Nothing stale: nothing to do. `reanalyze` runs the encoder on all.
+    let j = analyze_job(&s, "{ stale: true }").await;
+    assert_eq!(j["result"]["messages"], 0, "{j}");
+    let j = analyze_job(&s, "{ reanalyze: true }").await;
+    assert_eq!(j["result"]["messages"], 4, "{j}");
+    assert_eq!(j["result"]["rescored"], 0, "{j}");
+}
+
 /// A change of head whose re-analysis job was lost (the process died
 /// between promoting and queueing) leaves stale scores: the next full
 /// persona rebuild queues the job, and a refresh of some members scores

@@ -28,7 +28,16 @@ pub trait TextModels: Send + Sync {
     /// Each text's `query: ` embedding (as [`TextModels::embed_queries`])
     /// and its probability of being positive, in one encoder pass where
     /// the sentiment head reads the adapter's output of the same graph.
-    fn embed_and_score(&self, texts: &[String]) -> anyhow::Result<(Vec<Vec<f32>>, Vec<f32>)>;
+    fn embed_and_score(&self, texts: &[String]) -> anyhow::Result<Scored>;
+    /// What the active head reads: the encoder output's model id and the
+    /// prefix (e.g. `multilingual-e5-small-int8@1+lora-809aa222#query`).
+    /// Vectors stored under this key can be scored by
+    /// [`TextModels::score_head_inputs`] without the encoder.
+    fn head_input_key(&self) -> String;
+    /// The active head alone over vectors it reads (stored under
+    /// [`TextModels::head_input_key`]): the same probabilities as
+    /// [`TextModels::embed_and_score`] up to the vectors' storage precision.
+    fn score_head_inputs(&self, texts: &[String], inputs: &[Vec<f32>]) -> anyhow::Result<Vec<f32>>;
     /// The active sentiment head's version.
     fn sentiment_model(&self) -> String;
     /// The active head's NEUTRAL band.
@@ -43,6 +52,15 @@ pub trait TextModels: Send + Sync {
 }
 
 pub type DynModels = Arc<dyn TextModels>;
+
+/// [`TextModels::embed_and_score`]'s answer.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub embeddings: Vec<Vec<f32>>,
+    pub probs: Vec<f32>,
+    /// The vectors the head read ([`TextModels::head_input_key`]).
+    pub head_inputs: Vec<Vec<f32>>,
+}
 
 /// The band for labels where no head is at hand (without language models,
 /// tests): the shipped head's, read from its JSON once. Analysed texts and
@@ -66,6 +84,8 @@ pub struct Analysis {
     pub label: &'static str,
     pub keywords: Vec<String>,
     pub embedding: Vec<f32>,
+    /// What the head read, to store for re-scoring.
+    pub head_input: Vec<f32>,
 }
 
 /// Analyses texts in one go (the synchronous `analyzeText` query uses it).
@@ -75,16 +95,28 @@ pub struct Analysis {
 pub fn analyze(models: &dyn TextModels, texts: &[String]) -> anyhow::Result<Vec<Analysis>> {
     // e5's "query: " side: messages are compared symmetrically (personas,
     // lookalikes) and classified (sentiment), both of which e5 trains on queries.
-    let (embeddings, probs) = models.embed_and_score(texts)?;
+    let Scored {
+        embeddings,
+        probs,
+        head_inputs,
+    } = models.embed_and_score(texts)?;
+    anyhow::ensure!(
+        embeddings.len() == texts.len()
+            && probs.len() == texts.len()
+            && head_inputs.len() == texts.len(),
+        "the models answered for another number of texts"
+    );
     Ok(texts
         .iter()
         .zip(embeddings)
         .zip(probs)
-        .map(|((t, e), p)| Analysis {
+        .zip(head_inputs)
+        .map(|(((t, e), p), h)| Analysis {
             sentiment: p,
             label: models.label(p, t),
             keywords: text::keywords(t, 5),
             embedding: e,
+            head_input: h,
         })
         .collect())
 }
@@ -119,6 +151,35 @@ pub fn scored_by_another_ranges(head: &str) -> [Condition; 3] {
         Condition::all().add(message::Column::SentimentModel.lt(head)),
         Condition::all().add(message::Column::SentimentModel.gt(head)),
     ]
+}
+
+/// Scores `messages` from their stored head inputs with the head alone;
+/// `None` when there are none, or when the head cannot read them (a
+/// damaged vector: those messages then take the encoder pass).
+async fn rescore(
+    models: &DynModels,
+    messages: &[&message::Model],
+) -> Result<Option<Vec<f32>>, JobError> {
+    if messages.is_empty() {
+        return Ok(None);
+    }
+    let texts: Vec<String> = messages.iter().map(|m| m.text.clone()).collect();
+    let inputs: Vec<Vec<f32>> = messages
+        .iter()
+        .map(|m| vectors::from_f16_bytes(m.head_input.as_deref().unwrap_or_default()))
+        .collect();
+    let m = Arc::clone(models);
+    let scored = tokio::task::spawn_blocking(move || m.score_head_inputs(&texts, &inputs))
+        .await
+        .map_err(|e| JobError::Transient(e.into()))?;
+    match scored {
+        Ok(p) if p.len() == messages.len() => Ok(Some(p)),
+        Ok(_) => Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "stored head inputs not read; analysing those messages anew");
+            Ok(None)
+        }
+    }
 }
 
 /// Analyses the account's messages that are not analysed yet (and those
@@ -162,7 +223,9 @@ pub async fn run(
         }
     };
     let total = pending().count(db).await?.max(1);
+    let key = models.head_input_key();
     let mut done = 0u64;
+    let mut rescored = 0u64;
     let mut after: Option<Uuid> = None;
     let mut members: Vec<Uuid> = Vec::new();
     loop {
@@ -173,16 +236,49 @@ pub async fn run(
         let batch = q.all(db).await?;
         let Some(last) = batch.last() else { break };
         after = Some(last.id);
-        let texts: Vec<String> = batch.iter().map(|m| m.text.clone()).collect();
+        // After a change of head, messages whose stored head input the new
+        // head reads are scored by the head alone: the encoder pass is
+        // nearly all of an analysis' cost, and embedding and keywords do
+        // not depend on the head.
+        let (reuse, full): (Vec<&message::Model>, Vec<&message::Model>) =
+            batch.iter().partition(|m| {
+                again == Again::Stale
+                    && m.analyzed_at.is_some()
+                    && m.head_input.is_some()
+                    && m.head_input_model.as_deref() == Some(key.as_str())
+            });
+        let (reuse, scores, full) = match rescore(&models, &reuse).await? {
+            Some(p) => (reuse, p, full),
+            None => (Vec::new(), Vec::new(), batch.iter().collect()),
+        };
+        let texts: Vec<String> = full.iter().map(|m| m.text.clone()).collect();
         let m = Arc::clone(&models);
-        let analysed = tokio::task::spawn_blocking(move || analyze(m.as_ref(), &texts))
-            .await
-            .map_err(|e| JobError::Transient(e.into()))?
-            .map_err(JobError::Transient)?;
+        let analysed = if texts.is_empty() {
+            Vec::new()
+        } else {
+            tokio::task::spawn_blocking(move || analyze(m.as_ref(), &texts))
+                .await
+                .map_err(|e| JobError::Transient(e.into()))?
+                .map_err(JobError::Transient)?
+        };
         let now = Utc::now();
         // One transaction per batch: one commit (one fsync on SQLite) instead of one per message.
         let tx = crate::config::begin_write(db).await?;
-        for (msg, a) in batch.iter().zip(analysed) {
+        for (msg, p) in reuse.iter().zip(&scores) {
+            message::Entity::update_many()
+                .col_expr(message::Column::Sentiment, Expr::value(f64::from(*p)))
+                .col_expr(
+                    message::Column::SentimentLabel,
+                    Expr::value(models.label(*p, &msg.text)),
+                )
+                .col_expr(message::Column::SentimentModel, Expr::value(head.clone()))
+                .col_expr(message::Column::AnalyzedAt, Expr::value(now))
+                .filter(message::Column::Id.eq(msg.id))
+                .exec(&tx)
+                .await?;
+            members.push(msg.member_id);
+        }
+        for (msg, a) in full.iter().zip(analysed) {
             message::Entity::update_many()
                 .col_expr(
                     message::Column::Sentiment,
@@ -194,6 +290,11 @@ pub async fn run(
                     message::Column::Embedding,
                     Expr::value(vectors::to_bytes(&a.embedding)),
                 )
+                .col_expr(
+                    message::Column::HeadInput,
+                    Expr::value(vectors::to_f16_bytes(&a.head_input)),
+                )
+                .col_expr(message::Column::HeadInputModel, Expr::value(key.clone()))
                 .col_expr(message::Column::Keywords, Expr::value(json!(a.keywords)))
                 .col_expr(message::Column::AnalyzedAt, Expr::value(now))
                 .filter(message::Column::Id.eq(msg.id))
@@ -202,13 +303,14 @@ pub async fn run(
             members.push(msg.member_id);
         }
         tx.commit().await?;
+        rescored += scores.len() as u64;
         done += batch.len() as u64;
         progress.set(done as f64 / total as f64).await?;
     }
     members.sort();
     members.dedup();
     Ok((
-        json!({ "messages": done, "members": members.len(), "elapsedMs": started.elapsed().as_millis() as u64,
+        json!({ "messages": done, "rescored": rescored, "members": members.len(), "elapsedMs": started.elapsed().as_millis() as u64,
                 "embeddingModel": models.embedding_model(), "sentimentModel": models.sentiment_model() }),
         members,
     ))

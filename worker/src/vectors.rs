@@ -10,6 +10,21 @@ pub fn from_bytes(b: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// Half-precision little-endian bytes (round to nearest): half the size
+/// of [`to_bytes`], for vectors kept only to be read again by a head.
+pub fn to_f16_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter()
+        .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+        .collect()
+}
+
+/// The vector [`to_f16_bytes`] stored.
+pub fn from_f16_bytes(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(2)
+        .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+        .collect()
+}
+
 /// Dot product in eight independent lanes, which the compiler turns into
 /// SIMD (a single running sum cannot be reordered, so it stays scalar).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -179,6 +194,21 @@ mod tests {
         let mut u = vec![3.0f32, 4.0];
         normalize(&mut u);
         assert!((dot(&u, &u) - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn f16_bytes_are_half_the_size_and_close() {
+        let mut v = pseudo_random(7, 384);
+        normalize(&mut v);
+        let b = to_f16_bytes(&v);
+        assert_eq!(b.len(), 2 * v.len());
+        let back = from_f16_bytes(&b);
+        assert_eq!(back.len(), v.len());
+        // f16 keeps 11 significant bits: within 2^-11 of each component.
+        for (a, x) in back.iter().zip(&v) {
+            assert!((a - x).abs() <= x.abs() / 2048.0 + 1e-7, "{a} vs {x}");
+        }
+        assert_eq!(from_f16_bytes(&to_f16_bytes(&[0.5, -1.25])), [0.5, -1.25]);
     }
 
     fn pseudo_random(seed: u64, n: usize) -> Vec<f32> {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::{
     Config,
-    analysis::{DynModels, TextModels},
+    analysis::{DynModels, Scored, TextModels},
     ml::{self, Output},
     registry::{self, NewVersion, kind},
     sentiment::{self, EmbeddingPrefix, Head, Thresholds},
@@ -258,19 +258,20 @@ impl LoadedModels {
         Ok(())
     }
 
-    /// Each text's `query: ` embedding and its probability of being
-    /// positive under `head`.
-    fn embed_and_score_with(
-        &self,
-        head: &Head,
-        texts: &[String],
-    ) -> anyhow::Result<(Vec<Vec<f32>>, Vec<f32>)> {
+    /// Each text's `query: ` embedding, its probability of being
+    /// positive under `head`, and the vectors `head` read.
+    fn embed_and_score_with(&self, head: &Head, texts: &[String]) -> anyhow::Result<Scored> {
         let spec = head.spec();
         if spec.embedding_prefix != EmbeddingPrefix::Query {
             // a head on the other prefix needs a pass of its own
-            let head_input = sentiment::head_input(&self.embed, spec, texts)?;
-            let p = head.predict(texts, &head_input)?;
-            return Ok((self.embed.embed_queries(texts)?, p));
+            let head_inputs = sentiment::head_input(&self.embed, spec, texts)?;
+            let probs = head.predict(texts, &head_inputs)?;
+            let embeddings = self.embed.embed_queries(texts)?;
+            return Ok(Scored {
+                embeddings,
+                probs,
+                head_inputs,
+            });
         }
         let mut outputs = vec![Output::Embedding];
         if spec.embedding_output != Output::Embedding {
@@ -278,11 +279,25 @@ impl LoadedModels {
         }
         let mut vectors = self.embed.embed_outputs(texts, true, &outputs)?.into_iter();
         let embeddings = vectors.next().unwrap_or_default();
-        let p = match vectors.next() {
-            Some(head_input) => head.predict(texts, &head_input)?,
-            None => head.predict(texts, &embeddings)?,
-        };
-        Ok((embeddings, p))
+        let head_inputs = vectors.next().unwrap_or_else(|| embeddings.clone());
+        let probs = head.predict(texts, &head_inputs)?;
+        Ok(Scored {
+            embeddings,
+            probs,
+            head_inputs,
+        })
+    }
+
+    /// What `head` reads from the loaded encoder: the output's model id
+    /// (the adapter's tag included) and the prefix. A new encoder or
+    /// adapter changes it, so vectors stored before are not reused.
+    fn head_input_key_of(&self, head: &Head) -> String {
+        let spec = head.spec();
+        let model = self
+            .embed
+            .output_model(spec.embedding_output)
+            .unwrap_or(spec.embedding_model.as_str());
+        format!("{model}#{}", spec.embedding_prefix.as_str())
     }
 }
 
@@ -336,8 +351,14 @@ impl TextModels for AccountModels {
     fn embed_queries(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
         self.models.embed_queries(texts)
     }
-    fn embed_and_score(&self, texts: &[String]) -> anyhow::Result<(Vec<Vec<f32>>, Vec<f32>)> {
+    fn embed_and_score(&self, texts: &[String]) -> anyhow::Result<Scored> {
         self.models.embed_and_score_with(&self.head, texts)
+    }
+    fn head_input_key(&self) -> String {
+        self.models.head_input_key_of(&self.head)
+    }
+    fn score_head_inputs(&self, texts: &[String], inputs: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
+        self.head.predict(texts, inputs)
     }
     fn sentiment_model(&self) -> String {
         self.head.version().to_owned()
@@ -357,8 +378,14 @@ impl TextModels for LoadedModels {
     fn embed_queries(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>> {
         Ok(self.embed.embed_queries(texts)?)
     }
-    fn embed_and_score(&self, texts: &[String]) -> anyhow::Result<(Vec<Vec<f32>>, Vec<f32>)> {
+    fn embed_and_score(&self, texts: &[String]) -> anyhow::Result<Scored> {
         self.embed_and_score_with(&self.head(), texts)
+    }
+    fn head_input_key(&self) -> String {
+        self.head_input_key_of(&self.head())
+    }
+    fn score_head_inputs(&self, texts: &[String], inputs: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
+        self.head().predict(texts, inputs)
     }
     fn sentiment_model(&self) -> String {
         self.head().version().to_owned()

@@ -124,6 +124,8 @@ impl Importer for MessagesImport {
                 sentiment_corrected: Set(None),
                 sentiment_model: Set(None),
                 embedding: Set(None),
+                head_input: Set(None),
+                head_input_model: Set(None),
                 keywords: Set(None),
                 analyzed_at: Set(None),
                 created_at: Set(now),
