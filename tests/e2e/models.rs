@@ -727,6 +727,78 @@ async fn a_change_of_head_rescores_stored_messages_without_the_encoder() {
     assert_eq!(j["result"]["rescored"], 0, "{j}");
 }
 
+/// Data arriving for members whose refresh is running (their events,
+/// imported while their messages are analysed) is refreshed after that
+/// refresh, not beside it: two at once would both run the encoder over the
+/// same new messages. Every message is analysed once.
+#[tokio::test]
+async fn a_refresh_waits_for_the_accounts_running_refresh() {
+    use std::fmt::Write;
+    let s = with_models().await;
+    let n = 500;
+    let (mut members, mut messages, mut events) = (
+        String::from("openid\n"),
+        String::new(),
+        String::from("openid,type,at\n"),
+    );
+    for i in 0..n {
+        let _ = writeln!(members, "o_w{i:04}");
+        for k in 0..3 {
+            let m = json!({ "openid": format!("o_w{i:04}"), "text": format!("面霜很滋润，第{}次回购了", 3 * i + k), "at": "2026-11-20T08:00:00Z" });
+            let _ = writeln!(messages, "{m}");
+        }
+        let _ = writeln!(events, "o_w{i:04},click,2026-11-21T08:00:00Z");
+    }
+    s.import(ADMIN_KEY, "importMembers", "CSV", &members).await;
+    s.import(ADMIN_KEY, "importMessages", "JSONL", &messages)
+        .await;
+    // The events arrive while the messages' refresh runs.
+    let analysing = "SELECT COUNT(*) FROM job_run WHERE kind = 'ANALYZE_TEXTS' AND status = 'RUNNING' \
+                     AND progress < 0.5 AND EXISTS (SELECT 1 FROM message WHERE analyzed_at IS NULL)";
+    let running = tests::eventually(60, || async {
+        (s.sql_count(analysing).await > 0).then_some(())
+    })
+    .await;
+    assert!(running.is_some(), "{}", s.log());
+    s.import(ADMIN_KEY, "importEvents", "CSV", &events).await;
+    // Done: the events' refresh too (held in memory until the other ends).
+    let done = "SELECT COUNT(*) FROM job_run WHERE kind = 'ANALYZE_TEXTS' AND status = 'SUCCEEDED'";
+    let busy = "SELECT COUNT(*) FROM job_run WHERE status IN ('QUEUED', 'RUNNING')";
+    let idle = tests::eventually(300, || async {
+        (s.sql_count(done).await >= 2 && s.sql_count(busy).await == 0).then_some(())
+    })
+    .await;
+    assert!(idle.is_some(), "{}", s.log());
+    assert_eq!(
+        s.sql_count("SELECT COUNT(*) FROM message WHERE analyzed_at IS NULL")
+            .await,
+        0
+    );
+    let d = s
+        .gql(
+            "{ jobs(first: 20, kind: ANALYZE_TEXTS) { nodes { status result startedAt finishedAt } } }",
+            json!({}),
+        )
+        .await;
+    let jobs = d["jobs"]["nodes"].as_array().unwrap().clone();
+    // the members' and messages' refresh (merged, or two) and the events'
+    assert!(jobs.len() >= 2, "{jobs:?}");
+    let analysed: i64 = jobs
+        .iter()
+        .map(|j| j["result"]["messages"].as_i64().unwrap())
+        .sum();
+    assert_eq!(analysed, 3 * n, "a message analysed twice: {jobs:?}");
+    let at =
+        |j: &Value, f: &str| chrono::DateTime::parse_from_rfc3339(j[f].as_str().unwrap()).unwrap();
+    for (i, a) in jobs.iter().enumerate() {
+        for b in &jobs[i + 1..] {
+            let apart = at(a, "finishedAt") <= at(b, "startedAt")
+                || at(b, "finishedAt") <= at(a, "startedAt");
+            assert!(apart, "two refreshes ran at once: {a} {b}");
+        }
+    }
+}
+
 /// A change of head whose re-analysis job was lost (the process died
 /// between promoting and queueing) leaves stale scores: the next full
 /// persona rebuild queues the job, and a refresh of some members scores

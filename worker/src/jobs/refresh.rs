@@ -3,7 +3,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use sea_orm::DatabaseConnection;
@@ -21,6 +21,8 @@ pub struct Refresher {
 
 /// How long changes are collected before one job is queued.
 pub const DEBOUNCE: Duration = Duration::from_millis(800);
+/// How long a refresh waits at most for the account's running one.
+pub const MAX_HOLD: Duration = Duration::from_secs(60);
 /// Above this many touched members a refresh is one pass over the account.
 pub const FULL_REFRESH_ABOVE: usize = 5_000;
 
@@ -33,12 +35,19 @@ impl Refresher {
         };
         let pending = Arc::clone(&r.pending);
         tokio::spawn(async move {
+            // Accounts whose refresh waits for the one running, since when.
+            let mut held: HashMap<Uuid, (HashSet<Uuid>, Instant)> = HashMap::new();
             loop {
                 tokio::time::sleep(DEBOUNCE).await;
-                let batch: HashMap<Uuid, HashSet<Uuid>> = match pending.lock() {
+                let mut batch: HashMap<Uuid, HashSet<Uuid>> = match pending.lock() {
                     Ok(mut p) => std::mem::take(&mut *p),
                     Err(_) => break,
                 };
+                let mut since = HashMap::new();
+                for (account, (members, t)) in held.drain() {
+                    batch.entry(account).or_default().extend(members);
+                    since.insert(account, t);
+                }
                 for (account, members) in batch {
                     let kind = if analysis {
                         JobKind::AnalyzeTexts
@@ -53,6 +62,17 @@ impl Refresher {
                         Err(e) => {
                             tracing::warn!(error = %e, "could not look for a queued full pass")
                         }
+                    }
+                    // Two refreshes at once would both analyse the new
+                    // messages (each reads those not analysed yet): wait
+                    // for the running one, which may take the newest
+                    // messages along, and queue one refresh for everything
+                    // touched meanwhile. Bounded, so a long pass or a dead
+                    // worker's job cannot keep members stale.
+                    let t = since.get(&account).copied().unwrap_or_else(Instant::now);
+                    if t.elapsed() < MAX_HOLD && refresh_running(&db, account, kind).await {
+                        held.insert(account, (members, t));
+                        continue;
                     }
                     let ids: Vec<Uuid> = members.into_iter().collect();
                     // A bulk import touches many members: one full pass is
@@ -85,6 +105,19 @@ impl Refresher {
     pub fn touch(&self, account_id: Uuid, members: impl IntoIterator<Item = Uuid>) {
         if let Ok(mut p) = self.pending.lock() {
             p.entry(account_id).or_default().extend(members);
+        }
+    }
+}
+
+/// Whether a refresh of the account (a job of `kind` naming `memberIds`,
+/// also a null one: a bulk import's full pass) is running. A database error
+/// counts as not running: the refresh is queued rather than held.
+async fn refresh_running(db: &DatabaseConnection, account: Uuid, kind: JobKind) -> bool {
+    match super::due_params(db, account, kind, &[super::status::RUNNING]).await {
+        Ok(running) => running.iter().any(|p| p.get("memberIds").is_some()),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not look for a running refresh");
+            false
         }
     }
 }
