@@ -4,6 +4,8 @@
 //! lingxi-sentiment train   [--out DIR] [--name NAME] [--version V] [--eval] [recipe options]
 //! lingxi-sentiment eval    [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--no-cache] [--no-prior]
 //! lingxi-sentiment predict [--head FILE.onnx --json FILE.json] TEXT...   (or `-`: one text per line on stdin)
+//! lingxi-sentiment explain [--head FILE.onnx --json FILE.json] TEXT...   # the terms of each score:
+//!                          # bias, embedding, the n-grams that weigh most
 //! lingxi-sentiment band    [--head FILE.onnx --json FILE.json] [--write [--eval]] [--band-accuracy X] [--long-min-chars N]
 //!                          # chooses the head's NEUTRAL band anew on the validation split
 //!                          # (`--write`: into its JSON; the shipped head's by default)
@@ -39,7 +41,7 @@ use worker::sentiment::{
     self, EmbeddingPrefix, Head, SetReport, TrainOptions, corpus, features::FeatureSpec, train,
 };
 
-const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|band|sweep|brand|neutral|warm> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--write] [--no-cache] [--no-prior] [recipe options] [TEXT...|-]";
+const USAGE: &str = "usage: lingxi-sentiment <train|eval|predict|explain|band|sweep|brand|neutral|warm> [--models-dir DIR] [--corpus DIR] [--data DIR] [--out DIR] [--name NAME] [--version V] [--eval] [--head FILE.onnx --json FILE.json] [--thresholds LOW,HIGH] [--write] [--no-cache] [--no-prior] [recipe options] [TEXT...|-]";
 
 #[derive(Default)]
 struct Args {
@@ -499,6 +501,28 @@ fn run(a: Args) -> anyhow::Result<()> {
             );
             for (t, p) in texts.iter().zip(p) {
                 println!("{p:.3} {:<8} {t}", head.label(p, t));
+            }
+        }
+        "explain" => {
+            anyhow::ensure!(!a.rest.is_empty(), "explain needs TEXT...\n{USAGE}");
+            let head = load_head(&a)?;
+            let models = Models::load(&models_dir)?;
+            let emb = sentiment::head_input(&models, head.spec(), &a.rest)?;
+            for (t, e) in a.rest.iter().zip(&emb) {
+                let x = head.explain(t, e)?;
+                println!(
+                    "{t}\n  score {:.3} {} (head {:.3}; logit {:+.2} = bias {:+.2} + embedding {:+.2} + n-grams {:+.2})",
+                    x.score,
+                    head.label(x.score, t),
+                    x.head,
+                    x.logit,
+                    x.bias,
+                    x.embedding,
+                    x.logit - x.bias - x.embedding
+                );
+                for (name, c) in x.ngrams.iter().take(12) {
+                    println!("  {c:+.3} {name}");
+                }
             }
         }
         "warm" => {

@@ -155,22 +155,19 @@ fn bucket(tag: &[u8], gram: &str, buckets: usize) -> u32 {
     (fnv1a64(&[tag, gram.as_bytes()]) % buckets as u64) as u32
 }
 
-/// The hashed n-grams of `text` under `spec` (empty when the spec has
-/// none).
-pub fn ngrams(text: &str, spec: &FeatureSpec) -> Sparse {
-    if !spec.uses_ngrams() {
-        return Sparse::default();
-    }
-    let h = spec.hash_buckets;
+/// Calls `f(tag, gram)` for each n-gram of `text` under `spec` (repeats
+/// included), in the order the head's features are defined.
+fn each_gram(text: &str, spec: &FeatureSpec, mut f: impl FnMut(&[u8], &str)) {
     let norm = normalize(text);
-    let mut on: Vec<u32> = Vec::new();
     if spec.word_unigrams || spec.word_bigrams {
         let words: Vec<String> = text::segment(&norm)
             .into_iter()
             .filter(|w| !w.trim().is_empty())
             .collect();
         if spec.word_unigrams {
-            on.extend(words.iter().map(|w| bucket(b"w:", w, h)));
+            for w in &words {
+                f(b"w:", w);
+            }
         }
         if spec.word_bigrams {
             let mut pair = String::new();
@@ -179,7 +176,7 @@ pub fn ngrams(text: &str, spec: &FeatureSpec) -> Sparse {
                 pair.push_str(&p[0]);
                 pair.push('\u{1F}');
                 pair.push_str(&p[1]);
-                on.push(bucket(b"ww:", &pair, h));
+                f(b"ww:", &pair);
             }
         }
     }
@@ -194,10 +191,21 @@ pub fn ngrams(text: &str, spec: &FeatureSpec) -> Sparse {
             for win in chars.windows(n) {
                 gram.clear();
                 gram.extend(win);
-                on.push(bucket(tag.as_bytes(), &gram, h));
+                f(tag.as_bytes(), &gram);
             }
         }
     }
+}
+
+/// The hashed n-grams of `text` under `spec` (empty when the spec has
+/// none).
+pub fn ngrams(text: &str, spec: &FeatureSpec) -> Sparse {
+    if !spec.uses_ngrams() {
+        return Sparse::default();
+    }
+    let h = spec.hash_buckets;
+    let mut on: Vec<u32> = Vec::new();
+    each_gram(text, spec, |tag, gram| on.push(bucket(tag, gram, h)));
     on.sort_unstable();
     on.dedup();
     let v = if on.is_empty() {
@@ -209,6 +217,26 @@ pub fn ngrams(text: &str, spec: &FeatureSpec) -> Sparse {
         val: vec![v; on.len()],
         idx: on,
     }
+}
+
+/// Each distinct n-gram of `text` as `tag + gram` (word pairs joined by
+/// `|`) with its bucket, for explaining a score.
+pub fn named_ngrams(text: &str, spec: &FeatureSpec) -> Vec<(String, u32)> {
+    if !spec.uses_ngrams() {
+        return Vec::new();
+    }
+    let mut out: Vec<(String, u32)> = Vec::new();
+    each_gram(text, spec, |tag, gram| {
+        let name = format!(
+            "{}{}",
+            String::from_utf8_lossy(tag),
+            gram.replace('\u{1F}', "|")
+        );
+        out.push((name, bucket(tag, gram, spec.hash_buckets)));
+    });
+    out.sort_by_key(|(_, b)| *b);
+    out.dedup_by_key(|(_, b)| *b);
+    out
 }
 
 #[cfg(test)]

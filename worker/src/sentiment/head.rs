@@ -127,6 +127,21 @@ impl Clone for Head {
 /// sparse (ids and values) so that the hash space can be large: the graph
 /// gathers their weights instead of multiplying a dense `[N, buckets]`
 /// matrix.
+/// The terms of one text's score ([`Head::explain`]).
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub bias: f32,
+    /// The embedding's share of the logit.
+    pub embedding: f32,
+    /// Each n-gram's share, largest magnitude first.
+    pub ngrams: Vec<(String, f32)>,
+    pub logit: f32,
+    /// The head's probability, `sigmoid(logit)`.
+    pub head: f32,
+    /// After the lexical prior (emoji, sticker codes, slang).
+    pub score: f32,
+}
+
 pub fn export_onnx(lin: &Linear, spec: &FeatureSpec, version: &str) -> Vec<u8> {
     let d = lin.w_emb.len();
     let mut g = Graph::new("lingxi_sentiment");
@@ -438,6 +453,40 @@ impl Head {
             *p = lexicon::adjust(t, *p);
         }
         Ok(p)
+    }
+
+    /// Why the head scores `text` as it does: the terms of its logit (the
+    /// bias, the embedding's share, each n-gram's share), the head's
+    /// probability, and the probability after the lexical prior (what
+    /// [`Head::predict`] answers).
+    ///
+    /// # Errors
+    /// `embedding` is not as wide as the head reads.
+    pub fn explain(&self, text: &str, embedding: &[f32]) -> anyhow::Result<Explanation> {
+        self.check_inputs(&[text.to_owned()], &[embedding.to_vec()])?;
+        let lin = &self.linear;
+        let emb: f32 = embedding.iter().zip(&lin.w_emb).map(|(x, w)| x * w).sum();
+        let spec = &self.meta.features;
+        let value = features::ngrams(text, spec)
+            .val
+            .first()
+            .copied()
+            .unwrap_or(0.0);
+        let mut ngrams: Vec<(String, f32)> = features::named_ngrams(text, spec)
+            .into_iter()
+            .filter_map(|(name, b)| Some((name, value * lin.w_ngram.get(b as usize)?)))
+            .collect();
+        ngrams.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        let logit = lin.bias + emb + ngrams.iter().map(|(_, c)| c).sum::<f32>();
+        let head = sigmoid(logit);
+        Ok(Explanation {
+            bias: lin.bias,
+            embedding: emb,
+            ngrams,
+            logit,
+            head,
+            score: lexicon::adjust(text, head),
+        })
     }
 
     /// True when [`Head::predict`] runs on ONNX Runtime in this process.

@@ -30,8 +30,8 @@ use serde_json::json;
 pub use corpus::{EvalSet, Labelled, Matrix};
 pub use features::{EmbeddingPrefix, FeatureSpec, Sparse};
 pub use head::{
-    Calibration, FORMAT, Head, HeadMeta, INPUT_EMBEDDING, INPUT_NGRAM_IDS, INPUT_NGRAM_VALUES,
-    OUTPUT, OnnxInfo, export_onnx, pad_sparse,
+    Calibration, Explanation, FORMAT, Head, HeadMeta, INPUT_EMBEDDING, INPUT_NGRAM_IDS,
+    INPUT_NGRAM_VALUES, OUTPUT, OnnxInfo, export_onnx, pad_sparse,
 };
 pub use train::{BandMetrics, LongBand, Metrics, Thresholds, TrainConfig};
 

@@ -495,6 +495,41 @@ fn shipped_head_is_valid_and_small() {
     assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
 }
 
+#[test]
+fn explain_adds_up_to_the_score() {
+    let h = Head::shipped();
+    let e = unit(
+        (0..features::EMBEDDING_DIMS)
+            .map(|i| (i as f32 * 0.7).cos())
+            .collect(),
+    );
+    for t in [
+        "孩子很喜欢这本书",
+        "客服态度太差了[怒]",
+        "房间干净，早餐丰富",
+    ] {
+        let x = h.explain(t, &e).unwrap();
+        let want = h.predict_reference(&[t.to_owned()], &[e.clone()]).unwrap()[0];
+        assert!((x.head - want).abs() < 1e-5, "{t}: {} vs {want}", x.head);
+        let sum = x.bias + x.embedding + x.ngrams.iter().map(|(_, c)| c).sum::<f32>();
+        assert!((x.logit - sum).abs() < 1e-5, "{t}");
+        assert_eq!(x.score, super::lexicon::adjust(t, x.head), "{t}");
+        assert!(x.ngrams.windows(2).all(|w| w[0].1.abs() >= w[1].1.abs()));
+    }
+    // named by kind: jieba words, word pairs, character bigrams
+    let names: Vec<String> = h
+        .explain("孩子很喜欢这本书", &e)
+        .unwrap()
+        .ngrams
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    for n in ["w:孩子", "ww:这|本书", "c2:很喜"] {
+        assert!(names.iter().any(|m| m == n), "{n} not in {names:?}");
+    }
+    assert!(h.explain("太棒了", &e[..10]).is_err());
+}
+
 /// `retrain` end to end on the real corpus and models (slow the first
 /// time: it embeds the corpus; then cached). Run with `--ignored`.
 #[test]
