@@ -75,6 +75,12 @@ impl LostEntries {
         };
         let deliveries: Vec<Delivery> = jobs.iter().map(Delivery::from).collect();
         let present = queue.present(&deliveries).await?;
+        let held: Vec<Delivery> = deliveries
+            .iter()
+            .filter(|d| present.contains(&d.job_id))
+            .copied()
+            .collect();
+        queue.keep(&held).await?;
         let mut queued = 0;
         for d in deliveries
             .into_iter()

@@ -69,9 +69,10 @@ pub fn entry_key(job_id: Uuid, attempts: i32) -> String {
 }
 
 /// How long Redis keeps a delivery's key after the delivery is due. Redis
-/// keeps keys in memory, so they expire; a job still waiting that long
-/// after its time (workers down for a week) may be queued twice, which
-/// [`super::execute::run`] tells apart.
+/// keeps keys in memory, so they expire; the workers' look for lost
+/// entries renews the keys of due jobs still waiting ([`JobQueue::keep`]),
+/// so only a job left waiting that long with no worker running may be
+/// queued twice, which [`super::execute::run`] mostly tells apart.
 const REDIS_KEY_AFTER_DUE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How often an idle worker looks for jobs pushed by another process, and
@@ -275,6 +276,34 @@ impl JobQueue {
         let mut found: HashSet<Uuid> = held.iter().filter_map(|k| by_key.get(k).copied()).collect();
         found.extend(self.legacy_entries(deliveries, &found).await?);
         Ok(found)
+    }
+
+    /// Keeps the keys of `deliveries`, all due and held by the queue, for
+    /// [`REDIS_KEY_AFTER_DUE`] from now: a job that waits past its time
+    /// (workers down) keeps its key, so its entry is never pushed twice.
+    /// Redis only; SQL storages keep keys with their entries.
+    ///
+    /// # Errors
+    /// The queue cannot be written.
+    pub async fn keep(&self, deliveries: &[Delivery]) -> anyhow::Result<()> {
+        let Storage::Redis(s) = &self.storage else {
+            return Ok(());
+        };
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        let prefix = s.get_config().idempotency_key_set();
+        let mut pipe = redis::pipe();
+        for d in deliveries {
+            pipe.cmd("EXPIRE")
+                .arg(format!("{prefix}:{}", entry_key(d.job_id, d.attempts)))
+                .arg(REDIS_KEY_AFTER_DUE.as_secs())
+                .ignore();
+        }
+        let () = pipe
+            .query_async(&mut s.clone().get_connection().clone())
+            .await?;
+        Ok(())
     }
 
     /// Jobs among `deliveries` (not in `found`) with an entry pushed without
@@ -571,6 +600,47 @@ mod storage_tests {
             unreachable!()
         };
         let mut con = s.clone().get_connection().clone();
+
+        // A due delivery still waiting keeps its key: `keep` (which the
+        // look for lost entries calls for the due jobs the queue holds)
+        // gives it REDIS_KEY_AFTER_DUE from now again.
+        let due = Delivery {
+            job_id: Uuid::now_v7(),
+            attempts: 0,
+            run_at: Utc::now() - chrono::Duration::days(6),
+        };
+        q.push(due).await.unwrap();
+        let name = format!(
+            "{}:{}",
+            s.get_config().idempotency_key_set(),
+            entry_key(due.job_id, due.attempts)
+        );
+        let ttl = |con: redis::aio::ConnectionManager| {
+            let name = name.clone();
+            async move {
+                let t: i64 = redis::cmd("TTL")
+                    .arg(&name)
+                    .query_async(&mut con.clone())
+                    .await
+                    .unwrap();
+                t
+            }
+        };
+        let week = REDIS_KEY_AFTER_DUE.as_secs() as i64;
+        assert!(ttl(con.clone()).await > week - 60, "pushed: a week");
+        // as if the job had waited almost a week past its time
+        let () = redis::cmd("EXPIRE")
+            .arg(&name)
+            .arg(60)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        q.keep(&[due]).await.unwrap();
+        assert!(ttl(con.clone()).await > week - 60, "kept: a week again");
+        assert_eq!(
+            q.present(&[due]).await.unwrap(),
+            HashSet::from([due.job_id])
+        );
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{}:*", cfg.queue_name))
             .query_async(&mut con)

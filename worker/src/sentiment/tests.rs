@@ -509,7 +509,9 @@ fn explain_adds_up_to_the_score() {
         "房间干净，早餐丰富",
     ] {
         let x = h.explain(t, &e).unwrap();
-        let want = h.predict_reference(&[t.to_owned()], std::slice::from_ref(&e)).unwrap()[0];
+        let want = h
+            .predict_reference(&[t.to_owned()], std::slice::from_ref(&e))
+            .unwrap()[0];
         assert!((x.head - want).abs() < 1e-5, "{t}: {} vs {want}", x.head);
         let sum = x.bias + x.embedding + x.ngrams.iter().map(|(_, c)| c).sum::<f32>();
         assert!((x.logit - sum).abs() < 1e-5, "{t}");
