@@ -614,6 +614,35 @@ async fn retraining_records_a_new_version_and_promotes_only_if_better() {
     assert_eq!(list.iter().filter(|m| m["active"] == true).count(), 1);
 }
 
+/// Imports `messages` (openid, text) for their members, written now, and
+/// waits until `head` has scored them all and no job is left to run (one
+/// would re-score what a test then marks stale).
+async fn import_analysed(s: &Server, head: &str, messages: &[(&str, &str)]) {
+    let mut openids: Vec<&str> = messages.iter().map(|(o, _)| *o).collect();
+    openids.dedup();
+    let members = format!("openid\n{}\n", openids.join("\n"));
+    s.import(ADMIN_KEY, "importMembers", "CSV", &members).await;
+    let now = chrono::Utc::now().to_rfc3339();
+    let lines: Vec<String> = messages
+        .iter()
+        .map(|(o, t)| json!({ "openid": o, "text": t, "at": now }).to_string())
+        .collect();
+    s.import(ADMIN_KEY, "importMessages", "JSONL", &lines.join("\n"))
+        .await;
+    let by_head = format!("SELECT COUNT(*) FROM message WHERE sentiment_model = '{head}'");
+    let n = messages.len() as i64;
+    let analysed = tests::eventually(120, || async {
+        (s.sql_count(&by_head).await == n).then_some(())
+    })
+    .await;
+    assert!(analysed.is_some(), "{}", s.log());
+    let busy = "SELECT COUNT(*) FROM job_run WHERE status IN ('QUEUED', 'RUNNING')";
+    let idle = tests::eventually(120, || async {
+        (s.sql_count(busy).await == 0).then_some(())
+    });
+    assert!(idle.await.is_some(), "{}", s.log());
+}
+
 /// Runs `ANALYZE_TEXTS` with `params` (a GraphQL object literal).
 async fn analyze_job(s: &Server, params: &str) -> Value {
     let d = s
@@ -670,26 +699,8 @@ async fn a_change_of_head_rescores_stored_messages_without_the_encoder() {
         ("o_2", "请问这款面霜适合敏感肌吗"),
         ("o_3", "房间干净，前台服务很周到，推荐"),
     ];
-    s.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_1\no_2\no_3\n")
-        .await;
-    let now = chrono::Utc::now().to_rfc3339();
-    let lines: Vec<String> = texts
-        .iter()
-        .map(|(o, t)| json!({ "openid": o, "text": t, "at": now }).to_string())
-        .collect();
-    s.import(ADMIN_KEY, "importMessages", "JSONL", &lines.join("\n"))
-        .await;
+    import_analysed(&s, &head, &texts).await;
     let by_head = format!("SELECT COUNT(*) FROM message WHERE sentiment_model = '{head}'");
-    let analysed = tests::eventually(120, || async {
-        (s.sql_count(&by_head).await == 4).then_some(())
-    })
-    .await;
-    assert!(analysed.is_some(), "{}", s.log());
-    let busy = "SELECT COUNT(*) FROM job_run WHERE status IN ('QUEUED', 'RUNNING')";
-    let idle = tests::eventually(120, || async {
-        (s.sql_count(busy).await == 0).then_some(())
-    });
-    assert!(idle.await.is_some(), "{}", s.log());
     // What the head read is kept beside the message: 384 dims in f16, and
     // the adapter's output under the `query: ` prefix.
     let kept = "SELECT COUNT(*) FROM message WHERE LENGTH(head_input) = 768 \
@@ -810,25 +821,15 @@ async fn scores_a_lost_reanalysis_left_stale_are_caught_up() {
         .as_str()
         .unwrap()
         .to_owned();
-    s.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_1\no_2\n")
-        .await;
-    let now = chrono::Utc::now().to_rfc3339();
-    let lines = [("o_1", "物流很快，包装也好"), ("o_2", "客服一直不回消息")]
-        .map(|(o, t)| json!({ "openid": o, "text": t, "at": now }).to_string());
-    s.import(ADMIN_KEY, "importMessages", "JSONL", &lines.join("\n"))
-        .await;
-    let by_head = format!("SELECT COUNT(*) FROM message WHERE sentiment_model = '{head}'");
-    let analysed = tests::eventually(120, || async {
-        (s.sql_count(&by_head).await == 2).then_some(())
-    })
+    import_analysed(
+        &s,
+        &head,
+        &[("o_1", "物流很快，包装也好"), ("o_2", "客服一直不回消息")],
+    )
     .await;
-    assert!(analysed.is_some(), "{}", s.log());
-    // No refresh left to run: one would re-score what the test marks stale.
+    let by_head = format!("SELECT COUNT(*) FROM message WHERE sentiment_model = '{head}'");
     let busy = "SELECT COUNT(*) FROM job_run WHERE status IN ('QUEUED', 'RUNNING')";
-    let idle = tests::eventually(120, || async {
-        (s.sql_count(busy).await == 0).then_some(())
-    });
-    assert!(idle.await.is_some(), "{}", s.log());
+    let now = chrono::Utc::now().to_rfc3339();
 
     let lost = "UPDATE message SET sentiment_model = 'sentiment-20261201-000000'";
     assert_eq!(s.sql_exec(lost).await, 2);
