@@ -122,6 +122,8 @@ pub fn analyze(models: &dyn TextModels, texts: &[String]) -> anyhow::Result<Vec<
 }
 
 const BATCH: u64 = 128;
+/// Members whose messages one series of pages reads.
+const MEMBER_CHUNK: usize = 100;
 
 /// Which messages a run analyses besides those not analysed yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,102 +212,129 @@ pub async fn run(
         q
     };
     let head = models.sentiment_model();
-    let pending = || {
-        let q = base();
-        match again {
-            Again::All => q,
-            Again::No => q.filter(message::Column::AnalyzedAt.is_null()),
-            Again::Stale => q.filter(
-                Condition::any()
-                    .add(message::Column::AnalyzedAt.is_null())
-                    .add(scored_by_another(&head)),
-            ),
-        }
+    let again_filter = |q: sea_orm::Select<message::Entity>| match again {
+        Again::All => q,
+        Again::No => q.filter(message::Column::AnalyzedAt.is_null()),
+        Again::Stale => q.filter(
+            Condition::any()
+                .add(message::Column::AnalyzedAt.is_null())
+                .add(scored_by_another(&head)),
+        ),
     };
-    let total = pending().count(db).await?.max(1);
-    let key = models.head_input_key();
-    let mut done = 0u64;
-    let mut rescored = 0u64;
-    let mut after: Option<Uuid> = None;
-    let mut members: Vec<Uuid> = Vec::new();
-    loop {
-        let mut q = pending().order_by_asc(message::Column::Id).limit(BATCH);
+    let total = again_filter(base()).count(db).await?.max(1);
+    let sqlite = db.get_database_backend() == sea_orm::DbBackend::Sqlite;
+    // One page of `scope`'s messages to analyse, after `after` by id.
+    let page = |scope: Option<&[Uuid]>, after: Option<Uuid>| {
+        let q = message::Entity::find();
+        let mut q = match scope {
+            Some(ids) => q
+                .filter(message::Column::AccountId.eq(account_id))
+                .filter(message::Column::MemberId.is_in(ids.iter().copied())),
+            // Without statistics (a fresh database) SQLite serves
+            // `account_id = ?` from an account index and sorts all the
+            // account's messages by id for every page: quadratic in the
+            // account's size. The unary plus leaves it the primary key's
+            // range, which the keyset walks once.
+            None if sqlite => q.filter(Expr::cust_with_values(
+                "+\"message\".\"account_id\" = ?",
+                [account_id],
+            )),
+            None => q.filter(message::Column::AccountId.eq(account_id)),
+        };
         if let Some(a) = after {
             q = q.filter(message::Column::Id.gt(a));
         }
-        let batch = q.all(db).await?;
-        let Some(last) = batch.last() else { break };
-        after = Some(last.id);
-        // After a change of head, messages whose stored head input the new
-        // head reads are scored by the head alone: the encoder pass is
-        // nearly all of an analysis' cost, and embedding and keywords do
-        // not depend on the head.
-        let (reuse, full): (Vec<&message::Model>, Vec<&message::Model>) =
-            batch.iter().partition(|m| {
-                again == Again::Stale
-                    && m.analyzed_at.is_some()
-                    && m.head_input.is_some()
-                    && m.head_input_model.as_deref() == Some(key.as_str())
-            });
-        let (reuse, scores, full) = match rescore(&models, &reuse).await? {
-            Some(p) => (reuse, p, full),
-            None => (Vec::new(), Vec::new(), batch.iter().collect()),
-        };
-        let texts: Vec<String> = full.iter().map(|m| m.text.clone()).collect();
-        let m = Arc::clone(&models);
-        let analysed = if texts.is_empty() {
-            Vec::new()
-        } else {
-            tokio::task::spawn_blocking(move || analyze(m.as_ref(), &texts))
-                .await
-                .map_err(|e| JobError::Transient(e.into()))?
-                .map_err(JobError::Transient)?
-        };
-        let now = Utc::now();
-        // One transaction per batch: one commit (one fsync on SQLite) instead of one per message.
-        let tx = crate::config::begin_write(db).await?;
-        for (msg, p) in reuse.iter().zip(&scores) {
-            message::Entity::update_many()
-                .col_expr(message::Column::Sentiment, Expr::value(f64::from(*p)))
-                .col_expr(
-                    message::Column::SentimentLabel,
-                    Expr::value(models.label(*p, &msg.text)),
-                )
-                .col_expr(message::Column::SentimentModel, Expr::value(head.clone()))
-                .col_expr(message::Column::AnalyzedAt, Expr::value(now))
-                .filter(message::Column::Id.eq(msg.id))
-                .exec(&tx)
-                .await?;
-            members.push(msg.member_id);
+        again_filter(q)
+            .order_by_asc(message::Column::Id)
+            .limit(BATCH)
+    };
+    // Members a few at a time: a page of many members' messages is read
+    // from their index and sorted, so its cost grows with all of theirs.
+    let scopes: Vec<Option<&[Uuid]>> = match member_ids {
+        Some(ids) => ids.chunks(MEMBER_CHUNK).map(Some).collect(),
+        None => vec![None],
+    };
+    let key = models.head_input_key();
+    let mut done = 0u64;
+    let mut rescored = 0u64;
+    let mut members: Vec<Uuid> = Vec::new();
+    for scope in scopes {
+        let mut after: Option<Uuid> = None;
+        loop {
+            let batch = page(scope, after).all(db).await?;
+            let Some(last) = batch.last() else { break };
+            after = Some(last.id);
+            // After a change of head, messages whose stored head input the new
+            // head reads are scored by the head alone: the encoder pass is
+            // nearly all of an analysis' cost, and embedding and keywords do
+            // not depend on the head.
+            let (reuse, full): (Vec<&message::Model>, Vec<&message::Model>) =
+                batch.iter().partition(|m| {
+                    again == Again::Stale
+                        && m.analyzed_at.is_some()
+                        && m.head_input.is_some()
+                        && m.head_input_model.as_deref() == Some(key.as_str())
+                });
+            let (reuse, scores, full) = match rescore(&models, &reuse).await? {
+                Some(p) => (reuse, p, full),
+                None => (Vec::new(), Vec::new(), batch.iter().collect()),
+            };
+            let texts: Vec<String> = full.iter().map(|m| m.text.clone()).collect();
+            let m = Arc::clone(&models);
+            let analysed = if texts.is_empty() {
+                Vec::new()
+            } else {
+                tokio::task::spawn_blocking(move || analyze(m.as_ref(), &texts))
+                    .await
+                    .map_err(|e| JobError::Transient(e.into()))?
+                    .map_err(JobError::Transient)?
+            };
+            let now = Utc::now();
+            // One transaction per batch: one commit (one fsync on SQLite) instead of one per message.
+            let tx = crate::config::begin_write(db).await?;
+            for (msg, p) in reuse.iter().zip(&scores) {
+                message::Entity::update_many()
+                    .col_expr(message::Column::Sentiment, Expr::value(f64::from(*p)))
+                    .col_expr(
+                        message::Column::SentimentLabel,
+                        Expr::value(models.label(*p, &msg.text)),
+                    )
+                    .col_expr(message::Column::SentimentModel, Expr::value(head.clone()))
+                    .col_expr(message::Column::AnalyzedAt, Expr::value(now))
+                    .filter(message::Column::Id.eq(msg.id))
+                    .exec(&tx)
+                    .await?;
+                members.push(msg.member_id);
+            }
+            for (msg, a) in full.iter().zip(analysed) {
+                message::Entity::update_many()
+                    .col_expr(
+                        message::Column::Sentiment,
+                        Expr::value(f64::from(a.sentiment)),
+                    )
+                    .col_expr(message::Column::SentimentLabel, Expr::value(a.label))
+                    .col_expr(message::Column::SentimentModel, Expr::value(head.clone()))
+                    .col_expr(
+                        message::Column::Embedding,
+                        Expr::value(vectors::to_bytes(&a.embedding)),
+                    )
+                    .col_expr(
+                        message::Column::HeadInput,
+                        Expr::value(vectors::to_f16_bytes(&a.head_input)),
+                    )
+                    .col_expr(message::Column::HeadInputModel, Expr::value(key.clone()))
+                    .col_expr(message::Column::Keywords, Expr::value(json!(a.keywords)))
+                    .col_expr(message::Column::AnalyzedAt, Expr::value(now))
+                    .filter(message::Column::Id.eq(msg.id))
+                    .exec(&tx)
+                    .await?;
+                members.push(msg.member_id);
+            }
+            tx.commit().await?;
+            rescored += scores.len() as u64;
+            done += batch.len() as u64;
+            progress.set(done as f64 / total as f64).await?;
         }
-        for (msg, a) in full.iter().zip(analysed) {
-            message::Entity::update_many()
-                .col_expr(
-                    message::Column::Sentiment,
-                    Expr::value(f64::from(a.sentiment)),
-                )
-                .col_expr(message::Column::SentimentLabel, Expr::value(a.label))
-                .col_expr(message::Column::SentimentModel, Expr::value(head.clone()))
-                .col_expr(
-                    message::Column::Embedding,
-                    Expr::value(vectors::to_bytes(&a.embedding)),
-                )
-                .col_expr(
-                    message::Column::HeadInput,
-                    Expr::value(vectors::to_f16_bytes(&a.head_input)),
-                )
-                .col_expr(message::Column::HeadInputModel, Expr::value(key.clone()))
-                .col_expr(message::Column::Keywords, Expr::value(json!(a.keywords)))
-                .col_expr(message::Column::AnalyzedAt, Expr::value(now))
-                .filter(message::Column::Id.eq(msg.id))
-                .exec(&tx)
-                .await?;
-            members.push(msg.member_id);
-        }
-        tx.commit().await?;
-        rescored += scores.len() as u64;
-        done += batch.len() as u64;
-        progress.set(done as f64 / total as f64).await?;
     }
     members.sort();
     members.dedup();
