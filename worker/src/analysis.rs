@@ -4,8 +4,8 @@ use std::sync::{Arc, OnceLock};
 use chrono::Utc;
 use entity::message;
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, sea_query::Expr,
+    ColumnTrait, Condition, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Select, sea_query::Expr,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -155,6 +155,53 @@ pub fn scored_by_another_ranges(head: &str) -> [Condition; 3] {
     ]
 }
 
+/// `q` narrowed to the messages a run with `again` analyses under `head`.
+fn pending(q: Select<message::Entity>, again: Again, head: &str) -> Select<message::Entity> {
+    match again {
+        Again::All => q,
+        Again::No => q.filter(message::Column::AnalyzedAt.is_null()),
+        Again::Stale => q.filter(
+            Condition::any()
+                .add(message::Column::AnalyzedAt.is_null())
+                .add(scored_by_another(head)),
+        ),
+    }
+}
+
+/// One page of the messages to analyse: the account's (`scope` `None`)
+/// or some of its members', after `after` by id.
+fn page(
+    backend: DbBackend,
+    account_id: Uuid,
+    scope: Option<&[Uuid]>,
+    after: Option<Uuid>,
+    again: Again,
+    head: &str,
+) -> Select<message::Entity> {
+    let q = message::Entity::find();
+    let mut q = match scope {
+        Some(ids) => q
+            .filter(message::Column::AccountId.eq(account_id))
+            .filter(message::Column::MemberId.is_in(ids.iter().copied())),
+        // Without statistics (a fresh database) SQLite serves
+        // `account_id = ?` from an account index and sorts all the
+        // account's messages by id for every page: quadratic in the
+        // account's size. The unary plus leaves it the primary key's
+        // range, which the keyset walks once.
+        None if backend == DbBackend::Sqlite => q.filter(Expr::cust_with_values(
+            "+\"message\".\"account_id\" = ?",
+            [account_id],
+        )),
+        None => q.filter(message::Column::AccountId.eq(account_id)),
+    };
+    if let Some(a) = after {
+        q = q.filter(message::Column::Id.gt(a));
+    }
+    pending(q, again, head)
+        .order_by_asc(message::Column::Id)
+        .limit(BATCH)
+}
+
 /// Scores `messages` from their stored head inputs with the head alone;
 /// `None` when there are none, or when the head cannot read them (a
 /// damaged vector: those messages then take the encoder pass).
@@ -204,50 +251,13 @@ pub async fn run(
         )
     })?;
     let started = std::time::Instant::now();
-    let base = || {
-        let mut q = message::Entity::find().filter(message::Column::AccountId.eq(account_id));
-        if let Some(ids) = member_ids {
-            q = q.filter(message::Column::MemberId.is_in(ids.iter().copied()));
-        }
-        q
-    };
     let head = models.sentiment_model();
-    let again_filter = |q: sea_orm::Select<message::Entity>| match again {
-        Again::All => q,
-        Again::No => q.filter(message::Column::AnalyzedAt.is_null()),
-        Again::Stale => q.filter(
-            Condition::any()
-                .add(message::Column::AnalyzedAt.is_null())
-                .add(scored_by_another(&head)),
-        ),
-    };
-    let total = again_filter(base()).count(db).await?.max(1);
-    let sqlite = db.get_database_backend() == sea_orm::DbBackend::Sqlite;
-    // One page of `scope`'s messages to analyse, after `after` by id.
-    let page = |scope: Option<&[Uuid]>, after: Option<Uuid>| {
-        let q = message::Entity::find();
-        let mut q = match scope {
-            Some(ids) => q
-                .filter(message::Column::AccountId.eq(account_id))
-                .filter(message::Column::MemberId.is_in(ids.iter().copied())),
-            // Without statistics (a fresh database) SQLite serves
-            // `account_id = ?` from an account index and sorts all the
-            // account's messages by id for every page: quadratic in the
-            // account's size. The unary plus leaves it the primary key's
-            // range, which the keyset walks once.
-            None if sqlite => q.filter(Expr::cust_with_values(
-                "+\"message\".\"account_id\" = ?",
-                [account_id],
-            )),
-            None => q.filter(message::Column::AccountId.eq(account_id)),
-        };
-        if let Some(a) = after {
-            q = q.filter(message::Column::Id.gt(a));
-        }
-        again_filter(q)
-            .order_by_asc(message::Column::Id)
-            .limit(BATCH)
-    };
+    let mut all = message::Entity::find().filter(message::Column::AccountId.eq(account_id));
+    if let Some(ids) = member_ids {
+        all = all.filter(message::Column::MemberId.is_in(ids.iter().copied()));
+    }
+    let total = pending(all, again, &head).count(db).await?.max(1);
+    let backend = db.get_database_backend();
     // Members a few at a time: a page of many members' messages is read
     // from their index and sorted, so its cost grows with all of theirs.
     let scopes: Vec<Option<&[Uuid]>> = match member_ids {
@@ -261,7 +271,9 @@ pub async fn run(
     for scope in scopes {
         let mut after: Option<Uuid> = None;
         loop {
-            let batch = page(scope, after).all(db).await?;
+            let batch = page(backend, account_id, scope, after, again, &head)
+                .all(db)
+                .await?;
             let Some(last) = batch.last() else { break };
             after = Some(last.id);
             // After a change of head, messages whose stored head input the new
@@ -343,4 +355,64 @@ pub async fn run(
                 "embeddingModel": models.embedding_model(), "sentimentModel": models.sentiment_model() }),
         members,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, QueryTrait, Statement};
+
+    use super::*;
+
+    /// SQLite's plan for `q` (the `detail` lines of EXPLAIN QUERY PLAN).
+    async fn plan(db: &DatabaseConnection, q: Select<message::Entity>) -> String {
+        let stmt = q.build(DbBackend::Sqlite);
+        let explain = Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            format!("EXPLAIN QUERY PLAN {}", stmt.sql),
+            stmt.values.map(|v| v.0).unwrap_or_default(),
+        );
+        let rows = db.query_all_raw(explain).await.unwrap();
+        rows.iter()
+            .map(|r| r.try_get_by_index::<String>(3).unwrap())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// On a database never analysed (no statistics, as when a brand starts),
+    /// a page of the account walks the primary key from where the last one
+    /// ended, and a page of some members reads their index: neither sorts
+    /// all the account's messages for every page.
+    #[tokio::test]
+    async fn pages_read_one_index_range_on_a_fresh_sqlite_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _queue, account) = crate::jobs::testing::open(dir.path()).await;
+        let head = "sentiment-20261207-000000";
+        let members = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+        for again in [Again::No, Again::Stale, Again::All] {
+            let after = Some(Uuid::now_v7());
+            let p = plan(
+                &db,
+                page(DbBackend::Sqlite, account, None, after, again, head),
+            )
+            .await;
+            assert!(
+                p.contains("sqlite_autoindex_message_1 (id>?)"),
+                "{again:?}: {p}"
+            );
+            assert!(!p.contains("TEMP B-TREE"), "{again:?}: {p}");
+            let p = plan(
+                &db,
+                page(
+                    DbBackend::Sqlite,
+                    account,
+                    Some(&members),
+                    after,
+                    again,
+                    head,
+                ),
+            )
+            .await;
+            assert!(p.contains("ix_message_account_member"), "{again:?}: {p}");
+        }
+    }
 }

@@ -15,7 +15,7 @@ pub mod refresh;
 pub mod retrain;
 pub mod stale;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
