@@ -612,6 +612,29 @@ async fn retraining_records_a_new_version_and_promotes_only_if_better() {
     // and, having scored nothing, rebuilds no persona
     assert_eq!(again["result"]["personas"]["members"], 0, "{again}");
     assert_eq!(list.iter().filter(|m| m["active"] == true).count(), 1);
+
+    // Another process switches the shared head back (as its
+    // `activateModelVersion` would): a re-analysis run here at once scores
+    // with that head, not with the one this process still holds until its
+    // periodic registry check.
+    let first = new["version"].as_str().unwrap().to_owned();
+    let switch = format!(
+        "UPDATE model_version SET active = (version = '{first}') \
+         WHERE kind = 'SENTIMENT' AND account_id IS NULL"
+    );
+    assert!(s.sql_exec(&switch).await >= 2);
+    let d = s
+        .gql(
+            r#"mutation { enqueueJob(input: { kind: ANALYZE_TEXTS, params: { stale: true } }) { id } }"#,
+            json!({}),
+        )
+        .await;
+    let r = s.wait_job(&d["enqueueJob"]["id"], 120).await;
+    assert_eq!(r["status"], "SUCCEEDED", "{r}");
+    assert_eq!(r["result"]["sentimentModel"], first.as_str(), "{r}");
+    assert_eq!(r["result"]["messages"], 1, "{r}");
+    let by_first = format!("SELECT COUNT(*) FROM message WHERE sentiment_model = '{first}'");
+    assert_eq!(s.sql_count(&by_first).await, 1);
 }
 
 /// Imports `messages` (openid, text) for their members, written now, and
