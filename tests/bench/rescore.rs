@@ -11,7 +11,7 @@
 use std::{fmt::Write, time::Instant};
 
 use serde_json::{Value, json};
-use tests::{Options, Server, eventually};
+use tests::{ADMIN_KEY, Options, Server, eventually};
 
 /// Chat-length texts; each message appends its own number, so no two
 /// are alike and the encoder's dedup does not apply.
@@ -73,11 +73,8 @@ async fn main() {
         ("importMembers", "CSV", members),
         ("importMessages", "JSONL", messages),
     ] {
-        let q = format!(
-            "mutation($d: String!) {{ {what}(input: {{ format: {format}, data: $d }}) {{ rejectedCount }} }}"
-        );
-        let d = s.gql(&q, json!({ "d": data })).await;
-        assert_eq!(d[what]["rejectedCount"], 0, "{d}");
+        let d = s.import(ADMIN_KEY, what, format, &data).await;
+        assert_eq!(d["rejectedCount"], 0, "{d}");
     }
     // The imports' own analysis first (the encoder pass that stores what the head reads).
     let t = Instant::now();

@@ -202,6 +202,80 @@ fn page(
         .limit(BATCH)
 }
 
+/// Analyses one page of messages and writes the results in one
+/// transaction; records the members whose messages it scored in
+/// `members`. Returns how many it scored with the head alone.
+async fn analyse_batch(
+    db: &DatabaseConnection,
+    models: &DynModels,
+    batch: &[message::Model],
+    again: Again,
+    head: &str,
+    key: &str,
+    members: &mut Vec<Uuid>,
+) -> Result<u64, JobError> {
+    // After a change of head, messages whose stored head input the new
+    // head reads are scored by the head alone: the encoder pass is nearly
+    // all of an analysis' cost, and embedding and keywords do not depend
+    // on the head.
+    let (reuse, full): (Vec<&message::Model>, Vec<&message::Model>) = batch.iter().partition(|m| {
+        again == Again::Stale
+            && m.analyzed_at.is_some()
+            && m.head_input.is_some()
+            && m.head_input_model.as_deref() == Some(key)
+    });
+    let (reuse, scores, full) = match rescore(models, &reuse).await? {
+        Some(p) => (reuse, p, full),
+        None => (Vec::new(), Vec::new(), batch.iter().collect()),
+    };
+    let texts: Vec<String> = full.iter().map(|m| m.text.clone()).collect();
+    let m = Arc::clone(models);
+    let analysed = if texts.is_empty() {
+        Vec::new()
+    } else {
+        tokio::task::spawn_blocking(move || analyze(m.as_ref(), &texts))
+            .await
+            .map_err(|e| JobError::Transient(e.into()))?
+            .map_err(JobError::Transient)?
+    };
+    let now = Utc::now();
+    // The columns every scored message gets.
+    let scored = |msg: &message::Model, p: f32, label: &str| {
+        message::Entity::update_many()
+            .col_expr(message::Column::Sentiment, Expr::value(f64::from(p)))
+            .col_expr(message::Column::SentimentLabel, Expr::value(label))
+            .col_expr(message::Column::SentimentModel, Expr::value(head))
+            .col_expr(message::Column::AnalyzedAt, Expr::value(now))
+            .filter(message::Column::Id.eq(msg.id))
+    };
+    // One transaction per batch: one commit (one fsync on SQLite) instead of one per message.
+    let tx = crate::config::begin_write(db).await?;
+    for (msg, p) in reuse.iter().zip(&scores) {
+        scored(msg, *p, models.label(*p, &msg.text))
+            .exec(&tx)
+            .await?;
+        members.push(msg.member_id);
+    }
+    for (msg, a) in full.iter().zip(analysed) {
+        scored(msg, a.sentiment, a.label)
+            .col_expr(
+                message::Column::Embedding,
+                Expr::value(vectors::to_bytes(&a.embedding)),
+            )
+            .col_expr(
+                message::Column::HeadInput,
+                Expr::value(vectors::to_f16_bytes(&a.head_input)),
+            )
+            .col_expr(message::Column::HeadInputModel, Expr::value(key))
+            .col_expr(message::Column::Keywords, Expr::value(json!(a.keywords)))
+            .exec(&tx)
+            .await?;
+        members.push(msg.member_id);
+    }
+    tx.commit().await?;
+    Ok(scores.len() as u64)
+}
+
 /// Scores `messages` from their stored head inputs with the head alone;
 /// `None` when there are none, or when the head cannot read them (a
 /// damaged vector: those messages then take the encoder pass).
@@ -276,74 +350,8 @@ pub async fn run(
                 .await?;
             let Some(last) = batch.last() else { break };
             after = Some(last.id);
-            // After a change of head, messages whose stored head input the new
-            // head reads are scored by the head alone: the encoder pass is
-            // nearly all of an analysis' cost, and embedding and keywords do
-            // not depend on the head.
-            let (reuse, full): (Vec<&message::Model>, Vec<&message::Model>) =
-                batch.iter().partition(|m| {
-                    again == Again::Stale
-                        && m.analyzed_at.is_some()
-                        && m.head_input.is_some()
-                        && m.head_input_model.as_deref() == Some(key.as_str())
-                });
-            let (reuse, scores, full) = match rescore(&models, &reuse).await? {
-                Some(p) => (reuse, p, full),
-                None => (Vec::new(), Vec::new(), batch.iter().collect()),
-            };
-            let texts: Vec<String> = full.iter().map(|m| m.text.clone()).collect();
-            let m = Arc::clone(&models);
-            let analysed = if texts.is_empty() {
-                Vec::new()
-            } else {
-                tokio::task::spawn_blocking(move || analyze(m.as_ref(), &texts))
-                    .await
-                    .map_err(|e| JobError::Transient(e.into()))?
-                    .map_err(JobError::Transient)?
-            };
-            let now = Utc::now();
-            // One transaction per batch: one commit (one fsync on SQLite) instead of one per message.
-            let tx = crate::config::begin_write(db).await?;
-            for (msg, p) in reuse.iter().zip(&scores) {
-                message::Entity::update_many()
-                    .col_expr(message::Column::Sentiment, Expr::value(f64::from(*p)))
-                    .col_expr(
-                        message::Column::SentimentLabel,
-                        Expr::value(models.label(*p, &msg.text)),
-                    )
-                    .col_expr(message::Column::SentimentModel, Expr::value(head.clone()))
-                    .col_expr(message::Column::AnalyzedAt, Expr::value(now))
-                    .filter(message::Column::Id.eq(msg.id))
-                    .exec(&tx)
-                    .await?;
-                members.push(msg.member_id);
-            }
-            for (msg, a) in full.iter().zip(analysed) {
-                message::Entity::update_many()
-                    .col_expr(
-                        message::Column::Sentiment,
-                        Expr::value(f64::from(a.sentiment)),
-                    )
-                    .col_expr(message::Column::SentimentLabel, Expr::value(a.label))
-                    .col_expr(message::Column::SentimentModel, Expr::value(head.clone()))
-                    .col_expr(
-                        message::Column::Embedding,
-                        Expr::value(vectors::to_bytes(&a.embedding)),
-                    )
-                    .col_expr(
-                        message::Column::HeadInput,
-                        Expr::value(vectors::to_f16_bytes(&a.head_input)),
-                    )
-                    .col_expr(message::Column::HeadInputModel, Expr::value(key.clone()))
-                    .col_expr(message::Column::Keywords, Expr::value(json!(a.keywords)))
-                    .col_expr(message::Column::AnalyzedAt, Expr::value(now))
-                    .filter(message::Column::Id.eq(msg.id))
-                    .exec(&tx)
-                    .await?;
-                members.push(msg.member_id);
-            }
-            tx.commit().await?;
-            rescored += scores.len() as u64;
+            rescored +=
+                analyse_batch(db, &models, &batch, again, &head, &key, &mut members).await?;
             done += batch.len() as u64;
             progress.set(done as f64 / total as f64).await?;
         }

@@ -208,14 +208,19 @@ pub fn ngrams(text: &str, spec: &FeatureSpec) -> Sparse {
     each_gram(text, spec, |tag, gram| on.push(bucket(tag, gram, h)));
     on.sort_unstable();
     on.dedup();
-    let v = if on.is_empty() {
+    Sparse {
+        val: vec![ngram_value(on.len(), spec); on.len()],
+        idx: on,
+    }
+}
+
+/// The value of each of a text's `n` distinct n-grams: together they have
+/// L2 norm `ngram_scale`, so short and long texts weigh alike.
+pub fn ngram_value(n: usize, spec: &FeatureSpec) -> f32 {
+    if n == 0 {
         0.0
     } else {
-        spec.ngram_scale / (on.len() as f32).sqrt()
-    };
-    Sparse {
-        val: vec![v; on.len()],
-        idx: on,
+        spec.ngram_scale / (n as f32).sqrt()
     }
 }
 

@@ -466,13 +466,9 @@ impl Head {
         self.check_inputs(&[text.to_owned()], &[embedding.to_vec()])?;
         let lin = &self.linear;
         let emb: f32 = embedding.iter().zip(&lin.w_emb).map(|(x, w)| x * w).sum();
-        let spec = &self.meta.features;
-        let value = features::ngrams(text, spec)
-            .val
-            .first()
-            .copied()
-            .unwrap_or(0.0);
-        let mut ngrams: Vec<(String, f32)> = features::named_ngrams(text, spec)
+        let named = features::named_ngrams(text, &self.meta.features);
+        let value = features::ngram_value(named.len(), &self.meta.features);
+        let mut ngrams: Vec<(String, f32)> = named
             .into_iter()
             .filter_map(|(name, b)| Some((name, value * lin.w_ngram.get(b as usize)?)))
             .collect();
