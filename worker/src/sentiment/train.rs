@@ -554,6 +554,41 @@ pub fn text_chars(text: &str) -> usize {
     text.chars().filter(|c| !c.is_whitespace()).count()
 }
 
+/// Upper bounds (exclusive) of the length buckets that
+/// [`length_balanced_weights`] balances within, in [`text_chars`]; the last
+/// bucket is open.
+pub const LENGTH_BUCKETS: &[usize] = &[10, 20, 40, 60, 100];
+
+/// Row weights under which positives and negatives weigh alike within
+/// every length bucket, each bucket keeping its share of the rows: a
+/// bucket of `n` rows, `p` of them positive, gives its positives
+/// `n / 2p` and its negatives `n / 2(n − p)`. A bucket with one class
+/// only keeps weight 1 (there is nothing to balance it against).
+pub fn length_balanced_weights<'a>(texts: impl Iterator<Item = &'a str>, y: &[u8]) -> Vec<f64> {
+    let bucket: Vec<usize> = texts
+        .map(|t| {
+            let n = text_chars(t);
+            LENGTH_BUCKETS.iter().take_while(|&&b| n >= b).count()
+        })
+        .collect();
+    assert_eq!(bucket.len(), y.len());
+    let mut count = vec![[0usize; 2]; LENGTH_BUCKETS.len() + 1];
+    for (&b, &l) in bucket.iter().zip(y) {
+        count[b][usize::from(l)] += 1;
+    }
+    bucket
+        .iter()
+        .zip(y)
+        .map(|(&b, &l)| {
+            let [neg, pos] = count[b];
+            if neg == 0 || pos == 0 {
+                return 1.0;
+            }
+            (neg + pos) as f64 / (2 * count[b][usize::from(l)]) as f64
+        })
+        .collect()
+}
+
 fn band_label(p: f32, negative_below: f32, positive_above: f32) -> &'static str {
     if p < negative_below {
         "NEGATIVE"
@@ -914,6 +949,36 @@ mod tests {
         let expect = sigmoid((pl.a * f64::from(z0) + pl.c) as f32);
         let got = sigmoid(folded.logit(&[0.25], &Sparse::default()));
         assert!((expect - got).abs() < 1e-6);
+    }
+
+    #[test]
+    fn length_balance_evens_the_classes_within_each_bucket() {
+        // short: 1 positive, 3 negatives; long: 3 positives, 1 negative
+        let texts = ["好", "差", "差", "差"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain([
+                "好".repeat(120),
+                "好".repeat(130),
+                "好".repeat(140),
+                "差".repeat(150),
+            ])
+            .collect::<Vec<_>>();
+        let y = [1, 0, 0, 0, 1, 1, 1, 0];
+        let w = length_balanced_weights(texts.iter().map(String::as_str), &y);
+        let sum = |from: usize, to: usize, label: u8| -> f64 {
+            (from..to).filter(|&i| y[i] == label).map(|i| w[i]).sum()
+        };
+        assert!((sum(0, 4, 1) - 2.0).abs() < 1e-12, "{w:?}");
+        assert!((sum(0, 4, 0) - 2.0).abs() < 1e-12, "{w:?}");
+        assert!((sum(4, 8, 1) - 2.0).abs() < 1e-12, "{w:?}");
+        assert!((sum(4, 8, 0) - 2.0).abs() < 1e-12, "{w:?}");
+        assert!(
+            w[0] > w[1] && w[7] > w[4],
+            "the rarer class weighs more: {w:?}"
+        );
+        let one = length_balanced_weights(["好", "好"].into_iter(), &[1, 1]);
+        assert_eq!(one, vec![1.0, 1.0], "one class only: nothing to balance");
     }
 
     #[test]
