@@ -614,15 +614,21 @@ async fn retraining_records_a_new_version_and_promotes_only_if_better() {
     assert_eq!(list.iter().filter(|m| m["active"] == true).count(), 1);
 
     // Another process switches the shared head back (as its
-    // `activateModelVersion` would): a re-analysis run here at once scores
-    // with that head, not with the one this process still holds until its
-    // periodic registry check.
+    // `activateModelVersion` would): `analyzeText` and a re-analysis run
+    // here at once score with that head, not with the one this process
+    // still holds until its periodic registry check.
     let first = new["version"].as_str().unwrap().to_owned();
     let switch = format!(
         "UPDATE model_version SET active = (version = '{first}') \
          WHERE kind = 'SENTIMENT' AND account_id IS NULL"
     );
+    let analyze = r#"{ analyzeText(texts: ["物流很快，包装也好"]) { sentiment { model } } }"#;
+    let model = |v: serde_json::Value| v["analyzeText"][0]["sentiment"]["model"].clone();
+    assert_eq!(model(s.gql(analyze, json!({})).await), version.as_str());
     assert!(s.sql_exec(&switch).await >= 2);
+    // `analyzeText` reads with it at once too (one small registry read per
+    // request, not the periodic check 30 s later).
+    assert_eq!(model(s.gql(analyze, json!({})).await), first.as_str());
     let d = s
         .gql(
             r#"mutation { enqueueJob(input: { kind: ANALYZE_TEXTS, params: { stale: true } }) { id } }"#,

@@ -78,7 +78,7 @@ const PROBES: &[&str] = &[
 async fn analyze(s: &Server, key: &str) -> Vec<Value> {
     s.ok_as(
         key,
-        "query($t: [String!]!) { analyzeText(texts: $t) { sentiment { label score } } }",
+        "query($t: [String!]!) { analyzeText(texts: $t) { sentiment { label score model } } }",
         json!({ "t": PROBES }),
     )
     .await["analyzeText"]
@@ -222,6 +222,19 @@ async fn an_accounts_examples_train_a_head_that_reads_only_its_texts() {
     );
 
     let tuned = analyze(&s, &brand).await;
+    // each score names the head that gave it: the account's own, and the
+    // shared one before it and for everyone else
+    assert!(
+        tuned.iter().all(|t| t["model"] == version.as_str()),
+        "{tuned:?}"
+    );
+    assert!(
+        shared_before
+            .iter()
+            .chain(&other_before)
+            .all(|t| t["model"] == shared["version"]),
+        "{shared_before:?} {other_before:?}"
+    );
     assert!(
         mean_score(&tuned) > mean_score(&shared_before) + 0.2,
         "before {shared_before:?}, after {tuned:?}"

@@ -3,8 +3,8 @@
 use chrono::Utc;
 use entity::{model_file, model_version};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, sea_query::Expr,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -154,6 +154,35 @@ pub async fn active_in(
         .filter(model_version::Column::Active.eq(true))
         .order_by_desc(model_version::Column::CreatedAt)
         .one(db)
+        .await
+}
+
+/// The active versions of `kind` that read `account`'s texts: the
+/// platform's and the account's own, if any, as `(id, account_id,
+/// version)`.
+///
+/// # Errors
+/// Database errors.
+pub async fn active_for(
+    db: &impl ConnectionTrait,
+    kind: &str,
+    account: Uuid,
+) -> Result<Vec<(Uuid, Option<Uuid>, String)>, sea_orm::DbErr> {
+    model_version::Entity::find()
+        .select_only()
+        .column(model_version::Column::Id)
+        .column(model_version::Column::AccountId)
+        .column(model_version::Column::Version)
+        .filter(model_version::Column::Kind.eq(kind))
+        .filter(
+            sea_orm::Condition::any()
+                .add(model_version::Column::AccountId.is_null())
+                .add(model_version::Column::AccountId.eq(account)),
+        )
+        .filter(model_version::Column::Active.eq(true))
+        .order_by_desc(model_version::Column::CreatedAt)
+        .into_tuple()
+        .all(db)
         .await
 }
 

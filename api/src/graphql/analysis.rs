@@ -21,6 +21,9 @@ pub struct Sentiment {
     pub label: SentimentLabel,
     /// Probability that the text is positive, in [0, 1].
     pub score: f64,
+    /// The sentiment head that gave the score (a `modelVersions` version of
+    /// kind SENTIMENT): the account's own retrained head or the platform's.
+    pub model: String,
 }
 
 #[derive(SimpleObject)]
@@ -59,6 +62,7 @@ impl AnalysisQuery {
             AppError::Internal(anyhow::anyhow!("models are off (LINGXI_MODELS=off)"))
         })?;
         let models = models.for_account(ctx.db(), ctx.tenant()?).await;
+        let model = models.sentiment_model();
         let owned = texts.clone();
         let analysed =
             tokio::task::spawn_blocking(move || worker::analysis::analyze(&*models, &owned))
@@ -77,6 +81,7 @@ impl AnalysisQuery {
                         _ => SentimentLabel::Neutral,
                     },
                     score: (f64::from(a.sentiment) * 10_000.0).round() / 10_000.0,
+                    model: model.clone(),
                 },
                 keywords: a.keywords,
             })

@@ -299,16 +299,9 @@ async fn execute(
             let p: AnalyzeParams = params(&job.params)?;
             let then_personas = p.build_personas.unwrap_or(true);
             let analysis = progress.phase(0.0, if then_personas { 0.8 } else { 1.0 });
-            if p.stale || p.reanalyze {
-                // The re-analysis a change of head queues may run here
-                // before this process's periodic registry check has seen
-                // the change: it would score with the head replaced.
-                if let Some(m) = &ctx.models
-                    && let Err(e) = m.refresh_heads(&ctx.db).await
-                {
-                    tracing::warn!(error = %e, "sentiment heads not refreshed before a re-analysis");
-                }
-            }
+            // Read as the registry has the account now: the re-analysis a
+            // change of head queues may run here before this process's
+            // periodic registry check has seen the change.
             let models = account_models(ctx, job.account_id).await;
             let band = persona_band(models.as_ref());
             let (mut result, members) = crate::analysis::run(

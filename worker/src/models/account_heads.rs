@@ -80,6 +80,11 @@ impl AccountHeads {
         }
     }
 
+    /// The id of the account's active own version, as memory knows it.
+    pub fn active_id(&self, account: Uuid) -> Option<Uuid> {
+        self.state().active.get(&account).map(|r| r.id)
+    }
+
     /// Keeps `head`, loaded for `row`, in memory if `row` is still the
     /// account's active version (a refresh may have moved on while it
     /// loaded), dropping the least recently used beyond the capacity.

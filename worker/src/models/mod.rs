@@ -32,6 +32,10 @@ pub struct LoadedModels {
     /// One head load at a time: a page of messages asks for the same
     /// account's head at once, and it is read from disk or the database once.
     loading: tokio::sync::Mutex<()>,
+    /// The platform's active sentiment version as the last registry
+    /// refresh read it (loaded or not): what [`Self::follow_registry`]
+    /// compares with.
+    platform_seen: RwLock<Option<String>>,
 }
 
 impl LoadedModels {
@@ -103,12 +107,16 @@ impl LoadedModels {
         self.accounts.loaded()
     }
 
-    /// The models as `account`'s texts are read (its own sentiment head).
+    /// The models as `account`'s texts are read (its own sentiment head),
+    /// as the registry has them now ([`Self::follow_registry`]).
     pub async fn for_account(
         self: &Arc<Self>,
         db: &DatabaseConnection,
         account: Uuid,
     ) -> DynModels {
+        if let Err(e) = self.follow_registry(db, account).await {
+            tracing::warn!(error = %e, "sentiment registry not read; the heads in memory read");
+        }
         Arc::new(AccountModels {
             head: self.head_for(db, account).await,
             models: Arc::clone(self),
@@ -130,6 +138,9 @@ impl LoadedModels {
         for row in active {
             match row.account_id {
                 None => {
+                    if let Ok(mut seen) = self.platform_seen.write() {
+                        *seen = Some(row.version.clone());
+                    }
                     if row.version != self.head().version() {
                         let head = load_head(db, &row).await?;
                         tracing::info!(version = head.version(), "sentiment head loaded");
@@ -142,6 +153,32 @@ impl LoadedModels {
             }
         }
         self.accounts.set_active(accounts, read_at);
+        Ok(())
+    }
+
+    /// Reads the account's and the platform's active sentiment versions
+    /// (one small indexed query) and refreshes the heads when memory has
+    /// others: a head promoted, activated or erased by another process
+    /// reads this account's texts from now on, not from the next periodic
+    /// refresh ([`Self::watch_registry`]). A platform head that failed to
+    /// load is not tried again here (the periodic refresh retries it).
+    ///
+    /// # Errors
+    /// Database errors; an active platform head that cannot be read.
+    pub async fn follow_registry(
+        &self,
+        db: &DatabaseConnection,
+        account: Uuid,
+    ) -> anyhow::Result<()> {
+        let rows = registry::active_for(db, kind::SENTIMENT, account).await?;
+        let platform = rows.iter().find(|r| r.1.is_none()).map(|r| r.2.as_str());
+        let own = rows.iter().find(|r| r.1.is_some()).map(|r| r.0);
+        let seen = self.platform_seen.read().ok().and_then(|s| s.clone());
+        if platform.is_some_and(|v| seen.as_deref() != Some(v))
+            || own != self.accounts.active_id(account)
+        {
+            self.refresh_heads(db).await?;
+        }
         Ok(())
     }
 
@@ -425,5 +462,6 @@ pub fn load(cfg: &Config) -> anyhow::Result<Option<SharedModels>> {
         head: RwLock::new(Arc::new(head)),
         accounts: AccountHeads::new(cfg.account_heads),
         loading: tokio::sync::Mutex::new(()),
+        platform_seen: RwLock::new(None),
     })))
 }

@@ -463,11 +463,18 @@ mod tests {
     #[test]
     fn clauses_are_cut_at_punctuation_and_kept_by_length() {
         assert_eq!(
-            clauses("房间很干净，服务好！就是早餐一般。。 前台 态度也不错~", 4, 30),
+            clauses(
+                "房间很干净，服务好！就是早餐一般。。 前台 态度也不错~",
+                4,
+                30
+            ),
             vec!["房间很干净", "就是早餐一般", "前台 态度也不错"],
             "服务好 is under 4 characters; white space is not counted"
         );
-        assert!(clauses("一句话说完。", 1, 30).is_empty(), "one clause: the line itself");
+        assert!(
+            clauses("一句话说完。", 1, 30).is_empty(),
+            "one clause: the line itself"
+        );
         assert_eq!(clauses("好，很好，非常非常好", 1, 3), vec!["好", "很好"]);
     }
 
