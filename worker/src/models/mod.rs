@@ -135,6 +135,7 @@ impl LoadedModels {
         let read_at = self.accounts.epoch();
         let active = registry::all_active(db, kind::SENTIMENT).await?;
         let mut accounts = HashMap::new();
+        let mut platform = Ok(());
         for row in active {
             match row.account_id {
                 None => {
@@ -142,9 +143,11 @@ impl LoadedModels {
                         *seen = Some(row.version.clone());
                     }
                     if row.version != self.head().version() {
-                        let head = load_head(db, &row).await?;
-                        tracing::info!(version = head.version(), "sentiment head loaded");
-                        self.set_head(head);
+                        // Accounts' versions are followed even if this fails.
+                        platform = load_head(db, &row).await.map(|head| {
+                            tracing::info!(version = head.version(), "sentiment head loaded");
+                            self.set_head(head);
+                        });
                     }
                 }
                 Some(a) => {
@@ -153,7 +156,7 @@ impl LoadedModels {
             }
         }
         self.accounts.set_active(accounts, read_at);
-        Ok(())
+        platform
     }
 
     /// Reads the account's and the platform's active sentiment versions
