@@ -65,7 +65,10 @@ impl AnalysisQuery {
         let model = models.sentiment_model();
         let owned = texts.clone();
         let analysed =
-            tokio::task::spawn_blocking(move || worker::analysis::analyze(&*models, &owned))
+            // ahead of jobs' encoder batches: the caller waits for the answer
+            tokio::task::spawn_blocking(move || {
+                worker::ml::interactive(|| worker::analysis::analyze(&*models, &owned))
+            })
                 .await
                 .map_err(|e| AppError::Internal(e.into()))?
                 .map_err(AppError::Internal)?;

@@ -473,7 +473,7 @@ async fn similar_to(
     })?;
     let mut vector = tokio::task::spawn_blocking(move || {
         use worker::analysis::TextModels;
-        models.embed_queries(&[text])
+        worker::ml::interactive(|| models.embed_queries(&[text]))
     })
     .await
     .map_err(|e| AppError::Internal(e.into()))?

@@ -26,5 +26,7 @@ pub mod setup;
 pub mod wheel;
 pub mod windows;
 
-pub use runtime::{EmbeddingVariant, FIX, ModelError, Models, Options, Output, environment};
+pub use runtime::{
+    EmbeddingVariant, FIX, ModelError, Models, Options, Output, environment, interactive,
+};
 pub use setup::default_models_dir;

@@ -221,42 +221,90 @@ fn environment_from_lib(
     Ok(ENV.get_or_init(|| env))
 }
 
+thread_local! {
+    static INTERACTIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` (on this thread) with the encoder batches it runs ahead of
+/// those of jobs: someone waits for the answer (`analyzeText`, a segment
+/// preview's similar-to text). A batch that runs is not interrupted, so
+/// such a call waits for one job batch at most, not for the job.
+pub fn interactive<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            INTERACTIVE.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(INTERACTIVE.with(|c| c.replace(true)));
+    f()
+}
+
 /// Sessions of one model; `Session::run` needs `&mut`, so each call takes
-/// one out and puts it back.
-struct Pool {
-    idle: Mutex<Vec<Session>>,
+/// one out and puts it back. Interactive calls ([`interactive`]) take the
+/// next free session before any job's batch.
+struct Pool<S = Session> {
+    state: Mutex<PoolState<S>>,
     ready: Condvar,
 }
 
-struct Lease<'a> {
-    pool: &'a Pool,
-    session: Option<Session>,
+struct PoolState<S> {
+    idle: Vec<S>,
+    /// Interactive callers waiting for a session.
+    interactive_waiting: usize,
 }
 
-impl Pool {
-    fn take(&self) -> Lease<'_> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+struct Lease<'a, S = Session> {
+    pool: &'a Pool<S>,
+    session: Option<S>,
+}
+
+impl<S> Pool<S> {
+    fn new(sessions: Vec<S>) -> Self {
+        Self {
+            state: Mutex::new(PoolState {
+                idle: sessions,
+                interactive_waiting: 0,
+            }),
+            ready: Condvar::new(),
+        }
+    }
+
+    fn take(&self) -> Lease<'_, S> {
+        let interactive = INTERACTIVE.with(std::cell::Cell::get);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if interactive {
+            st.interactive_waiting += 1;
+        }
         loop {
-            if let Some(s) = idle.pop() {
+            if (interactive || st.interactive_waiting == 0)
+                && let Some(s) = st.idle.pop()
+            {
+                if interactive {
+                    st.interactive_waiting -= 1;
+                }
                 return Lease {
                     pool: self,
                     session: Some(s),
                 };
             }
-            idle = self.ready.wait(idle).unwrap_or_else(|p| p.into_inner());
+            st = self.ready.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
 }
 
-impl Drop for Lease<'_> {
+impl<S> Drop for Lease<'_, S> {
     fn drop(&mut self) {
         if let Some(s) = self.session.take() {
             self.pool
-                .idle
+                .state
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
+                .idle
                 .push(s);
-            self.pool.ready.notify_one();
+            // all: a job's batch woken alone would wait again while an
+            // interactive call waits, and nobody would take the session
+            self.pool.ready.notify_all();
         }
     }
 }
@@ -446,10 +494,7 @@ impl Models {
                 max_tokens: max_tokens.max(8),
                 manifest,
                 tokenizer,
-                pool: Pool {
-                    idle: Mutex::new(sessions),
-                    ready: Condvar::new(),
-                },
+                pool: Pool::new(sessions),
             }),
         })
     }
@@ -777,6 +822,53 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("make setup"), "{msg}");
         assert!(msg.contains("manifest.json"), "{msg}");
+    }
+
+    #[test]
+    fn an_interactive_call_takes_the_next_session_before_waiting_job_batches() {
+        use std::sync::Arc;
+        use std::time::Duration;
+        let pool = Arc::new(Pool::new(vec![0u8]));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let held = pool.take();
+        let waiting = |pool: &Pool<u8>, n: usize| {
+            while pool.state.lock().unwrap().interactive_waiting != n {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        let spawn = |name: &'static str, interactive_call: bool| {
+            let (pool, order) = (Arc::clone(&pool), Arc::clone(&order));
+            std::thread::spawn(move || {
+                let take = || {
+                    let _lease = pool.take();
+                    order.lock().unwrap().push(name);
+                    std::thread::sleep(Duration::from_millis(10));
+                };
+                if interactive_call {
+                    interactive(take);
+                } else {
+                    take();
+                }
+            })
+        };
+        // a job's batch waits first, then an interactive call
+        let job = spawn("job", false);
+        std::thread::sleep(Duration::from_millis(50));
+        let call = spawn("interactive", true);
+        waiting(&pool, 1);
+        drop(held);
+        call.join().unwrap();
+        job.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["interactive", "job"]);
+        assert_eq!(
+            pool.state.lock().unwrap().idle.len(),
+            1,
+            "the session is back"
+        );
+        // the flag ends with the call
+        assert!(!INTERACTIVE.with(std::cell::Cell::get));
+        assert!(interactive(|| INTERACTIVE.with(std::cell::Cell::get)));
+        assert!(!INTERACTIVE.with(std::cell::Cell::get));
     }
 
     #[test]
