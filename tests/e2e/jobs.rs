@@ -775,3 +775,66 @@ async fn metrics_show_the_job_backlog_and_a_stalled_job() {
         "the stalled job has waited since it was due: {waited}"
     );
 }
+
+/// Members touched while their refresh waits for a worker join that
+/// refresh: one job for all of them, not one per flush (two could start
+/// together on the same members, in this process or another).
+#[tokio::test]
+async fn members_touched_while_their_refresh_waits_join_it() {
+    let s = Server::start_with(Options {
+        args: vec!["--no-worker".into()],
+        ..Default::default()
+    })
+    .await;
+    let queued = || async {
+        s.gql(
+            "{ jobs(kind: BUILD_PERSONAS, status: QUEUED) { nodes { id params } } }",
+            json!({}),
+        )
+        .await["jobs"]["nodes"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let members_of = |j: &Value| j["params"]["memberIds"].as_array().map_or(0, Vec::len);
+    s.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_j1\no_j2\n")
+        .await;
+    let first = eventually(30, || async {
+        let q = queued().await;
+        (q.len() == 1 && members_of(&q[0]) == 2).then_some(q)
+    })
+    .await;
+    assert!(first.is_some(), "{:?}", queued().await);
+    // a new member, then one already in the refresh, in later flushes
+    s.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_j3\n")
+        .await;
+    let grown = eventually(30, || async {
+        let q = queued().await;
+        (q.iter().map(members_of).sum::<usize>() == 3).then_some(q)
+    })
+    .await;
+    let last = queued().await;
+    let grown = grown.unwrap_or(last);
+    assert_eq!(grown.len(), 1, "one refresh for all three: {grown:?}");
+    assert_eq!(members_of(&grown[0]), 3, "{grown:?}");
+    s.import(
+        ADMIN_KEY,
+        "importEvents",
+        "CSV",
+        "openid,type,at\no_j1,click,2026-11-21T08:00:00Z\n",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let q = queued().await;
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(members_of(&q[0]), 3, "{q:?}");
+
+    // A worker runs it with the params as they are when it starts.
+    let mut w = s.spawn_worker(1);
+    let j = s.wait_job(&q[0]["id"], 60).await;
+    let _ = w.kill();
+    let _ = w.wait();
+    assert_eq!(j["status"], "SUCCEEDED", "{j}\n{}", s.worker_log(1));
+    let built = s.sql_count("SELECT COUNT(*) FROM persona").await;
+    assert_eq!(built, 3);
+}

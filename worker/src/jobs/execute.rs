@@ -203,6 +203,11 @@ pub async fn run(ctx: &JobContext, msg: &JobMessage) -> anyhow::Result<()> {
     if claimed.rows_affected == 0 {
         return Ok(()); // another worker has it
     }
+    // The params as claimed: a refresh may have added members to the
+    // queued job since it was read above (only while it is QUEUED).
+    let Some(job) = job_run::Entity::find_by_id(job_id).one(&ctx.db).await? else {
+        return Ok(()); // deleted with its account meanwhile
+    };
     tracing::info!(job_id = %job_id, kind = %job.kind, attempt, "job started");
     let progress = Progress::new(ctx.db.clone(), job_id);
     let alive = Heartbeat::start(ctx, job_id, attempt);

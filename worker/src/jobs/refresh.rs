@@ -54,14 +54,18 @@ impl Refresher {
                     } else {
                         JobKind::BuildPersonas
                     };
+                    let due = match due_jobs(&db, account, kind).await {
+                        Ok(due) => due,
+                        Err(e) => {
+                            // queued rather than held or merged
+                            tracing::warn!(error = %e, "could not look for the account's refreshes");
+                            Vec::new()
+                        }
+                    };
                     // A full pass that has not started yet will read these
                     // members' new data anyway.
-                    match full_pass_due(&db, account, kind).await {
-                        Ok(true) => continue,
-                        Ok(false) => {}
-                        Err(e) => {
-                            tracing::warn!(error = %e, "could not look for a queued full pass")
-                        }
+                    if due.iter().any(|j| j.queued() && is_full_pass(&j.params)) {
+                        continue;
                     }
                     // Two refreshes at once would both analyse the new
                     // messages (each reads those not analysed yet): wait
@@ -70,9 +74,28 @@ impl Refresher {
                     // touched meanwhile. Bounded, so a long pass or a dead
                     // worker's job cannot keep members stale.
                     let t = since.get(&account).copied().unwrap_or_else(Instant::now);
-                    if t.elapsed() < MAX_HOLD && refresh_running(&db, account, kind).await {
+                    if t.elapsed() < MAX_HOLD
+                        && due
+                            .iter()
+                            .any(|j| !j.queued() && j.params.get("memberIds").is_some())
+                    {
                         held.insert(account, (members, t));
                         continue;
+                    }
+                    // A refresh that waits for a worker takes these members
+                    // along: one job, and no two that could start together
+                    // on the same members (also across processes).
+                    if let Some(j) = due
+                        .iter()
+                        .find(|j| j.queued() && is_refresh(&j.params, analysis))
+                    {
+                        match merge(&db, j, &members).await {
+                            Ok(true) => continue,
+                            Ok(false) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not add to a queued refresh")
+                            }
+                        }
                     }
                     let ids: Vec<Uuid> = members.into_iter().collect();
                     // A bulk import touches many members: one full pass is
@@ -82,17 +105,7 @@ impl Refresher {
                     } else {
                         json!(ids)
                     };
-                    let job = if analysis {
-                        NewJob::now(
-                            account,
-                            JobKind::AnalyzeTexts,
-                            // `stale`: these members' messages that a change
-                            // of head left behind are scored again as well.
-                            json!({ "memberIds": ids, "buildPersonas": true, "stale": true }),
-                        )
-                    } else {
-                        NewJob::now(account, JobKind::BuildPersonas, json!({ "memberIds": ids }))
-                    };
+                    let job = NewJob::now(account, kind, refresh_params(analysis, ids));
                     if let Err(e) = enqueue(&db, &queue, job).await {
                         tracing::warn!(error = %e, "could not queue a persona refresh");
                     }
@@ -109,29 +122,154 @@ impl Refresher {
     }
 }
 
-/// Whether a refresh of the account (a job of `kind` naming `memberIds`,
-/// also a null one: a bulk import's full pass) is running. A database error
-/// counts as not running: the refresh is queued rather than held.
-async fn refresh_running(db: &DatabaseConnection, account: Uuid, kind: JobKind) -> bool {
-    match super::due_params(db, account, kind, &[super::status::RUNNING]).await {
-        Ok(running) => running.iter().any(|p| p.get("memberIds").is_some()),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not look for a running refresh");
-            false
-        }
+/// A queued or running job of the refresher's kind for an account, due now.
+struct DueJob {
+    id: Uuid,
+    status: String,
+    params: Value,
+    updated_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl DueJob {
+    fn queued(&self) -> bool {
+        self.status == super::status::QUEUED
     }
 }
 
-/// Whether a full pass of `kind` (no `memberIds`) is queued for the account
-/// and due now (one queued for later does not count).
-async fn full_pass_due(
+/// The account's jobs of `kind` that are running, or queued and due now
+/// (one queued for later does not count): one read per account and flush.
+async fn due_jobs(
     db: &DatabaseConnection,
     account: Uuid,
     kind: JobKind,
+) -> Result<Vec<DueJob>, sea_orm::DbErr> {
+    use entity::job_run;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    let rows: Vec<(Uuid, String, Value, Option<chrono::DateTime<chrono::Utc>>)> =
+        job_run::Entity::find()
+            .select_only()
+            .column(job_run::Column::Id)
+            .column(job_run::Column::Status)
+            .column(job_run::Column::Params)
+            .column(job_run::Column::UpdatedAt)
+            .filter(job_run::Column::AccountId.eq(account))
+            .filter(job_run::Column::Kind.eq(kind.as_str()))
+            .filter(job_run::Column::Status.is_in([super::status::QUEUED, super::status::RUNNING]))
+            .filter(job_run::Column::RunAt.lte(chrono::Utc::now()))
+            .into_tuple()
+            .all(db)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, status, params, updated_at)| DueJob {
+            id,
+            status,
+            params,
+            updated_at,
+        })
+        .collect())
+}
+
+/// A pass over the whole account (no `memberIds`) that rebuilds personas.
+fn is_full_pass(p: &Value) -> bool {
+    p.get("memberIds").is_none_or(Value::is_null)
+        && p.get("buildPersonas") != Some(&Value::Bool(false))
+}
+
+/// Params as the refresher writes them (`refresh_params`), for some members.
+fn is_refresh(p: &Value, analysis: bool) -> bool {
+    let Some(obj) = p.as_object() else {
+        return false;
+    };
+    let mut shape = refresh_params(analysis, Value::Null);
+    shape["memberIds"] = obj.get("memberIds").cloned().unwrap_or(Value::Null);
+    obj.get("memberIds").is_some_and(Value::is_array) && *p == shape
+}
+
+/// The params of a refresh job of `ids` (null: the whole account).
+fn refresh_params(analysis: bool, ids: Value) -> Value {
+    if analysis {
+        // `stale`: these members' messages that a change of head left
+        // behind are scored again as well.
+        json!({ "memberIds": ids, "buildPersonas": true, "stale": true })
+    } else {
+        json!({ "memberIds": ids })
+    }
+}
+
+/// Adds `members` to the queued refresh `job`, unless it changed (a
+/// worker took it, or another process added to it) since it was read:
+/// true when added. Past [`FULL_REFRESH_ABOVE`] members it becomes a pass
+/// over the account.
+async fn merge(
+    db: &DatabaseConnection,
+    job: &DueJob,
+    members: &HashSet<Uuid>,
 ) -> Result<bool, sea_orm::DbErr> {
-    let queued = super::due_params(db, account, kind, &[super::status::QUEUED]).await?;
-    Ok(queued.iter().any(|p| {
-        p.get("memberIds").is_none_or(Value::is_null)
-            && p.get("buildPersonas") != Some(&Value::Bool(false))
-    }))
+    use entity::job_run;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    let mut ids: HashSet<Uuid> = job.params["memberIds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str()?.parse().ok())
+        .collect();
+    let before = ids.len();
+    ids.extend(members.iter().copied());
+    if ids.len() == before {
+        return Ok(true);
+    }
+    let mut params = job.params.clone();
+    params["memberIds"] = if ids.len() > FULL_REFRESH_ABOVE {
+        Value::Null
+    } else {
+        let mut ids: Vec<Uuid> = ids.into_iter().collect();
+        ids.sort_unstable();
+        json!(ids)
+    };
+    let mut update = job_run::Entity::update_many()
+        .col_expr(job_run::Column::Params, Expr::value(params))
+        .col_expr(job_run::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .filter(job_run::Column::Id.eq(job.id))
+        .filter(job_run::Column::Status.eq(super::status::QUEUED));
+    update = match job.updated_at {
+        Some(t) => update.filter(job_run::Column::UpdatedAt.eq(t)),
+        None => update.filter(job_run::Column::UpdatedAt.is_null()),
+    };
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_refreshers_own_jobs_take_more_members() {
+        let ids = json!([Uuid::nil()]);
+        for analysis in [true, false] {
+            assert!(is_refresh(&refresh_params(analysis, ids.clone()), analysis));
+            // a pass over the account is not a refresh of some members
+            assert!(!is_refresh(
+                &refresh_params(analysis, Value::Null),
+                analysis
+            ));
+        }
+        // what a person queued with other settings keeps its own members
+        for p in [
+            json!({ "memberIds": ids, "buildPersonas": false, "stale": true }),
+            json!({ "memberIds": ids, "buildPersonas": true, "stale": true, "reanalyze": true }),
+            json!({ "memberIds": ids }),
+        ] {
+            assert!(!is_refresh(&p, true), "{p}");
+        }
+        assert!(!is_refresh(&refresh_params(true, ids.clone()), false));
+    }
+
+    #[test]
+    fn a_full_pass_rebuilds_personas_over_the_account() {
+        assert!(is_full_pass(&json!({})));
+        assert!(is_full_pass(&json!({ "memberIds": null, "stale": true })));
+        assert!(!is_full_pass(&json!({ "memberIds": [] })));
+        assert!(!is_full_pass(&json!({ "buildPersonas": false })));
+    }
 }
