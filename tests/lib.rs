@@ -552,6 +552,69 @@ impl Server {
         );
         self.ok_as(key, &q, json!({ "f": format, "d": data })).await[what].clone()
     }
+
+    /// Imports `n` members (openids `{prefix}{i:07}`), each with three chat
+    /// messages written on 2026-11-20 ([`chat_text`] `3i` to `3i + 2`):
+    /// what the benchmarks analyse.
+    pub async fn import_chat(&self, n: usize, prefix: &str) {
+        use std::fmt::Write;
+        let mut members = String::from("openid\n");
+        let mut messages = String::new();
+        for i in 0..n {
+            let _ = writeln!(members, "{prefix}{i:07}");
+            for k in 0..3 {
+                let m = json!({ "openid": format!("{prefix}{i:07}"), "text": chat_text(3 * i + k), "at": "2026-11-20T08:00:00Z" });
+                let _ = writeln!(messages, "{m}");
+            }
+        }
+        for (what, format, data) in [
+            ("importMembers", "CSV", members),
+            ("importMessages", "JSONL", messages),
+        ] {
+            let d = self.import(ADMIN_KEY, what, format, &data).await;
+            assert_eq!(d["rejectedCount"], 0, "{d}");
+        }
+    }
+}
+
+/// The start of a benchmark over chat messages: its first argument (a
+/// number of members, `default` without one) and a server with the
+/// language models, announced on stdout.
+pub async fn chat_bench(default: usize) -> (Server, usize) {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default);
+    let s = Server::start_with(Options {
+        models: true,
+        ..Default::default()
+    })
+    .await;
+    println!(
+        "api binary: {}; database: {}; members: {n}; messages: {}",
+        api_bin().display(),
+        backend(),
+        3 * n
+    );
+    (s, n)
+}
+
+/// Chat-length texts for the benchmarks.
+pub const CHAT_TEXTS: &[&str] = &[
+    "这款面霜很滋润，秋冬用刚刚好",
+    "外卖等了一个半小时，送到都凉了",
+    "周末去三亚旅游，酒店海景太美了",
+    "请问这款精华适合敏感肌吗",
+    "快递到哪了？单号发我一下",
+    "跑鞋穿了一个月就开胶，质量太差了",
+    "客服回复很及时，问题都解决了",
+    "价格还行吧，效果一般般",
+];
+
+/// The `i`th benchmark text: one of [`CHAT_TEXTS`] with `i` appended, so
+/// no two are alike and no dedup applies.
+pub fn chat_text(i: usize) -> String {
+    format!("{}（{i}）", CHAT_TEXTS[i % CHAT_TEXTS.len()])
 }
 
 /// A `worker` process that does not outlive its test, even a failed one.

@@ -8,26 +8,10 @@
 //! `./target/debug/bench_analyze 2000`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{fmt::Write, time::Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
-use tests::{ADMIN_KEY, Options, Server, eventually};
-
-/// Chat-length texts; a number makes each one new (no dedup anywhere).
-const TEXTS: &[&str] = &[
-    "这款面霜很滋润，秋冬用刚刚好",
-    "外卖等了一个半小时，送到都凉了",
-    "周末去三亚旅游，酒店海景太美了",
-    "请问这款精华适合敏感肌吗",
-    "快递到哪了？单号发我一下",
-    "跑鞋穿了一个月就开胶，质量太差了",
-    "客服回复很及时，问题都解决了",
-    "价格还行吧，效果一般般",
-];
-
-fn text(i: usize) -> String {
-    format!("{}（{i}）", TEXTS[i % TEXTS.len()])
-}
+use tests::{Server, chat_text as text, eventually};
 
 /// One `analyzeText` request of `n` texts from `from`: its latency in ms.
 async fn analyze(s: &Server, from: usize, n: usize) -> f64 {
@@ -67,21 +51,7 @@ fn row(case: &str, ms: &mut [f64]) -> String {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(2_000);
-    let s = Server::start_with(Options {
-        models: true,
-        ..Default::default()
-    })
-    .await;
-    println!(
-        "api binary: {}; database: {}; members: {n}; messages: {}",
-        tests::api_bin().display(),
-        tests::backend(),
-        3 * n
-    );
+    let (s, n) = tests::chat_bench(2_000).await;
     let mut next = 1_000_000;
     // warm-up: the first request loads what is loaded lazily
     analyze(&s, next, 8).await;
@@ -96,25 +66,7 @@ async fn main() {
         rows.push(row(case, &mut ms));
     }
 
-    let mut members = String::from("openid\n");
-    let mut messages = String::new();
-    for i in 0..n {
-        let _ = writeln!(members, "o_a{i:07}");
-        for k in 0..3 {
-            let _ = writeln!(
-                messages,
-                "{}",
-                json!({ "openid": format!("o_a{i:07}"), "text": text(3 * i + k), "at": "2026-11-20T08:00:00Z" })
-            );
-        }
-    }
-    for (what, format, data) in [
-        ("importMembers", "CSV", members),
-        ("importMessages", "JSONL", messages),
-    ] {
-        let d = s.import(ADMIN_KEY, what, format, &data).await;
-        assert_eq!(d["rejectedCount"], 0, "{d}");
-    }
+    s.import_chat(n, "o_a").await;
     let idle = eventually(3600, || async {
         let busy = s
             .sql_count("SELECT COUNT(*) FROM job_run WHERE status IN ('QUEUED', 'RUNNING')")

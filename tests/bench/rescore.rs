@@ -8,23 +8,10 @@
 //! PostgreSQL)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{fmt::Write, time::Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
-use tests::{ADMIN_KEY, Options, Server, eventually};
-
-/// Chat-length texts; each message appends its own number, so no two
-/// are alike and the encoder's dedup does not apply.
-const TEXTS: &[&str] = &[
-    "这款面霜很滋润，秋冬用刚刚好",
-    "外卖等了一个半小时，送到都凉了",
-    "周末去三亚旅游，酒店海景太美了",
-    "请问这款精华适合敏感肌吗",
-    "快递到哪了？单号发我一下",
-    "跑鞋穿了一个月就开胶，质量太差了",
-    "客服回复很及时，问题都解决了",
-    "价格还行吧，效果一般般",
-];
+use tests::{Server, eventually};
 
 async fn run(s: &Server, params: &str) -> (Value, f64) {
     let t = Instant::now();
@@ -41,41 +28,8 @@ async fn run(s: &Server, params: &str) -> (Value, f64) {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(2_000);
-    let s = Server::start_with(Options {
-        models: true,
-        ..Default::default()
-    })
-    .await;
-    println!(
-        "api binary: {}; database: {}; members: {n}; messages: {}",
-        tests::api_bin().display(),
-        tests::backend(),
-        3 * n
-    );
-    let mut members = String::from("openid\n");
-    let mut messages = String::new();
-    for i in 0..n {
-        let _ = writeln!(members, "o_r{i:07}");
-        for k in 0..3 {
-            let text = format!("{}（{}）", TEXTS[(i + k) % TEXTS.len()], 3 * i + k);
-            let _ = writeln!(
-                messages,
-                "{}",
-                json!({ "openid": format!("o_r{i:07}"), "text": text, "at": "2026-11-20T08:00:00Z" })
-            );
-        }
-    }
-    for (what, format, data) in [
-        ("importMembers", "CSV", members),
-        ("importMessages", "JSONL", messages),
-    ] {
-        let d = s.import(ADMIN_KEY, what, format, &data).await;
-        assert_eq!(d["rejectedCount"], 0, "{d}");
-    }
+    let (s, n) = tests::chat_bench(2_000).await;
+    s.import_chat(n, "o_r").await;
     // The imports' own analysis first (the encoder pass that stores what the head reads).
     let t = Instant::now();
     let idle = eventually(3600, || async {

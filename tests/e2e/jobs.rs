@@ -797,37 +797,33 @@ async fn members_touched_while_their_refresh_waits_join_it() {
             .clone()
     };
     let members_of = |j: &Value| j["params"]["memberIds"].as_array().map_or(0, Vec::len);
-    s.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_j1\no_j2\n")
-        .await;
-    let first = eventually(30, || async {
-        let q = queued().await;
-        (q.len() == 1 && members_of(&q[0]) == 2).then_some(q)
-    })
-    .await;
-    assert!(first.is_some(), "{:?}", queued().await);
-    // a new member, then one already in the refresh, in later flushes
-    s.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_j3\n")
-        .await;
-    let grown = eventually(30, || async {
-        let q = queued().await;
-        (q.iter().map(members_of).sum::<usize>() == 3).then_some(q)
-    })
-    .await;
-    let last = queued().await;
-    let grown = grown.unwrap_or(last);
-    assert_eq!(grown.len(), 1, "one refresh for all three: {grown:?}");
-    assert_eq!(members_of(&grown[0]), 3, "{grown:?}");
-    // again, into the job as the last addition left it
-    s.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_j4\n")
-        .await;
-    let grown = eventually(30, || async {
-        let q = queued().await;
-        (q.iter().map(members_of).sum::<usize>() == 4).then_some(q)
-    })
-    .await;
-    let last = queued().await;
-    let grown = grown.unwrap_or(last);
-    assert_eq!(grown.len(), 1, "one refresh for all four: {grown:?}");
+    // Every member `openids` adds is in the one queued refresh, once the
+    // flush has run.
+    let join = |openids: &'static str, total: usize| {
+        let (s, queued) = (&s, &queued);
+        async move {
+            s.import(
+                ADMIN_KEY,
+                "importMembers",
+                "CSV",
+                &format!("openid\n{openids}"),
+            )
+            .await;
+            let grown = eventually(30, || async {
+                let q = queued().await;
+                (q.iter().map(members_of).sum::<usize>() == total).then_some(q)
+            })
+            .await;
+            let q = grown.unwrap_or(queued().await);
+            assert_eq!(q.len(), 1, "one refresh for all {total}: {q:?}");
+            assert_eq!(members_of(&q[0]), total, "{q:?}");
+        }
+    };
+    join("o_j1\no_j2\n", 2).await;
+    // a new member, again into the job as that addition left it, then one
+    // already in the refresh, in later flushes
+    join("o_j3\n", 3).await;
+    join("o_j4\n", 4).await;
     s.import(
         ADMIN_KEY,
         "importEvents",
