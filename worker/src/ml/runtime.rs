@@ -250,9 +250,18 @@ struct Pool<S = Session> {
 
 struct PoolState<S> {
     idle: Vec<S>,
-    /// Interactive callers waiting for a session.
+    /// Callers waiting for a session, interactive and not.
     interactive_waiting: usize,
+    batch_waiting: usize,
+    /// Sessions given to interactive calls in a row while a job's batch
+    /// waited.
+    streak: usize,
 }
+
+/// Interactive batches in a row, at most, while a job's batch waits: a
+/// steady stream of `analyzeText` calls slows jobs down but cannot stop
+/// them.
+const MAX_STREAK: usize = 4;
 
 struct Lease<'a, S = Session> {
     pool: &'a Pool<S>,
@@ -265,6 +274,8 @@ impl<S> Pool<S> {
             state: Mutex::new(PoolState {
                 idle: sessions,
                 interactive_waiting: 0,
+                batch_waiting: 0,
+                streak: 0,
             }),
             ready: Condvar::new(),
         }
@@ -275,13 +286,26 @@ impl<S> Pool<S> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if interactive {
             st.interactive_waiting += 1;
+        } else {
+            st.batch_waiting += 1;
         }
         loop {
-            if (interactive || st.interactive_waiting == 0)
-                && let Some(s) = st.idle.pop()
-            {
+            let my_turn = if interactive {
+                st.batch_waiting == 0 || st.streak < MAX_STREAK
+            } else {
+                st.interactive_waiting == 0 || st.streak >= MAX_STREAK
+            };
+            if my_turn && let Some(s) = st.idle.pop() {
                 if interactive {
                     st.interactive_waiting -= 1;
+                    st.streak = if st.batch_waiting > 0 {
+                        st.streak + 1
+                    } else {
+                        0
+                    };
+                } else {
+                    st.batch_waiting -= 1;
+                    st.streak = 0;
                 }
                 return Lease {
                     pool: self,
@@ -825,7 +849,7 @@ mod tests {
     }
 
     #[test]
-    fn an_interactive_call_takes_the_next_session_before_waiting_job_batches() {
+    fn interactive_calls_go_before_waiting_job_batches_but_not_forever() {
         use std::sync::Arc;
         use std::time::Duration;
         let pool = Arc::new(Pool::new(vec![0u8]));
@@ -865,6 +889,27 @@ mod tests {
             1,
             "the session is back"
         );
+
+        // a stream of interactive calls lets a waiting job's batch through
+        // after MAX_STREAK of them
+        order.lock().unwrap().clear();
+        let held = pool.take();
+        let job = spawn("job", false);
+        while pool.state.lock().unwrap().batch_waiting != 1 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let calls: Vec<_> = (0..=MAX_STREAK)
+            .map(|_| spawn("interactive", true))
+            .collect();
+        waiting(&pool, MAX_STREAK + 1);
+        drop(held);
+        for c in calls {
+            c.join().unwrap();
+        }
+        job.join().unwrap();
+        let mut expected = vec!["interactive"; MAX_STREAK];
+        expected.extend(["job", "interactive"]);
+        assert_eq!(*order.lock().unwrap(), expected);
         // the flag ends with the call
         assert!(!INTERACTIVE.with(std::cell::Cell::get));
         assert!(interactive(|| INTERACTIVE.with(std::cell::Cell::get)));
