@@ -232,6 +232,18 @@ async fn analyze_text_rejects_bad_input() {
     assert_eq!(body["errors"][0]["extensions"]["field"], "texts[1]");
 }
 
+/// A server started without the models says so, rather than "internal
+/// error".
+#[tokio::test]
+async fn analyze_text_without_models_names_the_setting() {
+    let s = Server::start().await;
+    let body = s
+        .err_as(Some(ADMIN_KEY), ANALYZE, json!({ "t": ["好"] }), "INTERNAL")
+        .await;
+    let msg = body["errors"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("LINGXI_MODELS=off"), "{body}");
+}
+
 /// A message analysed under an earlier band (here: the single band of
 /// earlier releases, which called a 0.54 review NEUTRAL) is labelled by the
 /// active head's bands when read, without re-analysis.

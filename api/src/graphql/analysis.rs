@@ -59,7 +59,9 @@ impl AnalysisQuery {
             .into());
         }
         let models = ctx.state().models.clone().ok_or_else(|| {
-            AppError::Internal(anyhow::anyhow!("models are off (LINGXI_MODELS=off)"))
+            AppError::Unavailable(
+                "analyzeText needs the language models (started with LINGXI_MODELS=off) / 未加载语言模型".into(),
+            )
         })?;
         let models = models.for_account(ctx.db(), ctx.tenant()?).await;
         let model = models.sentiment_model();
