@@ -612,13 +612,7 @@ async fn retraining_records_a_new_version_and_promotes_only_if_better() {
     })
     .await;
     assert!(rescored.is_some(), "{}", s.log());
-    let d = s
-        .gql(
-            r#"mutation { enqueueJob(input: { kind: ANALYZE_TEXTS, params: { stale: true } }) { id } }"#,
-            json!({}),
-        )
-        .await;
-    let again = s.wait_job(&d["enqueueJob"]["id"], 120).await;
+    let again = analyze_job(&s, "{ stale: true }").await;
     assert_eq!(again["status"], "SUCCEEDED", "{again}");
     assert_eq!(again["result"]["messages"], 0, "{again}");
     // and, having scored nothing, rebuilds no persona
@@ -641,13 +635,7 @@ async fn retraining_records_a_new_version_and_promotes_only_if_better() {
     // `analyzeText` reads with it at once too (one small registry read per
     // request, not the periodic check 30 s later).
     assert_eq!(model(s.gql(analyze, json!({})).await), first.as_str());
-    let d = s
-        .gql(
-            r#"mutation { enqueueJob(input: { kind: ANALYZE_TEXTS, params: { stale: true } }) { id } }"#,
-            json!({}),
-        )
-        .await;
-    let r = s.wait_job(&d["enqueueJob"]["id"], 120).await;
+    let r = analyze_job(&s, "{ stale: true }").await;
     assert_eq!(r["status"], "SUCCEEDED", "{r}");
     assert_eq!(r["result"]["sentimentModel"], first.as_str(), "{r}");
     assert_eq!(r["result"]["messages"], 1, "{r}");

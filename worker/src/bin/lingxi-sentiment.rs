@@ -765,6 +765,7 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
         }
     };
     let mut corpora = std::collections::HashMap::new();
+    let mut with_clauses: Option<sentiment::Corpus> = None;
     let mut sets: Vec<(String, Vec<corpus::Labelled>)> = Vec::new();
     for set in corpus::EvalSet::ALL {
         if let Some(rows) = corpus::load_eval(data_dir, set)? {
@@ -779,15 +780,17 @@ fn sweep(a: &Args, models_dir: &Path, corpus_dir: &Path, data_dir: &Path) -> any
                 &models, corpus_dir, o.prefix, o.output,
             )?),
         };
-        let with_clauses;
+        // the clause rows, built once (every variant has the base's
+        // prefix and output)
         let c: &sentiment::Corpus =
             if a.grid.as_deref() == Some("clauses") && o.example_weight > 0.0 {
-                let part = clause_part(&models, c, corpus_dir, &o)?;
-                with_clauses = sentiment::Corpus {
-                    examples: Some(part),
-                    ..c.clone()
-                };
-                &with_clauses
+                if with_clauses.is_none() {
+                    with_clauses = Some(sentiment::Corpus {
+                        examples: Some(clause_part(&models, c, corpus_dir, &o)?),
+                        ..c.clone()
+                    });
+                }
+                with_clauses.as_ref().unwrap_or(c)
             } else {
                 c
             };
@@ -903,11 +906,7 @@ fn clause_part(
         polar,
         polar_emb,
         neutral: Vec::new(),
-        neutral_emb: corpus::Matrix {
-            rows: 0,
-            cols: models.dims(),
-            data: Vec::new(),
-        },
+        neutral_emb: corpus::Matrix::from_rows(&[], models.dims())?,
     })
 }
 

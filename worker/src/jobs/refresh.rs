@@ -97,15 +97,8 @@ impl Refresher {
                             }
                         }
                     }
-                    let ids: Vec<Uuid> = members.into_iter().collect();
-                    // A bulk import touches many members: one full pass is
-                    // far cheaper than a refresh per member.
-                    let ids = if ids.len() > FULL_REFRESH_ABOVE {
-                        Value::Null
-                    } else {
-                        json!(ids)
-                    };
-                    let job = NewJob::now(account, kind, refresh_params(analysis, ids));
+                    let job =
+                        NewJob::now(account, kind, refresh_params(analysis, member_ids(members)));
                     if let Err(e) = enqueue(&db, &queue, job).await {
                         tracing::warn!(error = %e, "could not queue a persona refresh");
                     }
@@ -186,6 +179,18 @@ fn is_refresh(p: &Value, analysis: bool) -> bool {
     obj.get("memberIds").is_some_and(Value::is_array) && *p == shape
 }
 
+/// A refresh's `memberIds`: the members, sorted, or null (a pass over the
+/// account) past [`FULL_REFRESH_ABOVE`]: a bulk import touches many
+/// members, and one full pass is far cheaper than a refresh per member.
+fn member_ids(members: HashSet<Uuid>) -> Value {
+    if members.len() > FULL_REFRESH_ABOVE {
+        return Value::Null;
+    }
+    let mut ids: Vec<Uuid> = members.into_iter().collect();
+    ids.sort_unstable();
+    json!(ids)
+}
+
 /// The params of a refresh job of `ids` (null: the whole account).
 fn refresh_params(analysis: bool, ids: Value) -> Value {
     if analysis {
@@ -220,13 +225,7 @@ async fn merge(
         return Ok(true);
     }
     let mut params = job.params.clone();
-    params["memberIds"] = if ids.len() > FULL_REFRESH_ABOVE {
-        Value::Null
-    } else {
-        let mut ids: Vec<Uuid> = ids.into_iter().collect();
-        ids.sort_unstable();
-        json!(ids)
-    };
+    params["memberIds"] = member_ids(ids);
     let mut update = job_run::Entity::update_many()
         .col_expr(job_run::Column::Params, Expr::value(params))
         .col_expr(job_run::Column::UpdatedAt, Expr::value(chrono::Utc::now()))

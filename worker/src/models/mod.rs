@@ -91,6 +91,10 @@ impl LoadedModels {
 
     /// Swaps in another sentiment head (a promoted retrain) without a restart.
     pub fn set_head(&self, head: Head) {
+        // what the registry names now: no refresh for it at the next use
+        if let Ok(mut seen) = self.platform_seen.write() {
+            *seen = Some(head.version().to_owned());
+        }
         if let Ok(mut h) = self.head.write() {
             *h = Arc::new(head);
         }
