@@ -80,6 +80,9 @@ pub struct Options {
     pub max_body_mb: Option<u32>,
     pub extra_env: Vec<(String, String)>,
     pub args: Vec<String>,
+    /// Another server's database (`Server::database_url`), for a second
+    /// process on the same data; a new database when `None`.
+    pub database_url: Option<String>,
 }
 
 pub struct Server {
@@ -276,7 +279,10 @@ impl Server {
 
     pub async fn start_with(opts: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (database_url, pg_db) = new_database(dir.path()).await;
+        let (database_url, pg_db) = match &opts.database_url {
+            Some(url) => (url.clone(), None),
+            None => new_database(dir.path()).await,
+        };
         let mut cmd = Command::new(api_bin());
         cmd.args(&opts.args)
             .env_clear()
@@ -356,6 +362,13 @@ impl Server {
 
     pub fn worker_log(&self, n: usize) -> String {
         read_log(self.dir.path(), &format!("worker-{n}.log"))
+    }
+
+    /// Stops the process at once (SIGKILL), as a crash would; its
+    /// database stays until the server is dropped.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn pid(&self) -> u32 {

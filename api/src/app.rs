@@ -78,14 +78,13 @@ impl App {
             .await
             .map_err(|e| anyhow::anyhow!("could not queue the demo personas: {e}"))?;
         }
-        let refresher =
-            worker::jobs::refresh::Refresher::start(db.clone(), queue.clone(), models.is_some());
+        // Queues persona refreshes for the members changes touched.
+        worker::jobs::refresh::start(db.clone(), queue.clone(), models.is_some());
         let watcher = crate::watch::RowWatcher::new(db.clone(), crate::watch::EVERY);
         let state = AppState {
             db,
             watcher,
             queue,
-            refresher,
             models,
             search,
             config: Arc::new(cfg),

@@ -16,8 +16,6 @@ use crate::{
 pub struct AppState {
     pub db: DatabaseConnection,
     pub queue: worker::jobs::JobQueue,
-    /// Queues persona refreshes for members whose data just changed.
-    pub refresher: worker::jobs::refresh::Refresher,
     /// None when started with `LINGXI_MODELS=off`.
     pub models: Option<worker::models::SharedModels>,
     /// Persona search (embedded index or Meilisearch).

@@ -15,6 +15,7 @@ pub mod event;
 pub mod job_run;
 pub mod job_schedule;
 pub mod member;
+pub mod member_touch;
 pub mod message;
 pub mod model_file;
 pub mod model_version;

@@ -14,6 +14,7 @@ mod m20261207_000010_job_run_staged;
 mod m20261207_000011_message_scored_by_index;
 mod m20261207_000012_job_run_heartbeat;
 mod m20261207_000013_message_head_input;
+mod m20261208_000014_member_touch;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000011_message_scored_by_index::Migration),
             Box::new(m20261207_000012_job_run_heartbeat::Migration),
             Box::new(m20261207_000013_message_head_input::Migration),
+            Box::new(m20261208_000014_member_touch::Migration),
         ]
     }
 }

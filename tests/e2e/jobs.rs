@@ -779,6 +779,18 @@ async fn metrics_show_the_job_backlog_and_a_stalled_job() {
 /// Members touched while their refresh waits for a worker join that
 /// refresh: one job for all of them, not one per flush (two could start
 /// together on the same members, in this process or another).
+/// The persona refreshes (of servers without models) waiting for a worker.
+async fn queued_refreshes(s: &Server) -> Vec<Value> {
+    s.gql(
+        "{ jobs(kind: BUILD_PERSONAS, status: QUEUED) { nodes { id params } } }",
+        json!({}),
+    )
+    .await["jobs"]["nodes"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
 #[tokio::test]
 async fn members_touched_while_their_refresh_waits_join_it() {
     let s = Server::start_with(Options {
@@ -786,16 +798,7 @@ async fn members_touched_while_their_refresh_waits_join_it() {
         ..Default::default()
     })
     .await;
-    let queued = || async {
-        s.gql(
-            "{ jobs(kind: BUILD_PERSONAS, status: QUEUED) { nodes { id params } } }",
-            json!({}),
-        )
-        .await["jobs"]["nodes"]
-            .as_array()
-            .unwrap()
-            .clone()
-    };
+    let queued = || queued_refreshes(&s);
     let members_of = |j: &Value| j["params"]["memberIds"].as_array().map_or(0, Vec::len);
     // Every member `openids` adds is in the one queued refresh, once the
     // flush has run.
@@ -844,4 +847,58 @@ async fn members_touched_while_their_refresh_waits_join_it() {
     assert_eq!(j["status"], "SUCCEEDED", "{j}\n{}", s.worker_log(1));
     let built = s.sql_count("SELECT COUNT(*) FROM persona").await;
     assert_eq!(built, 4);
+}
+
+/// Members whose refresh waits for the account's running one are kept in
+/// the database, not in the API process: a process stopped (SIGKILL)
+/// while they wait leaves them to the next one, which queues their refresh.
+#[tokio::test]
+async fn members_waiting_for_a_refresh_outlive_their_process() {
+    let no_worker = || Options {
+        args: vec!["--no-worker".into()],
+        ..Default::default()
+    };
+    let mut a = Server::start_with(no_worker()).await;
+    a.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_h1\no_h2\n")
+        .await;
+    let first = eventually(30, || async { queued_refreshes(&a).await.pop() })
+        .await
+        .expect("a refresh of the imported members");
+    let members = first["params"]["memberIds"].as_array().unwrap().clone();
+    assert_eq!(members.len(), 2, "{first}");
+    // a worker takes it, as far as the API can tell
+    let claimed = a
+        .sql_exec("UPDATE job_run SET status = 'RUNNING' WHERE status = 'QUEUED'")
+        .await;
+    assert_eq!(claimed, 1);
+    a.import(
+        ADMIN_KEY,
+        "importEvents",
+        "CSV",
+        "openid,type,at\no_h1,click,2026-11-21T08:00:00Z\n",
+    )
+    .await;
+    // o_h1 waits for the running refresh: stored, not queued
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(queued_refreshes(&a).await, Vec::<Value>::new());
+    assert_eq!(a.sql_count("SELECT COUNT(*) FROM member_touch").await, 1);
+
+    a.kill();
+    // the refresh finishes while no API process runs
+    let done = a
+        .sql_exec("UPDATE job_run SET status = 'SUCCEEDED' WHERE status = 'RUNNING'")
+        .await;
+    assert_eq!(done, 1);
+    let b = Server::start_with(Options {
+        database_url: Some(a.database_url.clone()),
+        ..no_worker()
+    })
+    .await;
+    let next = eventually(30, || async { queued_refreshes(&b).await.pop() })
+        .await
+        .unwrap_or_else(|| panic!("no refresh after the restart:\n{}", b.log()));
+    let ids = next["params"]["memberIds"].as_array().unwrap();
+    assert_eq!(ids.len(), 1, "{next}");
+    assert!(members.contains(&ids[0]), "{next}");
+    assert_eq!(b.sql_count("SELECT COUNT(*) FROM member_touch").await, 0);
 }

@@ -67,7 +67,14 @@ async fn delete_member_erases_them_everywhere() {
     } else {
         format!("X'{}'", id.replace('-', ""))
     };
-    for table in ["event", "message", "relation", "persona", "delivery"] {
+    for table in [
+        "event",
+        "message",
+        "relation",
+        "persona",
+        "delivery",
+        "member_touch",
+    ] {
         let n = s
             .sql_count(&format!(
                 "SELECT COUNT(*) FROM {table} WHERE member_id = {uuid_lit}"

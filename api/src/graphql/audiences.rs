@@ -388,10 +388,8 @@ impl AudiencesMutation {
                 AppError::bad_input(format!("events[{}]", e.line), e.message.clone()).into(),
             );
         }
+        worker::jobs::refresh::touch(&txn, account_id, &outcome.touched_members).await?;
         txn.commit().await?;
-        ctx.state()
-            .refresher
-            .touch(account_id, outcome.touched_members);
         Ok(n as i32)
     }
 

@@ -73,11 +73,6 @@ pub(crate) async fn run_import<I: Importer + Sync>(
     };
     let started = std::time::Instant::now();
     let outcome = imports::run(ctx.db(), &importer, format, &input.data).await?;
-    if let Ok(account_id) = ctx.tenant() {
-        ctx.state()
-            .refresher
-            .touch(account_id, outcome.touched_members.iter().copied());
-    }
     let metrics = &ctx.state().metrics;
     metrics.import_rows(what, outcome.accepted as u64, outcome.rejected_count as u64);
     tracing::info!(

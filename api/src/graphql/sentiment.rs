@@ -178,8 +178,6 @@ impl SentimentMutation {
         let id = parse_id(&id, "id")?;
         let account = ctx.tenant()?;
         let m = service::sentiment::correct(ctx.db(), account, id, label.map(Into::into)).await?;
-        // the member's persona sentiment counts the correction
-        ctx.state().refresher.touch(account, [m.member_id]);
         Ok(MemberMessage(m))
     }
 

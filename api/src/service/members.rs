@@ -1,5 +1,7 @@
 //! Member lifecycle beyond imports: erasure.
-use entity::{delivery, event, member, message, persona, relation, sentiment_example};
+use entity::{
+    delivery, event, member, member_touch, message, persona, relation, sentiment_example,
+};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 use worker::registry::{self, kind};
@@ -78,6 +80,11 @@ pub async fn erase(
     delivery::Entity::delete_many()
         .filter(delivery::Column::AccountId.eq(account_id))
         .filter(delivery::Column::MemberId.eq(m.id))
+        .exec(&txn)
+        .await?;
+    member_touch::Entity::delete_many()
+        .filter(member_touch::Column::AccountId.eq(account_id))
+        .filter(member_touch::Column::MemberId.eq(m.id))
         .exec(&txn)
         .await?;
     member::Entity::delete_many()

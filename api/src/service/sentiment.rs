@@ -59,6 +59,8 @@ pub async fn correct(
     let mut row: message::ActiveModel = m.into();
     row.sentiment_corrected = Set(label.map(|l| l.as_str().to_owned()));
     let m = row.update(&txn).await?;
+    // the member's persona sentiment counts the correction
+    worker::jobs::refresh::touch(&txn, account_id, &[m.member_id]).await?;
     txn.commit().await?;
     Ok(m)
 }

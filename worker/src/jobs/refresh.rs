@@ -1,118 +1,260 @@
 //! The debounced refresh of members whose data just changed (recurring jobs,
 //! the nightly persona rebuild among them, are in [`super::recurring`]).
-use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+//!
+//! A change records its members in `member_touch` in its own transaction
+//! ([`touch`]): an outbox, so a touch commits with the data, survives a
+//! stop of the process that wrote it, and is flushed by whichever API
+//! process looks first. The task that [`start`] runs in each API process
+//! turns an account's touches into one refresh job once the account has
+//! been quiet for [`QUIET`] (at most [`MAX_WAIT`] after the first touch),
+//! under a lock, so that processes flushing at once queue one job, not two.
+use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
+use chrono::{DateTime, Utc};
+use entity::member_touch;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, OnConflict, Query},
+};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{JobKind, JobQueue, enqueue, enqueue::NewJob};
 
-/// Collects members whose messages or events changed and, after a short
-/// quiet period, queues one refresh job per account for exactly them.
-#[derive(Clone)]
-pub struct Refresher {
-    pending: Arc<Mutex<HashMap<Uuid, HashSet<Uuid>>>>,
-}
-
-/// How long changes are collected before one job is queued.
-pub const DEBOUNCE: Duration = Duration::from_millis(800);
+/// How often each API process looks for touched members.
+pub const TICK: Duration = Duration::from_millis(400);
+/// An account's touches wait for this long without a new one (a trailing
+/// debounce): the chunks of an import, or the messages of a conversation,
+/// share one refresh, which does not compete with the import's writes.
+pub const QUIET: Duration = Duration::from_millis(800);
+/// ... but not longer than this after the first, so that a steady stream
+/// of changes still refreshes.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
 /// How long a refresh waits at most for the account's running one.
 pub const MAX_HOLD: Duration = Duration::from_secs(60);
 /// Above this many touched members a refresh is one pass over the account.
 pub const FULL_REFRESH_ABOVE: usize = 5_000;
+/// Advisory-lock key of the flush ("lingxi:refresh").
+const REFRESH_LOCK: i64 = 0x6c78_7266_0001;
+/// Rows per insert statement (4 parameters each; SQLite allows 32,766).
+const TOUCH_CHUNK: usize = 1_000;
 
-impl Refresher {
-    /// Starts the flushing task. With `analysis`, refreshes analyse the new
-    /// texts and rebuild the personas; without models, personas only.
-    pub fn start(db: DatabaseConnection, queue: JobQueue, analysis: bool) -> Self {
-        let r = Self {
-            pending: Arc::default(),
-        };
-        let pending = Arc::clone(&r.pending);
-        tokio::spawn(async move {
-            // Accounts whose refresh waits for the one running, since when.
-            let mut held: HashMap<Uuid, (HashSet<Uuid>, Instant)> = HashMap::new();
-            loop {
-                tokio::time::sleep(DEBOUNCE).await;
-                let mut batch: HashMap<Uuid, HashSet<Uuid>> = match pending.lock() {
-                    Ok(mut p) => std::mem::take(&mut *p),
-                    Err(_) => break,
-                };
-                let mut since = HashMap::new();
-                for (account, (members, t)) in held.drain() {
-                    batch.entry(account).or_default().extend(members);
-                    since.insert(account, t);
+/// Records, in the caller's transaction, that these members' messages,
+/// events or relations changed: their persona is refreshed shortly after
+/// the transaction commits, and not at all if it rolls back.
+///
+/// # Errors
+/// Database errors.
+pub async fn touch(
+    db: &impl ConnectionTrait,
+    account_id: Uuid,
+    members: &[Uuid],
+) -> Result<(), sea_orm::DbErr> {
+    let now = Utc::now();
+    let mut members = members.to_vec();
+    members.sort_unstable();
+    members.dedup();
+    for chunk in members.chunks(TOUCH_CHUNK) {
+        let rows = chunk.iter().map(|&member_id| member_touch::ActiveModel {
+            account_id: sea_orm::Set(account_id),
+            member_id: sea_orm::Set(member_id),
+            first_touched_at: sea_orm::Set(now),
+            last_touched_at: sea_orm::Set(now),
+        });
+        // a member already waiting keeps its first touch
+        let mut again = OnConflict::columns([
+            member_touch::Column::AccountId,
+            member_touch::Column::MemberId,
+        ]);
+        again.update_column(member_touch::Column::LastTouchedAt);
+        member_touch::Entity::insert_many(rows)
+            .on_conflict(again)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Starts the task that turns touches into refresh jobs. With `analysis`,
+/// refreshes analyse the new texts and rebuild the personas; without
+/// models, personas only.
+pub fn start(db: DatabaseConnection, queue: JobQueue, analysis: bool) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(TICK).await;
+            let waiting = match waiting_accounts(&db).await {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the members waiting for a refresh");
+                    continue;
                 }
-                for (account, members) in batch {
-                    let kind = if analysis {
-                        JobKind::AnalyzeTexts
-                    } else {
-                        JobKind::BuildPersonas
-                    };
-                    let due = match due_jobs(&db, account, kind).await {
-                        Ok(due) => due,
-                        Err(e) => {
-                            // queued rather than held or merged
-                            tracing::warn!(error = %e, "could not look for the account's refreshes");
-                            Vec::new()
-                        }
-                    };
-                    // A full pass that has not started yet will read these
-                    // members' new data anyway.
-                    if due.iter().any(|j| j.queued() && is_full_pass(&j.params)) {
-                        continue;
-                    }
-                    // Two refreshes at once would both analyse the new
-                    // messages (each reads those not analysed yet): wait
-                    // for the running one, which may take the newest
-                    // messages along, and queue one refresh for everything
-                    // touched meanwhile. Bounded, so a long pass or a dead
-                    // worker's job cannot keep members stale.
-                    let t = since.get(&account).copied().unwrap_or_else(Instant::now);
-                    if t.elapsed() < MAX_HOLD
-                        && due
-                            .iter()
-                            .any(|j| !j.queued() && j.params.get("memberIds").is_some())
-                    {
-                        held.insert(account, (members, t));
-                        continue;
-                    }
-                    // A refresh that waits for a worker takes these members
-                    // along: one job, and no two that could start together
-                    // on the same members (also across processes).
-                    if let Some(j) = due
-                        .iter()
-                        .find(|j| j.queued() && is_refresh(&j.params, analysis))
-                    {
-                        match merge(&db, j, &members).await {
-                            Ok(true) => continue,
-                            Ok(false) => {}
-                            Err(e) => {
-                                tracing::warn!(error = %e, "could not add to a queued refresh")
-                            }
-                        }
-                    }
-                    let job =
-                        NewJob::now(account, kind, refresh_params(analysis, member_ids(members)));
-                    if let Err(e) = enqueue(&db, &queue, job).await {
-                        tracing::warn!(error = %e, "could not queue a persona refresh");
-                    }
+            };
+            let now = Utc::now();
+            for w in waiting.iter().filter(|w| w.due(now)) {
+                if let Err(e) = flush(&db, &queue, w, analysis, now).await {
+                    // the touches stay for the next tick
+                    tracing::warn!(error = %e, "could not queue a persona refresh");
                 }
             }
-        });
-        r
-    }
-
-    pub fn touch(&self, account_id: Uuid, members: impl IntoIterator<Item = Uuid>) {
-        if let Ok(mut p) = self.pending.lock() {
-            p.entry(account_id).or_default().extend(members);
         }
+    });
+}
+
+/// An account's touched members.
+#[derive(Debug)]
+struct Waiting {
+    account: Uuid,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+    members: i64,
+}
+
+impl Waiting {
+    /// Quiet for [`QUIET`], or waiting since [`MAX_WAIT`].
+    fn due(&self, now: DateTime<Utc>) -> bool {
+        now - self.last >= delta(QUIET) || now - self.first >= delta(MAX_WAIT)
     }
+}
+
+fn delta(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Accounts with touched members.
+async fn waiting_accounts(db: &DatabaseConnection) -> Result<Vec<Waiting>, sea_orm::DbErr> {
+    let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>, i64)> = member_touch::Entity::find()
+        .select_only()
+        .column(member_touch::Column::AccountId)
+        .column_as(member_touch::Column::FirstTouchedAt.min(), "first")
+        .column_as(member_touch::Column::LastTouchedAt.max(), "last")
+        .column_as(member_touch::Column::MemberId.count(), "members")
+        .group_by(member_touch::Column::AccountId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(account, first, last, members)| Waiting {
+            account,
+            first,
+            last,
+            members,
+        })
+        .collect())
+}
+
+/// What a flush did with an account's touches.
+#[derive(Debug, PartialEq, Eq)]
+enum Flushed {
+    /// Left waiting for the account's running refresh.
+    Held,
+    /// A queued pass over the whole account will read them.
+    InFullPass,
+    /// Added to the account's queued refresh.
+    Merged,
+    /// A new refresh job.
+    Queued,
+    /// Nothing was waiting (another process took them).
+    Nothing,
+}
+
+/// Two refreshes at once would both analyse the new messages (each reads
+/// those not analysed yet): touches wait for the running one, which may
+/// take the newest messages along, and become one refresh after it.
+/// Bounded, so a long pass or a dead worker's job cannot keep members
+/// stale.
+fn held(due: &[DueJob], first: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now - first < delta(MAX_HOLD)
+        && due
+            .iter()
+            .any(|j| !j.queued() && j.params.get("memberIds").is_some())
+}
+
+/// Turns the account's touches into a refresh, under the flush lock:
+/// another process flushing the same account waits, then finds the
+/// touches gone or the job this one queued.
+async fn flush(
+    db: &DatabaseConnection,
+    queue: &JobQueue,
+    w: &Waiting,
+    analysis: bool,
+    now: DateTime<Utc>,
+) -> Result<Flushed, enqueue::EnqueueError> {
+    let kind = if analysis {
+        JobKind::AnalyzeTexts
+    } else {
+        JobKind::BuildPersonas
+    };
+    // Checked before taking the lock too, which a held account would
+    // otherwise take on every tick.
+    if held(&due_jobs(db, w.account, kind).await?, w.first, now) {
+        return Ok(Flushed::Held);
+    }
+    let tx = crate::config::begin_exclusive(db, REFRESH_LOCK).await?;
+    let due = due_jobs(&tx, w.account, kind).await?;
+    if held(&due, w.first, now) {
+        tx.rollback().await?;
+        return Ok(Flushed::Held);
+    }
+    let members = take_touches(&tx, w.account, w.members > FULL_REFRESH_ABOVE as i64).await?;
+    let flushed = match &members {
+        Some(m) if m.is_empty() => Flushed::Nothing,
+        _ if due.iter().any(|j| j.queued() && is_full_pass(&j.params)) => Flushed::InFullPass,
+        _ => {
+            // A refresh that waits for a worker takes these members along:
+            // one job, and no two that could start together on the same
+            // members.
+            let waiting = due
+                .iter()
+                .find(|j| j.queued() && is_refresh(&j.params, analysis));
+            match waiting {
+                Some(j) if merge(&tx, j, members.as_deref()).await? => Flushed::Merged,
+                // none, or a worker claimed it since it was read
+                _ => {
+                    let ids = members.map_or(Value::Null, member_ids);
+                    let job = NewJob::now(w.account, kind, refresh_params(analysis, ids));
+                    let staged = enqueue::stage(&tx, job).await?;
+                    tx.commit().await?;
+                    // Committed: a process that stops before handing it
+                    // over leaves it to `release_stranded`.
+                    enqueue::release(db, queue, &staged.into_iter().collect::<Vec<_>>()).await;
+                    return Ok(Flushed::Queued);
+                }
+            }
+        }
+    };
+    tx.commit().await?;
+    Ok(flushed)
+}
+
+/// Removes the account's touches and returns their members: exactly the
+/// rows deleted, so a touch committed meanwhile stays for the next flush.
+/// With `all`, for a pass over the whole account, returns `None`: every
+/// touch deleted was committed, so the pass reads its data.
+async fn take_touches(
+    db: &impl ConnectionTrait,
+    account: Uuid,
+    all: bool,
+) -> Result<Option<Vec<Uuid>>, sea_orm::DbErr> {
+    if all {
+        member_touch::Entity::delete_many()
+            .filter(member_touch::Column::AccountId.eq(account))
+            .exec(db)
+            .await?;
+        return Ok(None);
+    }
+    let delete = Query::delete()
+        .from_table(member_touch::Entity)
+        .and_where(member_touch::Column::AccountId.eq(account))
+        .returning_col(member_touch::Column::MemberId)
+        .to_owned();
+    let rows = db
+        .query_all_raw(db.get_database_backend().build(&delete))
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get_by_index::<Uuid>(0))
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 /// A queued or running job of the refresher's kind for an account, due now.
@@ -120,7 +262,7 @@ struct DueJob {
     id: Uuid,
     status: String,
     params: Value,
-    updated_at: Option<chrono::DateTime<chrono::Utc>>,
+    updated_at: Option<DateTime<Utc>>,
 }
 
 impl DueJob {
@@ -130,28 +272,26 @@ impl DueJob {
 }
 
 /// The account's jobs of `kind` that are running, or queued and due now
-/// (one queued for later does not count): one read per account and flush.
+/// (one queued for later does not count).
 async fn due_jobs(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     account: Uuid,
     kind: JobKind,
 ) -> Result<Vec<DueJob>, sea_orm::DbErr> {
     use entity::job_run;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
-    let rows: Vec<(Uuid, String, Value, Option<chrono::DateTime<chrono::Utc>>)> =
-        job_run::Entity::find()
-            .select_only()
-            .column(job_run::Column::Id)
-            .column(job_run::Column::Status)
-            .column(job_run::Column::Params)
-            .column(job_run::Column::UpdatedAt)
-            .filter(job_run::Column::AccountId.eq(account))
-            .filter(job_run::Column::Kind.eq(kind.as_str()))
-            .filter(job_run::Column::Status.is_in([super::status::QUEUED, super::status::RUNNING]))
-            .filter(job_run::Column::RunAt.lte(chrono::Utc::now()))
-            .into_tuple()
-            .all(db)
-            .await?;
+    let rows: Vec<(Uuid, String, Value, Option<DateTime<Utc>>)> = job_run::Entity::find()
+        .select_only()
+        .column(job_run::Column::Id)
+        .column(job_run::Column::Status)
+        .column(job_run::Column::Params)
+        .column(job_run::Column::UpdatedAt)
+        .filter(job_run::Column::AccountId.eq(account))
+        .filter(job_run::Column::Kind.eq(kind.as_str()))
+        .filter(job_run::Column::Status.is_in([super::status::QUEUED, super::status::RUNNING]))
+        .filter(job_run::Column::RunAt.lte(Utc::now()))
+        .into_tuple()
+        .all(db)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|(id, status, params, updated_at)| DueJob {
@@ -182,12 +322,13 @@ fn is_refresh(p: &Value, analysis: bool) -> bool {
 /// A refresh's `memberIds`: the members, sorted, or null (a pass over the
 /// account) past [`FULL_REFRESH_ABOVE`]: a bulk import touches many
 /// members, and one full pass is far cheaper than a refresh per member.
-fn member_ids(members: HashSet<Uuid>) -> Value {
-    if members.len() > FULL_REFRESH_ABOVE {
-        return Value::Null;
-    }
+fn member_ids(members: impl IntoIterator<Item = Uuid>) -> Value {
     let mut ids: Vec<Uuid> = members.into_iter().collect();
     ids.sort_unstable();
+    ids.dedup();
+    if ids.len() > FULL_REFRESH_ABOVE {
+        return Value::Null;
+    }
     json!(ids)
 }
 
@@ -204,28 +345,31 @@ fn refresh_params(analysis: bool, ids: Value) -> Value {
 
 /// Adds `members` to the queued refresh `job`, unless it changed (a
 /// worker took it, or another process added to it) since it was read:
-/// true when added. Past [`FULL_REFRESH_ABOVE`] members it becomes a pass
-/// over the account.
+/// true when added. With `None`, or past [`FULL_REFRESH_ABOVE`] members,
+/// it becomes a pass over the account.
 async fn merge(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     job: &DueJob,
-    members: &HashSet<Uuid>,
+    members: Option<&[Uuid]>,
 ) -> Result<bool, sea_orm::DbErr> {
     use entity::job_run;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
-    let mut ids: HashSet<Uuid> = job.params["memberIds"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str()?.parse().ok())
-        .collect();
-    let before = ids.len();
-    ids.extend(members.iter().copied());
-    if ids.len() == before {
-        return Ok(true);
-    }
     let mut params = job.params.clone();
-    params["memberIds"] = member_ids(ids);
+    if let Some(members) = members {
+        let mut ids: std::collections::HashSet<Uuid> = job.params["memberIds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str()?.parse().ok())
+            .collect();
+        let before = ids.len();
+        ids.extend(members.iter().copied());
+        if ids.len() == before {
+            return Ok(true);
+        }
+        params["memberIds"] = member_ids(ids);
+    } else {
+        params["memberIds"] = Value::Null;
+    }
     let mut update = job_run::Entity::update_many()
         .col_expr(job_run::Column::Params, Expr::value(params))
         .col_expr(job_run::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
@@ -241,6 +385,160 @@ async fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jobs::testing;
+
+    async fn jobs(db: &DatabaseConnection) -> Vec<entity::job_run::Model> {
+        use sea_orm::QueryOrder;
+        entity::job_run::Entity::find()
+            .order_by_asc(entity::job_run::Column::Id)
+            .all(db)
+            .await
+            .unwrap()
+    }
+
+    async fn touches(db: &DatabaseConnection) -> i64 {
+        testing::count(db, "SELECT COUNT(*) FROM member_touch").await
+    }
+
+    fn ids(j: &entity::job_run::Model) -> Vec<Uuid> {
+        serde_json::from_value(j.params["memberIds"].clone()).unwrap()
+    }
+
+    /// The one account waiting.
+    async fn waiting(db: &DatabaseConnection, account: Uuid) -> Waiting {
+        let mut w = waiting_accounts(db).await.unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].account, account);
+        w.remove(0)
+    }
+
+    #[test]
+    fn touches_wait_for_a_quiet_moment_but_not_forever() {
+        let t = Utc::now();
+        let ms = chrono::Duration::milliseconds;
+        let w = |first, last| Waiting {
+            account: Uuid::nil(),
+            first,
+            last,
+            members: 1,
+        };
+        assert!(!w(t, t).due(t + ms(799)));
+        assert!(w(t, t).due(t + ms(800)));
+        // an import's chunks keep touching: it waits
+        assert!(!w(t, t + ms(9_000)).due(t + ms(9_500)));
+        // ... up to MAX_WAIT after the first touch
+        assert!(w(t, t + ms(9_900)).due(t + ms(10_000)));
+    }
+
+    #[tokio::test]
+    async fn touches_become_one_refresh_that_waits_for_the_running_one() {
+        use sea_orm::TransactionTrait;
+        let dir = tempfile::tempdir().unwrap();
+        let (db, queue, account) = testing::open(dir.path()).await;
+        let mut m: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
+        m.sort_unstable();
+
+        // a change that rolls back touches no one
+        let tx = db.begin().await.unwrap();
+        touch(&tx, account, &m[..1]).await.unwrap();
+        tx.rollback().await.unwrap();
+        assert!(waiting_accounts(&db).await.unwrap().is_empty());
+
+        // touched twice: waiting once, since the first touch, until the last
+        touch(&db, account, &m[..2]).await.unwrap();
+        let before = waiting(&db, account).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        touch(&db, account, &m[..1]).await.unwrap();
+        let w = waiting(&db, account).await;
+        assert_eq!((w.members, w.first), (2, before.first));
+        assert!(w.last > before.last, "{w:?}");
+        let now = Utc::now();
+        let flushed = flush(&db, &queue, &w, false, now).await.unwrap();
+        assert_eq!(flushed, Flushed::Queued);
+        let j = jobs(&db).await;
+        assert_eq!(j.len(), 1);
+        assert_eq!(j[0].kind, JobKind::BuildPersonas.as_str());
+        assert_eq!(ids(&j[0]), m[..2]);
+        assert_eq!(touches(&db).await, 0);
+
+        // a later touch joins the job while it waits for a worker
+        touch(&db, account, &m[2..3]).await.unwrap();
+        let w = waiting(&db, account).await;
+        let flushed = flush(&db, &queue, &w, false, now).await.unwrap();
+        assert_eq!(flushed, Flushed::Merged);
+        let j = jobs(&db).await;
+        assert_eq!(j.len(), 1);
+        assert_eq!(ids(&j[0]), m[..3]);
+
+        // once a worker runs it, new touches wait for it ...
+        db.execute_unprepared("UPDATE job_run SET status = 'RUNNING'")
+            .await
+            .unwrap();
+        touch(&db, account, &m[3..]).await.unwrap();
+        let w = waiting(&db, account).await;
+        let flushed = flush(&db, &queue, &w, false, now).await.unwrap();
+        assert_eq!(flushed, Flushed::Held);
+        assert_eq!(touches(&db).await, 1);
+        assert_eq!(jobs(&db).await.len(), 1);
+        // ... but not for longer than MAX_HOLD
+        let later = w.first + delta(MAX_HOLD);
+        let flushed = flush(&db, &queue, &w, false, later).await.unwrap();
+        assert_eq!(flushed, Flushed::Queued);
+        let j = jobs(&db).await;
+        assert_eq!(j.len(), 2);
+        assert_eq!(ids(&j[1]), m[3..]);
+        assert_eq!(touches(&db).await, 0);
+    }
+
+    #[tokio::test]
+    async fn flushes_at_once_queue_one_job_and_a_full_pass_takes_many_touches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, queue, account) = testing::open(dir.path()).await;
+        let m: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+
+        // two processes flushing the same touches at once: one job
+        touch(&db, account, &m[..2]).await.unwrap();
+        let w = waiting(&db, account).await;
+        let now = Utc::now();
+        let (a, b) = tokio::join!(
+            flush(&db, &queue, &w, true, now),
+            flush(&db, &queue, &w, true, now)
+        );
+        let mut both = [a.unwrap(), b.unwrap()];
+        both.sort_by_key(|f| format!("{f:?}"));
+        assert_eq!(both, [Flushed::Nothing, Flushed::Queued]);
+        let j = jobs(&db).await;
+        assert_eq!(j.len(), 1);
+        assert_eq!(j[0].kind, JobKind::AnalyzeTexts.as_str());
+        assert_eq!(
+            j[0].params,
+            refresh_params(true, member_ids(m[..2].to_vec()))
+        );
+
+        // a queued pass over the whole account will read them anyway
+        db.execute_unprepared("DELETE FROM job_run").await.unwrap();
+        let full = NewJob::now(account, JobKind::AnalyzeTexts, json!({}));
+        enqueue::enqueue(&db, &queue, full).await.unwrap();
+        touch(&db, account, &m[2..]).await.unwrap();
+        let w = waiting(&db, account).await;
+        let flushed = flush(&db, &queue, &w, true, now).await.unwrap();
+        assert_eq!(flushed, Flushed::InFullPass);
+        assert_eq!(jobs(&db).await.len(), 1);
+        assert_eq!(touches(&db).await, 0);
+
+        // past FULL_REFRESH_ABOVE members, one pass over the account
+        db.execute_unprepared("DELETE FROM job_run").await.unwrap();
+        let many: Vec<Uuid> = (0..=FULL_REFRESH_ABOVE).map(|_| Uuid::now_v7()).collect();
+        touch(&db, account, &many).await.unwrap();
+        let w = waiting(&db, account).await;
+        assert_eq!(w.members, many.len() as i64);
+        let flushed = flush(&db, &queue, &w, true, now).await.unwrap();
+        assert_eq!(flushed, Flushed::Queued);
+        let j = jobs(&db).await;
+        assert_eq!(j.len(), 1);
+        assert!(is_full_pass(&j[0].params), "{}", j[0].params);
+        assert_eq!(touches(&db).await, 0);
+    }
 
     #[test]
     fn only_the_refreshers_own_jobs_take_more_members() {

@@ -45,6 +45,10 @@ pub fn event_kind(value: &serde_json::Value) -> Result<String, String> {
 }
 
 impl Importer for EventsImport {
+    fn account_id(&self) -> Uuid {
+        self.account_id
+    }
+
     type Table = entity::event::Entity;
     type Row = EventRow;
     const COLUMNS: &'static [&'static str] =

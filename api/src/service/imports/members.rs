@@ -70,6 +70,10 @@ pub fn openid(value: &serde_json::Value, field: &str) -> Result<String, String> 
 }
 
 impl Importer for MembersImport {
+    fn account_id(&self) -> Uuid {
+        self.account_id
+    }
+
     type Table = entity::member::Entity;
     type Row = MemberRow;
     const COLUMNS: &'static [&'static str] = &[

@@ -38,6 +38,10 @@ pub fn message_kind(value: &serde_json::Value) -> Result<&'static str, String> {
 }
 
 impl Importer for MessagesImport {
+    fn account_id(&self) -> Uuid {
+        self.account_id
+    }
+
     type Table = entity::message::Entity;
     type Row = MessageRow;
     const COLUMNS: &'static [&'static str] = &["openid", "kind", "text", "at", "contentId"];

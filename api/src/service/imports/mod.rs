@@ -81,6 +81,9 @@ pub trait Importer {
     /// The table the import grows (its planner statistics are kept current).
     type Table: sea_orm::EntityTrait + Default;
 
+    /// The account the rows go to.
+    fn account_id(&self) -> Uuid;
+
     /// Validates one record.
     fn parse(&self, rec: &Record) -> Result<Self::Row, String>;
 
@@ -329,6 +332,19 @@ fn parse_json_line(
     Ok(Record { line, fields })
 }
 
+/// Writes rows in the chunk's transaction, and the members they touched
+/// for a refresh of their personas: both commit, or neither.
+async fn write<I: Importer + Sync>(
+    txn: &DatabaseTransaction,
+    importer: &I,
+    rows: Vec<(usize, I::Row)>,
+    outcome: &mut Outcome,
+) -> AppResult<Vec<RowError>> {
+    let errors = importer.write(txn, rows, outcome).await?;
+    worker::jobs::refresh::touch(txn, importer.account_id(), &outcome.touched_members).await?;
+    Ok(errors)
+}
+
 async fn flush<I: Importer + Sync>(
     db: &DatabaseConnection,
     importer: &I,
@@ -343,7 +359,7 @@ async fn flush<I: Importer + Sync>(
     let retry = rows.clone();
     let mut scratch = Outcome::default();
     let txn = worker::config::begin_write(db).await?;
-    match importer.write(&txn, rows, &mut scratch).await {
+    match write(&txn, importer, rows, &mut scratch).await {
         Ok(errors) => {
             txn.commit().await?;
             outcome.accepted += n - errors.len();
@@ -358,7 +374,7 @@ async fn flush<I: Importer + Sync>(
             for (line, row) in retry {
                 let mut scratch = Outcome::default();
                 let txn = worker::config::begin_write(db).await?;
-                match importer.write(&txn, vec![(line, row)], &mut scratch).await {
+                match write(&txn, importer, vec![(line, row)], &mut scratch).await {
                     Ok(errors) => {
                         txn.commit().await?;
                         outcome.accepted += 1 - errors.len().min(1);

@@ -21,6 +21,10 @@ pub struct RelationRow {
 }
 
 impl Importer for RelationsImport {
+    fn account_id(&self) -> Uuid {
+        self.account_id
+    }
+
     type Table = entity::relation::Entity;
     type Row = RelationRow;
     const COLUMNS: &'static [&'static str] = &["openid", "friendOpenid"];

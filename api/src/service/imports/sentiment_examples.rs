@@ -41,6 +41,10 @@ pub fn label(value: &serde_json::Value) -> Result<ExampleLabel, String> {
 }
 
 impl Importer for SentimentExamplesImport {
+    fn account_id(&self) -> Uuid {
+        self.account_id
+    }
+
     type Table = entity::sentiment_example::Entity;
     type Row = ExampleRow;
     const COLUMNS: &'static [&'static str] = &["label", "text", "review"];
