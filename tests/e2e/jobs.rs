@@ -902,3 +902,57 @@ async fn members_waiting_for_a_refresh_outlive_their_process() {
     assert!(members.contains(&ids[0]), "{next}");
     assert_eq!(b.sql_count("SELECT COUNT(*) FROM member_touch").await, 0);
 }
+
+/// Importing members again as they are stored writes nothing and
+/// refreshes no persona; a member whose data changed is refreshed alone.
+#[tokio::test]
+async fn a_member_import_refreshes_only_the_members_it_changed() {
+    let s = Server::start_with(Options {
+        args: vec!["--no-worker".into()],
+        ..Default::default()
+    })
+    .await;
+    let csv = "openid,city,age,tags,subscribedAt\n\
+               o_r1,上海,28,护肤|新客,2026-11-01T08:00:00Z\n\
+               o_r2,北京,35,数码,2026-11-02T08:00:00Z\n";
+    s.import(ADMIN_KEY, "importMembers", "CSV", csv).await;
+    let first = eventually(30, || async { queued_refreshes(&s).await.pop() })
+        .await
+        .expect("a refresh of the imported members");
+    assert_eq!(first["params"]["memberIds"].as_array().unwrap().len(), 2);
+    // done, as far as the API can tell: a later touch needs a job of its own
+    s.sql_exec("UPDATE job_run SET status = 'SUCCEEDED' WHERE status = 'QUEUED'")
+        .await;
+
+    let again = s.import(ADMIN_KEY, "importMembers", "CSV", csv).await;
+    assert_eq!(again["accepted"], 2, "{again}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(queued_refreshes(&s).await, Vec::<Value>::new());
+    assert_eq!(s.sql_count("SELECT COUNT(*) FROM member_touch").await, 0);
+
+    s.import(
+        ADMIN_KEY,
+        "importMembers",
+        "CSV",
+        "openid,city\no_r1,上海\no_r2,杭州\n",
+    )
+    .await;
+    let next = eventually(30, || async { queued_refreshes(&s).await.pop() })
+        .await
+        .expect("a refresh of the changed member");
+    let members = s
+        .gql(
+            "{ members { edges { node { id openid city } } } }",
+            json!({}),
+        )
+        .await;
+    let r2 = members["members"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["node"]["openid"] == "o_r2")
+        .unwrap()["node"]
+        .clone();
+    assert_eq!(r2["city"], "杭州");
+    assert_eq!(next["params"]["memberIds"], json!([r2["id"]]), "{next}");
+}

@@ -1,12 +1,13 @@
 //! `importMembers`: upsert by `(account, openid)`. Only the columns a row
-//! actually gives are updated, so a partial file never erases stored data.
+//! actually gives are updated, so a partial file never erases stored data,
+//! and a row that gives what is stored already is not written at all.
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use entity::member;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set,
-    TryInsert, sea_query::OnConflict,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, ModelTrait,
+    QueryFilter, QuerySelect, Set, TryInsert, sea_query::OnConflict,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -134,8 +135,31 @@ impl Importer for MembersImport {
             groups.entry(key).or_default().push((Uuid::now_v7(), row));
         }
         let now = Utc::now();
+        // A row that would change nothing stored is not written, and its
+        // member is not refreshed: a daily re-sync of the follower list
+        // rebuilds no persona.
+        let stored = stored_by_openid(
+            txn,
+            self.account_id,
+            groups.values().flatten().map(|(_, r)| r.openid.clone()),
+        )
+        .await?;
         for rows in groups.into_values() {
             let mut update = rows[0].1.present();
+            let rows: Vec<(Uuid, MemberRow)> = rows
+                .into_iter()
+                .filter(|(id, r)| {
+                    stored.get(&r.openid).is_none_or(|m| {
+                        let new = active(self.account_id, *id, r, now);
+                        update
+                            .iter()
+                            .any(|&c| new.get(c).into_value() != Some(m.get(c)))
+                    })
+                })
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
             update.push(member::Column::UpdatedAt);
             upsert(txn, self.account_id, &rows, &update, now).await?;
             let ids = ids_by_openid(
@@ -157,26 +181,7 @@ async fn upsert(
     update: &[member::Column],
     now: DateTime<Utc>,
 ) -> AppResult<()> {
-    let models = rows.iter().map(|(id, r)| {
-        let subscribed = r.subscribed.unwrap_or(true);
-        member::ActiveModel {
-            id: Set(*id),
-            account_id: Set(account_id),
-            openid: Set(r.openid.clone()),
-            unionid: Set(r.unionid.clone()),
-            nickname: Set(r.nickname.clone()),
-            gender: Set(r.gender.unwrap_or("unknown").to_owned()),
-            age: Set(r.age),
-            city: Set(r.city.clone()),
-            province: Set(r.province.clone()),
-            tags: Set(json!(r.tags.clone().unwrap_or_default())),
-            subscribed: Set(subscribed),
-            consent: Set(r.consent.unwrap_or(subscribed)),
-            subscribed_at: Set(r.subscribed_at),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-    });
+    let models = rows.iter().map(|(id, r)| active(account_id, *id, r, now));
     let mut on_conflict = OnConflict::columns([member::Column::AccountId, member::Column::Openid]);
     on_conflict.update_columns(update.iter().copied());
     TryInsert::many(models)
@@ -184,6 +189,50 @@ async fn upsert(
         .exec_without_returning(db)
         .await?;
     Ok(())
+}
+
+/// The row as a new member would be stored (the columns it does not give
+/// at their defaults).
+fn active(account_id: Uuid, id: Uuid, r: &MemberRow, now: DateTime<Utc>) -> member::ActiveModel {
+    let subscribed = r.subscribed.unwrap_or(true);
+    member::ActiveModel {
+        id: Set(id),
+        account_id: Set(account_id),
+        openid: Set(r.openid.clone()),
+        unionid: Set(r.unionid.clone()),
+        nickname: Set(r.nickname.clone()),
+        gender: Set(r.gender.unwrap_or("unknown").to_owned()),
+        age: Set(r.age),
+        city: Set(r.city.clone()),
+        province: Set(r.province.clone()),
+        tags: Set(json!(r.tags.clone().unwrap_or_default())),
+        subscribed: Set(subscribed),
+        consent: Set(r.consent.unwrap_or(subscribed)),
+        subscribed_at: Set(r.subscribed_at),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+}
+
+/// The stored members of these openids within one account.
+async fn stored_by_openid(
+    db: &impl ConnectionTrait,
+    account_id: Uuid,
+    openids: impl IntoIterator<Item = String>,
+) -> AppResult<HashMap<String, member::Model>> {
+    let mut wanted: Vec<String> = openids.into_iter().collect();
+    wanted.sort();
+    wanted.dedup();
+    let mut out = HashMap::with_capacity(wanted.len());
+    for part in wanted.chunks(900) {
+        let found = member::Entity::find()
+            .filter(member::Column::AccountId.eq(account_id))
+            .filter(member::Column::Openid.is_in(part.iter().cloned()))
+            .all(db)
+            .await?;
+        out.extend(found.into_iter().map(|m| (m.openid.clone(), m)));
+    }
+    Ok(out)
 }
 
 /// Maps openids to member ids within one account.
