@@ -6,12 +6,11 @@ use chrono::{DateTime, Utc};
 use entity::{campaign, content, event, member};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set,
-    TryInsert,
-    sea_query::{Expr, OnConflict},
+    sea_query::Expr,
 };
 use uuid::Uuid;
 
-use super::{Importer, Outcome, Record, RowError, members::ids_by_openid, natural_key};
+use super::{Importer, Outcome, Record, RowError, insert_new, members::ids_by_openid, natural_key};
 use crate::{error::AppResult, service::values as v};
 
 pub struct EventsImport {
@@ -174,7 +173,6 @@ pub async fn insert_events(
                 *e = (r.at, r.kind == "subscribe");
             }
         }
-        outcome.touched_members.push(member_id);
         models.push(event::ActiveModel {
             id: Set(Uuid::now_v7()),
             account_id: Set(account_id),
@@ -188,14 +186,9 @@ pub async fn insert_events(
             created_at: Set(now),
         });
     }
-    if !models.is_empty() {
-        let mut oc = OnConflict::columns([event::Column::AccountId, event::Column::NaturalKey]);
-        oc.do_nothing();
-        TryInsert::many(models)
-            .on_conflict(oc)
-            .exec_without_returning(db)
-            .await?;
-    }
+    let key = [event::Column::AccountId, event::Column::NaturalKey];
+    let inserted = insert_new(db, models, &key, event::Column::MemberId).await?;
+    outcome.touched_members.extend(inserted);
     for (member_id, (at, subscribed)) in subscription {
         let mut q = member::Entity::update_many()
             .col_expr(member::Column::Subscribed, Expr::value(subscribed))

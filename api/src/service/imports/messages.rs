@@ -4,13 +4,10 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use entity::{content, message};
-use sea_orm::{
-    ColumnTrait, DatabaseTransaction, QueryFilter, QuerySelect, Set, TryInsert,
-    sea_query::OnConflict,
-};
+use sea_orm::{ColumnTrait, DatabaseTransaction, QueryFilter, QuerySelect, Set};
 use uuid::Uuid;
 
-use super::{Importer, Outcome, Record, RowError, members::ids_by_openid, natural_key};
+use super::{Importer, Outcome, Record, RowError, insert_new, members::ids_by_openid, natural_key};
 use crate::{error::AppResult, service::values as v};
 
 pub const MAX_TEXT_CHARS: usize = 5000;
@@ -113,7 +110,6 @@ impl Importer for MessagesImport {
             if !seen.insert(key.clone()) {
                 continue;
             }
-            outcome.touched_members.push(member_id);
             models.push(message::ActiveModel {
                 id: Set(Uuid::now_v7()),
                 account_id: Set(self.account_id),
@@ -135,15 +131,9 @@ impl Importer for MessagesImport {
                 created_at: Set(now),
             });
         }
-        if !models.is_empty() {
-            let mut oc =
-                OnConflict::columns([message::Column::AccountId, message::Column::NaturalKey]);
-            oc.do_nothing();
-            TryInsert::many(models)
-                .on_conflict(oc)
-                .exec_without_returning(txn)
-                .await?;
-        }
+        let key = [message::Column::AccountId, message::Column::NaturalKey];
+        let inserted = insert_new(txn, models, &key, message::Column::MemberId).await?;
+        outcome.touched_members.extend(inserted);
         Ok(errors)
     }
 }

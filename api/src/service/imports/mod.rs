@@ -332,6 +332,43 @@ fn parse_json_line(
     Ok(Record { line, fields })
 }
 
+/// Inserts `models`, skipping those whose unique key (`key`) is stored
+/// already, and returns `member`'s value of each row inserted: the members
+/// whose data changed. A file imported twice touches no one the second time.
+///
+/// # Errors
+/// Database errors.
+pub(crate) async fn insert_new<A>(
+    db: &impl ConnectionTrait,
+    models: Vec<A>,
+    key: &[<A::Entity as sea_orm::EntityTrait>::Column],
+    member: <A::Entity as sea_orm::EntityTrait>::Column,
+) -> AppResult<Vec<Uuid>>
+where
+    A: sea_orm::ActiveModelTrait,
+{
+    use sea_orm::QueryTrait;
+    if models.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut once = sea_orm::sea_query::OnConflict::columns(key.iter().copied());
+    once.do_nothing();
+    let mut insert = sea_orm::TryInsert::many(models)
+        .on_conflict(once)
+        .into_query();
+    insert.returning_col(member);
+    let rows = db
+        .query_all_raw(db.get_database_backend().build(&insert))
+        .await?;
+    let mut ids = rows
+        .iter()
+        .map(|r| r.try_get_by_index::<Uuid>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
 /// Writes rows in the chunk's transaction, and the members they touched
 /// for a refresh of their personas: both commit, or neither.
 async fn write<I: Importer + Sync>(

@@ -4,10 +4,10 @@ use std::collections::HashSet;
 
 use chrono::Utc;
 use entity::relation;
-use sea_orm::{DatabaseTransaction, Set, TryInsert, sea_query::OnConflict};
+use sea_orm::{DatabaseTransaction, Set};
 use uuid::Uuid;
 
-use super::{Importer, Outcome, Record, RowError, members::ids_by_openid};
+use super::{Importer, Outcome, Record, RowError, insert_new, members::ids_by_openid};
 use crate::error::AppResult;
 
 pub struct RelationsImport {
@@ -66,7 +66,6 @@ impl Importer for RelationsImport {
             if !seen.insert((member_id, r.friend_openid.clone())) {
                 continue;
             }
-            outcome.touched_members.push(member_id);
             models.push(relation::ActiveModel {
                 id: Set(Uuid::now_v7()),
                 account_id: Set(self.account_id),
@@ -75,18 +74,13 @@ impl Importer for RelationsImport {
                 created_at: Set(now),
             });
         }
-        if !models.is_empty() {
-            let mut oc = OnConflict::columns([
-                relation::Column::AccountId,
-                relation::Column::MemberId,
-                relation::Column::FriendOpenid,
-            ]);
-            oc.do_nothing();
-            TryInsert::many(models)
-                .on_conflict(oc)
-                .exec_without_returning(txn)
-                .await?;
-        }
+        let key = [
+            relation::Column::AccountId,
+            relation::Column::MemberId,
+            relation::Column::FriendOpenid,
+        ];
+        let inserted = insert_new(txn, models, &key, relation::Column::MemberId).await?;
+        outcome.touched_members.extend(inserted);
         Ok(errors)
     }
 }
