@@ -77,6 +77,9 @@ impl App {
             )
             .await
             .map_err(|e| anyhow::anyhow!("could not queue the demo personas: {e}"))?;
+            // That pass reads every seeded member: the seed's touches need
+            // no refresh of their own.
+            worker::jobs::refresh::forget(&db, boot.account.id).await?;
         }
         // Queues persona refreshes for the members changes touched.
         worker::jobs::refresh::start(db.clone(), queue.clone(), models.is_some());

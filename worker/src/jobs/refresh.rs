@@ -75,6 +75,19 @@ pub async fn touch(
     Ok(())
 }
 
+/// Drops the account's touches: for a caller that has just queued a pass
+/// over the whole account, which reads their data anyway.
+///
+/// # Errors
+/// Database errors.
+pub async fn forget(db: &impl ConnectionTrait, account_id: Uuid) -> Result<(), sea_orm::DbErr> {
+    member_touch::Entity::delete_many()
+        .filter(member_touch::Column::AccountId.eq(account_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// Starts the task that turns touches into refresh jobs. With `analysis`,
 /// refreshes analyse the new texts and rebuild the personas; without
 /// models, personas only.
@@ -159,15 +172,27 @@ enum Flushed {
 }
 
 /// Two refreshes at once would both analyse the new messages (each reads
-/// those not analysed yet): touches wait for the running one, which may
-/// take the newest messages along, and become one refresh after it.
-/// Bounded, so a long pass or a dead worker's job cannot keep members
-/// stale.
+/// those not analysed yet): touches wait for the running one (a refresh
+/// or a pass over the account), which may take the newest messages along,
+/// and become one refresh after it. Bounded, so a long pass or a dead
+/// worker's job cannot keep members stale.
 fn held(due: &[DueJob], first: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    now - first < delta(MAX_HOLD)
-        && due
-            .iter()
-            .any(|j| !j.queued() && j.params.get("memberIds").is_some())
+    now - first < delta(MAX_HOLD) && due.iter().any(|j| !j.queued())
+}
+
+/// How much later than the last touch a pass must have started to count
+/// as having read it: the API's and the worker's clocks may differ.
+const CLOCK_MARGIN: Duration = Duration::from_secs(2);
+
+/// A running pass over the account that started after the last touch
+/// reads every touched member's data: nothing to queue (the demo's seed,
+/// say, whose full analysis starts right after its imports).
+fn covered(due: &[DueJob], last: DateTime<Utc>) -> bool {
+    due.iter().any(|j| {
+        !j.queued()
+            && is_full_pass(&j.params)
+            && j.started_at.is_some_and(|s| s - last > delta(CLOCK_MARGIN))
+    })
 }
 
 /// Turns the account's touches into a refresh, under the flush lock:
@@ -187,19 +212,25 @@ async fn flush(
     };
     // Checked before taking the lock too, which a held account would
     // otherwise take on every tick.
-    if held(&due_jobs(db, w.account, kind).await?, w.first, now) {
+    let due = due_jobs(db, w.account, kind).await?;
+    if !covered(&due, w.last) && held(&due, w.first, now) {
         return Ok(Flushed::Held);
     }
     let tx = crate::config::begin_exclusive(db, REFRESH_LOCK).await?;
     let due = due_jobs(&tx, w.account, kind).await?;
-    if held(&due, w.first, now) {
+    let covered = covered(&due, w.last);
+    if !covered && held(&due, w.first, now) {
         tx.rollback().await?;
         return Ok(Flushed::Held);
     }
-    let members = take_touches(&tx, w.account, w.members > FULL_REFRESH_ABOVE as i64).await?;
+    // With `covered`, only the touches read above go (a later one stays).
+    let all = !covered && w.members > FULL_REFRESH_ABOVE as i64;
+    let members = take_touches(&tx, w.account, all, covered.then_some(w.last)).await?;
     let flushed = match &members {
         Some(m) if m.is_empty() => Flushed::Nothing,
-        _ if due.iter().any(|j| j.queued() && is_full_pass(&j.params)) => Flushed::InFullPass,
+        _ if covered || due.iter().any(|j| j.queued() && is_full_pass(&j.params)) => {
+            Flushed::InFullPass
+        }
         _ => {
             // A refresh that waits for a worker takes these members along:
             // one job, and no two that could start together on the same
@@ -230,12 +261,23 @@ async fn flush(
 /// Removes the account's touches and returns their members: exactly the
 /// rows deleted, so a touch committed meanwhile stays for the next flush.
 /// With `all`, for a pass over the whole account, returns `None`: every
-/// touch deleted was committed, so the pass reads its data.
+/// touch deleted was committed, so the pass reads its data. With `until`,
+/// deletes only the touches last touched by then (a running pass read
+/// them) and returns `None`.
 async fn take_touches(
     db: &impl ConnectionTrait,
     account: Uuid,
     all: bool,
+    until: Option<DateTime<Utc>>,
 ) -> Result<Option<Vec<Uuid>>, sea_orm::DbErr> {
+    if let Some(last) = until {
+        member_touch::Entity::delete_many()
+            .filter(member_touch::Column::AccountId.eq(account))
+            .filter(member_touch::Column::LastTouchedAt.lte(last))
+            .exec(db)
+            .await?;
+        return Ok(None);
+    }
     if all {
         member_touch::Entity::delete_many()
             .filter(member_touch::Column::AccountId.eq(account))
@@ -263,6 +305,7 @@ struct DueJob {
     status: String,
     params: Value,
     updated_at: Option<DateTime<Utc>>,
+    started_at: Option<DateTime<Utc>>,
 }
 
 impl DueJob {
@@ -279,12 +322,20 @@ async fn due_jobs(
     kind: JobKind,
 ) -> Result<Vec<DueJob>, sea_orm::DbErr> {
     use entity::job_run;
-    let rows: Vec<(Uuid, String, Value, Option<DateTime<Utc>>)> = job_run::Entity::find()
+    type Row = (
+        Uuid,
+        String,
+        Value,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    );
+    let rows: Vec<Row> = job_run::Entity::find()
         .select_only()
         .column(job_run::Column::Id)
         .column(job_run::Column::Status)
         .column(job_run::Column::Params)
         .column(job_run::Column::UpdatedAt)
+        .column(job_run::Column::StartedAt)
         .filter(job_run::Column::AccountId.eq(account))
         .filter(job_run::Column::Kind.eq(kind.as_str()))
         .filter(job_run::Column::Status.is_in([super::status::QUEUED, super::status::RUNNING]))
@@ -294,11 +345,12 @@ async fn due_jobs(
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, status, params, updated_at)| DueJob {
+        .map(|(id, status, params, updated_at, started_at)| DueJob {
             id,
             status,
             params,
             updated_at,
+            started_at,
         })
         .collect())
 }
@@ -538,6 +590,48 @@ mod tests {
         assert_eq!(j.len(), 1);
         assert!(is_full_pass(&j[0].params), "{}", j[0].params);
         assert_eq!(touches(&db).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_running_pass_that_started_after_the_touches_takes_them() {
+        use sea_orm::sea_query::Expr;
+        let dir = tempfile::tempdir().unwrap();
+        let (db, queue, account) = testing::open(dir.path()).await;
+        let m: Vec<Uuid> = (0..2).map(|_| Uuid::now_v7()).collect();
+        let full = NewJob::now(account, JobKind::AnalyzeTexts, json!({}));
+        enqueue::enqueue(&db, &queue, full).await.unwrap();
+        let runs_since = |t: DateTime<Utc>| {
+            entity::job_run::Entity::update_many()
+                .col_expr(entity::job_run::Column::Status, Expr::value("RUNNING"))
+                .col_expr(entity::job_run::Column::StartedAt, Expr::value(t))
+                .exec(&db)
+        };
+
+        // touched, then the pass started: it reads them
+        touch(&db, account, &m[..1]).await.unwrap();
+        let w = waiting(&db, account).await;
+        runs_since(w.last + chrono::Duration::seconds(3))
+            .await
+            .unwrap();
+        let now = Utc::now();
+        let flushed = flush(&db, &queue, &w, true, now).await.unwrap();
+        assert_eq!(flushed, Flushed::InFullPass);
+        assert_eq!(touches(&db).await, 0);
+        assert_eq!(jobs(&db).await.len(), 1);
+
+        // touched while it runs (or too close to its start to tell): wait
+        touch(&db, account, &m[1..]).await.unwrap();
+        let w = waiting(&db, account).await;
+        runs_since(w.last).await.unwrap();
+        let flushed = flush(&db, &queue, &w, true, now).await.unwrap();
+        assert_eq!(flushed, Flushed::Held);
+        assert_eq!(touches(&db).await, 1);
+        let later = w.first + delta(MAX_HOLD);
+        let flushed = flush(&db, &queue, &w, true, later).await.unwrap();
+        assert_eq!(flushed, Flushed::Queued);
+        let j = jobs(&db).await;
+        assert_eq!(j.len(), 2);
+        assert_eq!(ids(&j[1]), m[1..]);
     }
 
     #[test]
