@@ -994,3 +994,50 @@ async fn imports_refresh_only_the_members_they_changed() {
     assert_eq!(r2["city"], "杭州");
     assert_eq!(next["params"]["memberIds"], json!([r2["id"]]), "{next}");
 }
+
+/// Two API processes on one database, each importing members of the same
+/// account at once: the touches of both become one refresh.
+#[tokio::test]
+async fn two_processes_touching_one_account_queue_one_refresh() {
+    let no_worker = || Options {
+        args: vec!["--no-worker".into()],
+        ..Default::default()
+    };
+    let a = Server::start_with(no_worker()).await;
+    let b = Server::start_with(Options {
+        database_url: Some(a.database_url.clone()),
+        ..no_worker()
+    })
+    .await;
+    for round in 0..3 {
+        let csv_a = format!("openid\no_a{round}_1\no_a{round}_2\n");
+        let csv_b = format!("openid\no_b{round}_1\no_b{round}_2\n");
+        let (ra, rb) = tokio::join!(
+            a.import(ADMIN_KEY, "importMembers", "CSV", &csv_a),
+            b.import(ADMIN_KEY, "importMembers", "CSV", &csv_b)
+        );
+        assert_eq!(
+            (ra["accepted"].clone(), rb["accepted"].clone()),
+            (json!(2), json!(2))
+        );
+    }
+    let total = |q: &Vec<Value>| {
+        q.iter()
+            .map(|j| j["params"]["memberIds"].as_array().map_or(0, Vec::len))
+            .sum::<usize>()
+    };
+    let q = eventually(30, || async {
+        let q = queued_refreshes(&a).await;
+        (total(&q) == 12).then_some(q)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "members missing from the refreshes:\n{}\n{}",
+            a.log(),
+            b.log()
+        )
+    });
+    assert_eq!(q.len(), 1, "one refresh for both processes' members: {q:?}");
+    assert_eq!(a.sql_count("SELECT COUNT(*) FROM member_touch").await, 0);
+}
