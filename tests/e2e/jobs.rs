@@ -779,6 +779,19 @@ async fn metrics_show_the_job_backlog_and_a_stalled_job() {
 /// Members touched while their refresh waits for a worker join that
 /// refresh: one job for all of them, not one per flush (two could start
 /// together on the same members, in this process or another).
+/// An API process that runs no jobs: what it queues stays queued.
+fn no_worker() -> Options {
+    Options {
+        args: vec!["--no-worker".into()],
+        ..Default::default()
+    }
+}
+
+/// How many members a refresh job names (0 for a pass over the account).
+fn members_of(j: &Value) -> usize {
+    j["params"]["memberIds"].as_array().map_or(0, Vec::len)
+}
+
 /// The persona refreshes (of servers without models) waiting for a worker.
 async fn queued_refreshes(s: &Server) -> Vec<Value> {
     s.gql(
@@ -793,13 +806,8 @@ async fn queued_refreshes(s: &Server) -> Vec<Value> {
 
 #[tokio::test]
 async fn members_touched_while_their_refresh_waits_join_it() {
-    let s = Server::start_with(Options {
-        args: vec!["--no-worker".into()],
-        ..Default::default()
-    })
-    .await;
+    let s = Server::start_with(no_worker()).await;
     let queued = || queued_refreshes(&s);
-    let members_of = |j: &Value| j["params"]["memberIds"].as_array().map_or(0, Vec::len);
     // Every member `openids` adds is in the one queued refresh, once the
     // flush has run.
     let join = |openids: &'static str, total: usize| {
@@ -854,10 +862,6 @@ async fn members_touched_while_their_refresh_waits_join_it() {
 /// while they wait leaves them to the next one, which queues their refresh.
 #[tokio::test]
 async fn members_waiting_for_a_refresh_outlive_their_process() {
-    let no_worker = || Options {
-        args: vec!["--no-worker".into()],
-        ..Default::default()
-    };
     let mut a = Server::start_with(no_worker()).await;
     a.import(ADMIN_KEY, "importMembers", "CSV", "openid\no_h1\no_h2\n")
         .await;
@@ -908,11 +912,7 @@ async fn members_waiting_for_a_refresh_outlive_their_process() {
 /// a member whose data changed is refreshed alone.
 #[tokio::test]
 async fn imports_refresh_only_the_members_they_changed() {
-    let s = Server::start_with(Options {
-        args: vec!["--no-worker".into()],
-        ..Default::default()
-    })
-    .await;
+    let s = Server::start_with(no_worker()).await;
     let files = [
         (
             "importMembers",
@@ -945,10 +945,7 @@ async fn imports_refresh_only_the_members_they_changed() {
         let r = s.import(ADMIN_KEY, what, format, data).await;
         assert_eq!(r["accepted"], rows, "{what}: {r}");
     }
-    let both = |q: &Vec<Value>| {
-        q.iter()
-            .any(|j| j["params"]["memberIds"].as_array().map_or(0, Vec::len) == 2)
-    };
+    let both = |q: &Vec<Value>| q.iter().any(|j| members_of(j) == 2);
     let first = eventually(30, || async {
         let q = queued_refreshes(&s).await;
         both(&q).then_some(q)
@@ -999,10 +996,6 @@ async fn imports_refresh_only_the_members_they_changed() {
 /// account at once: the touches of both become one refresh.
 #[tokio::test]
 async fn two_processes_touching_one_account_queue_one_refresh() {
-    let no_worker = || Options {
-        args: vec!["--no-worker".into()],
-        ..Default::default()
-    };
     let a = Server::start_with(no_worker()).await;
     let b = Server::start_with(Options {
         database_url: Some(a.database_url.clone()),
@@ -1021,11 +1014,7 @@ async fn two_processes_touching_one_account_queue_one_refresh() {
             (json!(2), json!(2))
         );
     }
-    let total = |q: &Vec<Value>| {
-        q.iter()
-            .map(|j| j["params"]["memberIds"].as_array().map_or(0, Vec::len))
-            .sum::<usize>()
-    };
+    let total = |q: &Vec<Value>| q.iter().map(members_of).sum::<usize>();
     let q = eventually(30, || async {
         let q = queued_refreshes(&a).await;
         (total(&q) == 12).then_some(q)

@@ -279,10 +279,7 @@ async fn take_touches(
         return Ok(None);
     }
     if all {
-        member_touch::Entity::delete_many()
-            .filter(member_touch::Column::AccountId.eq(account))
-            .exec(db)
-            .await?;
+        forget(db, account).await?;
         return Ok(None);
     }
     let delete = Query::delete()

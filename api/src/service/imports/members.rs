@@ -162,12 +162,16 @@ impl Importer for MembersImport {
             }
             update.push(member::Column::UpdatedAt);
             upsert(txn, self.account_id, &rows, &update, now).await?;
-            let ids = ids_by_openid(
-                txn,
-                self.account_id,
-                rows.iter().map(|(_, r)| r.openid.clone()),
-            )
-            .await?;
+            // Stored members keep their ids; a new one's is looked up, as
+            // another import may have inserted the openid meanwhile.
+            let (known, new): (Vec<_>, Vec<_>) = rows
+                .iter()
+                .partition(|(_, r)| stored.contains_key(&r.openid));
+            outcome
+                .touched_members
+                .extend(known.iter().map(|(_, r)| stored[&r.openid].id));
+            let new = new.into_iter().map(|(_, r)| r.openid.clone());
+            let ids = ids_by_openid(txn, self.account_id, new).await?;
             outcome.touched_members.extend(ids.into_values());
         }
         Ok(Vec::new())

@@ -42,7 +42,8 @@ pub struct Outcome {
     pub accepted: usize,
     pub rejected_count: usize,
     pub rejected: Vec<RowError>,
-    /// Members whose data changed: the persona jobs refresh exactly these.
+    /// Members whose data the rows being written change, recorded for a
+    /// refresh in the same transaction ([`worker::jobs::refresh::touch`]).
     pub touched_members: Vec<Uuid>,
 }
 
@@ -245,8 +246,6 @@ pub async fn run<I: Importer + Sync>(
     flush(db, importer, &mut chunk, &mut outcome).await?;
     stats.track(db, outcome.accepted).await;
     outcome.rejected.sort_by_key(|e| e.line);
-    outcome.touched_members.sort();
-    outcome.touched_members.dedup();
     Ok(outcome)
 }
 
@@ -400,7 +399,6 @@ async fn flush<I: Importer + Sync>(
         Ok(errors) => {
             txn.commit().await?;
             outcome.accepted += n - errors.len();
-            outcome.touched_members.append(&mut scratch.touched_members);
             for e in errors {
                 outcome.reject(e);
             }
@@ -415,7 +413,6 @@ async fn flush<I: Importer + Sync>(
                     Ok(errors) => {
                         txn.commit().await?;
                         outcome.accepted += 1 - errors.len().min(1);
-                        outcome.touched_members.append(&mut scratch.touched_members);
                         for e in errors {
                             outcome.reject(e);
                         }
